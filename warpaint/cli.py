@@ -1,0 +1,331 @@
+"""Command line: ``warpaint stylize | demo | score``. A thin layer over the Python API.
+
+Exit codes: 0 success, 2 bad input (one-line message on stderr), 130 interrupted (the
+current image is written first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import InputError, OutputError, WarpaintError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+# -- parser ---------------------------------------------------------------------------------
+def _add_config_flags(p: argparse.ArgumentParser, **overrides: Any) -> None:
+    from .stylize import StylizeConfig
+
+    g = p.add_argument_group("stylization options")
+    for f in fields(StylizeConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = overrides.get(f.name, f.default)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        kw: dict[str, Any] = {"default": default, "dest": f.name,
+                              "help": f"{f.metadata['help']} (default: {shown or 'none'})"}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        kw["type"] = f.metadata.get("type", type(f.default))
+        g.add_argument(flag, **kw)
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output options")
+    g.add_argument("--original-size", action="store_true",
+                   help="write the result at the content image's own resolution (upsampled)")
+    g.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="save the current image every N steps (default: 0 = never)")
+    g.add_argument("--snapshot-dir", type=Path, default=None, metavar="DIR",
+                   help="folder for snapshots (default: OUTPUT_STEM_snapshots beside the output)")
+    g.add_argument("--loss-curve", type=Path, default=None, metavar="PNG",
+                   help="save a plot of the losses per step to this PNG")
+    g.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write a JSON summary (sizes, steps, seconds, device, dtype, losses) "
+                        "to FILE, or to stdout without FILE")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warpaint", description="Neural style transfer (Gatys et al.) on VGG19.")
+    parser.add_argument("--version", action="version", version=f"warpaint {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("stylize", help="stylize an image (or a folder of images)",
+                       description="Stylize CONTENT with one or more STYLE images. CONTENT may "
+                                   "be a file, a folder of images (batch: -o is then a folder) "
+                                   "or - for standard input.")
+    p.add_argument("content", help="content image, folder of images, or - (stdin)")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (.png, .jpg, ...), folder for a batch, or - (PNG to stdout)")
+    _add_config_flags(p)
+    _add_output_flags(p)
+
+    p = sub.add_parser("demo", help="run the main job on built-in images (no download)",
+                       description="Stylize matplotlib's sample photo with warpaint's own "
+                                   "generated swirling-night painting.")
+    p.add_argument("-o", "--output", default="warpaint_demo.png", help="output file")
+    p.add_argument("--save-inputs", type=Path, default=None, metavar="DIR",
+                   help="also write the two built-in input images to DIR")
+    _add_config_flags(p)
+    _add_output_flags(p)
+
+    p = sub.add_parser("score", help="content and style distances of a result",
+                       description="Content distance (relu4_2) and style distance (mean Gram "
+                                   "distance over relu1_1..relu5_1) at a fixed size. Lower is better.")
+    p.add_argument("content")
+    p.add_argument("style")
+    p.add_argument("output")
+    p.add_argument("--size", type=int, default=512, help="evaluation long side, px (default: 512)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _list_images(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in folder")
+    return files
+
+
+def _jobs(content: str, output: str, inputs: Sequence[str]) -> list[tuple[str, str]]:
+    """(content, output) pairs; validates paths before any work starts."""
+    if content != "-" and Path(content).is_dir():
+        out_dir = Path(output)
+        if output == "-" or (out_dir.exists() and not out_dir.is_dir()):
+            raise OutputError(f"{output}: for a folder of content images, -o must be a folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pairs = [(str(c), str(out_dir / f"{c.stem}.png")) for c in _list_images(Path(content))]
+    else:
+        pairs = [(content, output)]
+    for _, out in pairs:
+        if out == "-":
+            continue
+        for src in inputs:
+            if src != "-" and Path(out).exists() and _same_file(src, out):
+                raise OutputError(f"{out}: output is the same file as input {src}; "
+                                  "refusing to overwrite an input")
+        from .io import WRITE_FORMATS
+
+        if Path(out).suffix.lower() not in WRITE_FORMATS:
+            raise OutputError(f"{out}: unknown output extension; use one of "
+                              f"{', '.join(sorted(WRITE_FORMATS))}")
+        parent = Path(out).parent
+        if not parent.is_dir():
+            raise OutputError(f"{out}: output folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise OutputError(f"{out}: output folder {parent} is not writable")
+    return pairs
+
+
+def _read(src: str):
+    from .io import load_image
+
+    return load_image(sys.stdin.buffer if src == "-" else src)
+
+
+def _write(image, dest: str) -> None:
+    from .io import save_image
+
+    save_image(image, sys.stdout.buffer if dest == "-" else dest)
+
+
+class _Run:
+    """Callback of one CLI run: progress bar, snapshots, loss history, last image."""
+
+    def __init__(self, args: argparse.Namespace, output: str, label: str) -> None:
+        self.args, self.history, self.scale_starts = args, [], []
+        self.last = None
+        self.bar = None
+        self.label = label
+        self.snap_dir = None
+        if args.snapshot_every > 0:
+            base = Path(output if output != "-" else "warpaint")
+            self.snap_dir = args.snapshot_dir or base.with_name(base.stem + "_snapshots")
+            self.snap_dir.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, it) -> None:
+        from .io import save_image
+
+        if self.bar is None and not self.args.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=it.total, desc=self.label, unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
+        if it.step == 1:
+            self.scale_starts.append(it.done - 1)
+        self.history.append(it.losses)
+        self.last = it
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{it.size[1]}x{it.size[0]} " + " ".join(
+                f"{k}={v:.3g}" for k, v in it.losses.items()), refresh=False)
+            self.bar.update(1)
+        if self.snap_dir is not None and it.done % self.args.snapshot_every == 0:
+            save_image(it.image, self.snap_dir / f"step_{it.done:05d}.png")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _config(args: argparse.Namespace):
+    from .stylize import StylizeConfig
+
+    return StylizeConfig(**{f.name: getattr(args, f.name) for f in fields(StylizeConfig)})
+
+
+def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs: Sequence[str],
+              *, loaded: dict[str, Any] | None = None) -> int:
+    import torch
+
+    from .io import resize
+    from .stylize import Stylizer
+
+    cfg = _config(args)
+    loaded = loaded or {}
+    styles = [loaded.get(s) if s in loaded else _read(s) for s in style_srcs]
+    stylizer = Stylizer(cfg)
+    summaries = []
+    for content_src, out in pairs:
+        content = loaded.get(content_src) if content_src in loaded else _read(content_src)
+        label = {"-": "stdin", "demo-content": "demo"}.get(content_src, Path(content_src).name)
+        run = _Run(args, out, label)
+        t0 = time.perf_counter()
+        try:
+            result = stylizer.run(content, styles, callback=run)
+        except KeyboardInterrupt:
+            run.close()
+            if run.last is not None:
+                hw = cfg.scales(tuple(content.shape[-2:]))[-1]
+                img = resize(run.last.image.detach().float().cpu(), hw)
+                if args.original_size:
+                    img = resize(img, tuple(content.shape[-2:]))
+                _write(img, out)
+                print(f"warpaint: interrupted; wrote the current image (step {run.last.done} of "
+                      f"{run.last.total}) to {out}", file=sys.stderr)
+            else:
+                print("warpaint: interrupted before the first step; nothing written",
+                      file=sys.stderr)
+            return 130
+        run.close()
+        seconds = time.perf_counter() - t0
+        if args.original_size:
+            result = resize(result, tuple(content.shape[-2:]))
+        _write(result, out)
+        title = (f"{result.shape[-1]}x{result.shape[-2]} px, {len(run.history)} steps, "
+                 f"{stylizer.device.type}, {str(stylizer.dtype).removeprefix('torch.')}")
+        if args.loss_curve is not None:
+            from .plots import save_loss_curve
+
+            curve = args.loss_curve if len(pairs) == 1 else \
+                args.loss_curve.with_name(f"{args.loss_curve.stem}_{Path(out).stem}.png")
+            save_loss_curve(run.history, curve, scale_starts=run.scale_starts, title=title)
+        summaries.append({
+            "content": content_src, "styles": list(style_srcs), "output": out,
+            "content_size": [int(content.shape[-1]), int(content.shape[-2])],
+            "output_size": [int(result.shape[-1]), int(result.shape[-2])],
+            "scales": [[w, h] for h, w in cfg.scales(tuple(content.shape[-2:]))],
+            "steps": len(run.history), "seconds": round(seconds, 3),
+            "device": str(stylizer.device), "dtype": str(stylizer.dtype).removeprefix("torch."),
+            "final_losses": run.history[-1] if run.history else {},
+            "config": asdict(cfg), "torch_threads": torch.get_num_threads(),
+        })
+        if not args.quiet and out != "-":
+            print(f"wrote {out} ({title}, {seconds:.1f} s)", file=sys.stderr)
+    if args.json is not None:
+        text = json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            from .io import write_bytes_atomic
+
+            write_bytes_atomic((text + "\n").encode(), args.json)
+    return 0
+
+
+# -- commands -------------------------------------------------------------------------------
+def cmd_stylize(args: argparse.Namespace) -> int:
+    inputs = [args.content, *args.styles]
+    if inputs.count("-") > 1:
+        raise InputError("only one input can be read from stdin (-)")
+    if args.output == "-" and args.json == "-":
+        raise InputError("--json without FILE prints to stdout, which -o - already uses")
+    pairs = _jobs(args.content, args.output, inputs)
+    _config(args)  # validate options before reading any image
+    return _run_jobs(args, pairs, args.styles)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo_content, demo_style
+    from .io import save_image
+
+    pairs = _jobs("demo-content", args.output, [])
+    _config(args)
+    content, style = demo_content(), demo_style()
+    if args.save_inputs is not None:
+        args.save_inputs.mkdir(parents=True, exist_ok=True)
+        save_image(content, args.save_inputs / "demo_content.png")
+        save_image(style, args.save_inputs / "demo_style.png")
+    return _run_jobs(args, pairs, ["demo-style"],
+                     loaded={"demo-content": content, "demo-style": style})
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .device import pick_device
+    from .score import score
+    from .vgg import VGGFeatures
+
+    if args.size < 16:
+        raise InputError(f"--size must be at least 16, got {args.size}")
+    c, s, o = _read(args.content), _read(args.style), _read(args.output)
+    vgg = VGGFeatures().to(pick_device(args.device))
+    result = score(c, s, o, size=args.size, vgg=vgg)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(f"content distance {result.content:.4f}  style distance {result.style:.4f}  "
+              f"(at {args.size} px; lower is better)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
+    command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score}[args.command]
+    try:
+        return command(args)
+    except WarpaintError as e:
+        print(f"warpaint: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("warpaint: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

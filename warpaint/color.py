@@ -1,0 +1,86 @@
+"""Colour preservation (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer").
+
+Two methods:
+
+* ``luminance``: style transfer runs on luminance only (the style's luminance first matched
+  in mean and spread to the content's); the result's luminance is then joined with the
+  content's chroma (YCbCr).
+* ``histogram``: the style image's colours are mapped onto the content's colour distribution
+  (mean and covariance, a linear map with symmetric matrix square roots) before transfer.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import kornia.color
+import torch
+from torch import Tensor
+
+from .io import resize
+
+ColorMode = Literal["none", "luminance", "histogram"]
+
+
+def luminance(image: Tensor) -> Tensor:
+    """Luma Y of (B, 3, H, W) RGB images, shape (B, 1, H, W)."""
+    return kornia.color.rgb_to_ycbcr(image)[:, :1]
+
+
+def gray3(image: Tensor) -> Tensor:
+    """Luma replicated to three channels: a grayscale image in the library's RGB contract."""
+    return luminance(image).expand(-1, 3, -1, -1).contiguous()
+
+
+def match_luminance(style: Tensor, content: Tensor) -> Tensor:
+    """Grayscale ``style`` whose luma has the mean and standard deviation of ``content``'s.
+
+    Args:
+        style: (B, 3, H, W) RGB.
+        content: (B, 3, H', W') RGB.
+    Returns:
+        (B, 3, H, W) gray RGB in [0, 1].
+    """
+    ys, yc = luminance(style), luminance(content)
+    out = (ys - ys.mean()) / ys.std().clamp_min(1e-6) * yc.std() + yc.mean()
+    return out.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
+
+
+def join_luminance(luma_source: Tensor, chroma_source: Tensor) -> Tensor:
+    """Image with the luma of ``luma_source`` and the chroma (Cb, Cr) of ``chroma_source``.
+
+    ``chroma_source`` is resized to ``luma_source``'s size. Both are (B, 3, H, W) RGB.
+    """
+    y = kornia.color.rgb_to_ycbcr(luma_source)[:, :1]
+    cbcr = kornia.color.rgb_to_ycbcr(resize(chroma_source, tuple(luma_source.shape[-2:])))[:, 1:]
+    return kornia.color.ycbcr_to_rgb(torch.cat([y, cbcr], 1)).clamp(0, 1)
+
+
+def _sym_sqrt(cov: Tensor, inverse: bool = False) -> Tensor:
+    vals, vecs = torch.linalg.eigh(cov)
+    vals = vals.clamp_min(1e-8)
+    vals = vals.rsqrt() if inverse else vals.sqrt()
+    return vecs @ torch.diag_embed(vals) @ vecs.transpose(-1, -2)
+
+
+def match_color(source: Tensor, target: Tensor) -> Tensor:
+    """Map ``source``'s colours onto ``target``'s colour mean and covariance.
+
+    ``x' = C_t^{1/2} C_s^{-1/2} (x - mu_s) + mu_t`` per image, clamped to [0, 1].
+
+    Args:
+        source: (B, 3, H, W) RGB whose colours change (the style image).
+        target: (B, 3, H', W') RGB giving the colour distribution (the content image).
+    Returns:
+        (B, 3, H, W).
+    """
+    b = source.shape[0]
+    s = source.double().reshape(b, 3, -1)
+    t = target.double().reshape(target.shape[0], 3, -1)
+    mu_s, mu_t = s.mean(-1, keepdim=True), t.mean(-1, keepdim=True)
+    cs = (s - mu_s) @ (s - mu_s).transpose(1, 2) / s.shape[-1]
+    ct = (t - mu_t) @ (t - mu_t).transpose(1, 2) / t.shape[-1]
+    eye = torch.eye(3, dtype=torch.float64) * 1e-5
+    m = _sym_sqrt(ct + eye) @ _sym_sqrt(cs + eye, inverse=True)
+    out = m @ (s - mu_s) + mu_t
+    return out.reshape(source.shape).to(source.dtype).clamp(0, 1)

@@ -1,0 +1,200 @@
+"""Image files <-> tensors. The only module that touches image files.
+
+Inside warpaint an image is always a float32 tensor of shape (1, 3, H, W), RGB, sRGB-encoded,
+in [0, 1]. This module converts from every mode Pillow reads (grayscale, palette, RGBA, CMYK,
+16-bit, EXIF-rotated) and writes outputs atomically.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from .errors import InputError, OutputError, check_image
+
+PathLike = str | os.PathLike[str]
+
+#: Default limit on decoded pixels (a guard against decompression bombs): 100 megapixels.
+MAX_PIXELS = 100_000_000
+
+#: Extensions we can write, mapped to Pillow format names.
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
+                 ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited onto white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im).convert("RGB")
+    return im.convert("RGB")
+
+
+def pil_to_tensor(im: Image.Image) -> Tensor:
+    """A Pillow image of any mode as a (1, 3, H, W) float32 tensor in [0, 1]."""
+    a = np.asarray(_to_rgb(im), dtype=np.uint8)
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+
+
+def tensor_to_pil(image: Tensor) -> Image.Image:
+    """The first image of a (B, 3, H, W) tensor in [0, 1] as an 8-bit RGB Pillow image."""
+    check_image(image)
+    a = image[0].detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0)
+    return Image.fromarray(a.cpu().numpy(), "RGB")
+
+
+def _open(source: PathLike | BinaryIO, max_pixels: int) -> Image.Image:
+    name = getattr(source, "name", None) or str(source)
+    if not isinstance(source, (str, os.PathLike)):
+        data = source.read()
+        if not data:
+            raise InputError(f"{name}: empty input")
+        source = _io.BytesIO(data)
+    else:
+        p = Path(source)
+        if not p.exists():
+            raise InputError(f"{p}: no such file")
+        if p.is_dir():
+            raise InputError(f"{p}: is a directory, expected an image file")
+        if p.stat().st_size == 0:
+            raise InputError(f"{p}: empty file (0 bytes)")
+    old = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(source)
+            if im.width * im.height > max_pixels:
+                raise InputError(
+                    f"{name}: {im.width}x{im.height} px exceeds the limit of {max_pixels} pixels")
+            im.load()  # decode now, so truncated files fail here
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"{name}: image too large ({e})") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not an image file Pillow can read") from None
+    except OSError as e:
+        raise InputError(f"{name}: cannot decode image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    return im
+
+
+def load_image(source: PathLike | BinaryIO, *, max_pixels: int = MAX_PIXELS) -> Tensor:
+    """Read an image file (or binary stream) as a (1, 3, H, W) float32 sRGB tensor in [0, 1].
+
+    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted to
+    RGB; transparency is composited onto white.
+
+    Raises:
+        InputError: missing, directory, empty, truncated, non-image or over ``max_pixels``.
+    """
+    im = _open(source, max_pixels)
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - a corrupt EXIF block must not stop us
+        pass
+    return pil_to_tensor(im)
+
+
+def fit_long_side(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(H, W) scaled so the longer side equals ``long_side``, aspect ratio kept.
+
+    Example:
+        >>> fit_long_side((768, 1024), 512)
+        (384, 512)
+    """
+    h, w = hw
+    s = long_side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
+    """Resize (B, C, H, W) images to ``hw`` with antialiased bicubic filtering, clamped to [0, 1]."""
+    if tuple(image.shape[-2:]) == tuple(hw):
+        return image
+    down = hw[0] < image.shape[-2] or hw[1] < image.shape[-1]
+    out = F.interpolate(image, size=hw, mode="bicubic", align_corners=False, antialias=down)
+    return out.clamp(0.0, 1.0)
+
+
+def resize_long_side(image: Tensor, long_side: int) -> Tensor:
+    """Resize so the longer side is ``long_side`` px, keeping the aspect ratio."""
+    return resize(image, fit_long_side(tuple(image.shape[-2:]), long_side))  # type: ignore[arg-type]
+
+
+def save_image(image: Tensor | Image.Image, dest: PathLike | BinaryIO, *,
+               fmt: str | None = None, quality: int = 95) -> None:
+    """Write an image atomically: to a temporary file beside ``dest``, then renamed over it.
+
+    Args:
+        image: (B, 3, H, W) tensor in [0, 1] (the first image is written) or a Pillow image.
+        dest: a path (format from its extension) or a binary stream (PNG unless ``fmt``).
+    Raises:
+        OutputError: unknown extension, missing or unwritable folder.
+    """
+    im = image if isinstance(image, Image.Image) else tensor_to_pil(image)
+    if not isinstance(dest, (str, os.PathLike)):
+        buf = _io.BytesIO()
+        im.save(buf, format=fmt or "PNG")
+        dest.write(buf.getvalue())
+        dest.flush()
+        return
+    path = Path(dest)
+    fmt = fmt or WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"{path}: unknown output extension {path.suffix!r}; "
+                          f"use one of {', '.join(sorted(WRITE_FORMATS))}")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory, expected an output file name")
+    buf = _io.BytesIO()
+    im.save(buf, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
+    write_bytes_atomic(buf.getvalue(), path)
+
+
+def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
+    """Write bytes to ``dest`` atomically: a temporary file beside it, then renamed over it.
+
+    Raises:
+        OutputError: missing or unwritable folder.
+    """
+    path = Path(dest)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: output folder {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write to {parent} ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OutputError(f"{path}: cannot write ({e})") from None
+        raise
+
+
+def stdout_binary() -> BinaryIO:
+    """The process's binary standard output."""
+    return sys.stdout.buffer

@@ -1,0 +1,150 @@
+"""Losses of neural style transfer: content, Gram style, total variation.
+
+Every loss is a plain function; the ``nn.Module`` forms store their targets as buffers and
+call the function. Content and style losses are *relative* squared errors (divided by the
+target's squared norm), so one set of default weights works at any image size and for any
+style image, and the values equal the distances that ``warpaint score`` reports.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Reduction = Literal["mean", "none"]
+
+_EPS = 1e-8
+
+
+def _reduce(x: Tensor, reduction: Reduction) -> Tensor:
+    if reduction == "mean":
+        return x.mean()
+    if reduction == "none":
+        return x
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def gram_matrix(feats: Tensor) -> Tensor:
+    """Gram matrix of feature maps, normalized by the number of positions: G = F F^T / (H W).
+
+    Args:
+        feats: (B, C, H, W) features.
+    Returns:
+        (B, C, C) Gram matrices, in float32 even for reduced-precision input.
+    Example:
+        >>> gram_matrix(torch.ones(1, 2, 3, 3))
+        tensor([[[1., 1.],
+                 [1., 1.]]])
+    """
+    b, c, h, w = feats.shape
+    f = feats.reshape(b, c, h * w).float()
+    return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+
+
+def relative_sq_error(x: Tensor, target: Tensor) -> Tensor:
+    """Per-sample ``||x - target||^2 / ||target||^2``.
+
+    Args:
+        x: (B, ...) tensor.
+        target: tensor broadcastable to ``x``.
+    Returns:
+        (B,) relative squared errors.
+    Example:
+        >>> relative_sq_error(torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 4.0]]))
+        tensor([0.5625])
+    """
+    x = x.float()
+    target = target.float().expand_as(x)
+    dims = tuple(range(1, x.ndim))
+    num = (x - target).pow(2).sum(dims)
+    return num / target.pow(2).sum(dims).clamp_min(_EPS)
+
+
+def content_loss(feats: Tensor, target: Tensor, *, reduction: Reduction = "mean") -> Tensor:
+    """Relative content loss ``||F(o) - F(c)||^2 / ||F(c)||^2``.
+
+    Args:
+        feats: (B, C, H, W) features of the image being optimized.
+        target: (B or 1, C, H, W) features of the content image.
+    Returns:
+        scalar, or (B,) with ``reduction="none"``.
+    Note:
+        Gatys et al. use ``0.5 * sum of squares``; dividing by the target's energy makes the
+        weight independent of image size and layer.
+    """
+    return _reduce(relative_sq_error(feats, target), reduction)
+
+
+def style_loss(feats: Tensor, target_gram: Tensor, *, reduction: Reduction = "mean") -> Tensor:
+    """Relative Gram loss ``||G(o) - G(s)||^2 / ||G(s)||^2`` for one layer.
+
+    Args:
+        feats: (B, C, H, W) features of the image being optimized.
+        target_gram: (B or 1, C, C) Gram matrix of the style features.
+    Returns:
+        scalar, or (B,) with ``reduction="none"``.
+    Note:
+        Gatys et al. divide by ``4 N^2 M^2`` and use fixed per-layer weights; our relative
+        form gives every layer the same scale, so per-layer weights mean what they say.
+    """
+    return _reduce(relative_sq_error(gram_matrix(feats), target_gram), reduction)
+
+
+def total_variation(image: Tensor, *, reduction: Reduction = "mean") -> Tensor:
+    """Mean squared difference between neighbouring pixels (isotropic L2 TV) of an image.
+
+    Args:
+        image: (B, C, H, W) the *generated* image (never the style image).
+    Returns:
+        scalar, or (B,) with ``reduction="none"``.
+    Note:
+        Differs from Johnson et al. (2016): the mean rather than the sum, so the weight does
+        not depend on resolution.
+    Example:
+        >>> total_variation(torch.zeros(2, 3, 8, 8), reduction="none")
+        tensor([0., 0.])
+    """
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).flatten(1).mean(1)
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).flatten(1).mean(1)
+    return _reduce(dx + dy, reduction)
+
+
+class ContentLoss(nn.Module):
+    """Module form of :func:`content_loss` holding the target features."""
+
+    def __init__(self, target: Tensor, *, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.register_buffer("target", target.detach())
+        self.reduction: Reduction = reduction
+
+    def forward(self, feats: Tensor) -> Tensor:
+        return content_loss(feats, self.target, reduction=self.reduction)
+
+
+class StyleLoss(nn.Module):
+    """Module form of :func:`style_loss` holding the target Gram matrix."""
+
+    def __init__(self, target_gram: Tensor, *, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.register_buffer("target", target_gram.detach())
+        self.reduction: Reduction = reduction
+
+    def forward(self, feats: Tensor) -> Tensor:
+        return style_loss(feats, self.target, reduction=self.reduction)
+
+
+def blend_grams(grams: list[Tensor], weights: list[float]) -> Tensor:
+    """Weighted mean of Gram matrices of several style images (weights are normalized).
+
+    Example:
+        >>> blend_grams([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)], [1.0, 3.0])[0, 0, 0]
+        tensor(0.7500)
+    """
+    if len(grams) != len(weights) or not grams:
+        raise ValueError("need one blend weight per style image")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"style blend weights must be >= 0 with a positive sum, got {weights}")
+    total = float(sum(weights))
+    return sum(g * (w / total) for g, w in zip(grams, weights))  # type: ignore[return-value]

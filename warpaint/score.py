@@ -1,0 +1,68 @@
+"""Quality report: how far a stylized image is from its content and from its style.
+
+At a fixed evaluation size (long side 512 px by default; every image is resized so its long
+side is that size, the output to the content's evaluation size):
+
+* content distance = ||F(o) - F(c)||^2 / ||F(c)||^2 on relu4_2,
+* style distance = mean over relu1_1..relu5_1 of ||G(o) - G(s)||^2 / ||G(s)||^2 with
+  G = F F^T / (H W),
+
+on the bundled VGG19 with max pooling, in float32. Lower is better on both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import check_image
+from .io import fit_long_side, resize
+from .losses import content_loss, gram_matrix, style_loss
+from .vgg import VGGFeatures
+
+SCORE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+SCORE_CONTENT_LAYER = "relu4_2"
+
+
+@dataclass(frozen=True)
+class Score:
+    """Distances of one output; lower is better."""
+
+    content: float
+    style: float
+    style_per_layer: dict[str, float]
+    size: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"content_distance": self.content, "style_distance": self.style,
+                "style_per_layer": self.style_per_layer, "eval_size": self.size}
+
+
+@torch.no_grad()
+def score(content: Tensor, style: Tensor, output: Tensor, *, size: int = 512,
+          vgg: VGGFeatures | None = None) -> Score:
+    """Content and style distances of ``output`` (all three (1, 3, H, W) RGB in [0, 1]).
+
+    Example:
+        >>> vgg = VGGFeatures(pretrained=False)
+        >>> x = torch.rand(1, 3, 40, 60)
+        >>> s = score(x, x, x, size=64, vgg=vgg)
+        >>> s.content, s.style
+        (0.0, 0.0)
+    """
+    for name, t in (("content", content), ("style", style), ("output", output)):
+        check_image(t, name)
+    vgg = vgg if vgg is not None else VGGFeatures(pooling="max")
+    dev = next(vgg.parameters()).device
+    hw = fit_long_side(tuple(content.shape[-2:]), size)  # type: ignore[arg-type]
+    c = resize(content.float(), hw).to(dev)
+    o = resize(output.float(), hw).to(dev)
+    s = resize(style.float(), fit_long_side(tuple(style.shape[-2:]), size)).to(dev)  # type: ignore[arg-type]
+    layers = (*SCORE_STYLE_LAYERS, SCORE_CONTENT_LAYER)
+    fo, fc, fs = vgg(o, layers), vgg(c, (SCORE_CONTENT_LAYER,)), vgg(s, SCORE_STYLE_LAYERS)
+    per_layer = {n: float(style_loss(fo[n], gram_matrix(fs[n]))) for n in SCORE_STYLE_LAYERS}
+    return Score(content=float(content_loss(fo[SCORE_CONTENT_LAYER], fc[SCORE_CONTENT_LAYER])),
+                 style=sum(per_layer.values()) / len(per_layer), style_per_layer=per_layer,
+                 size=size)

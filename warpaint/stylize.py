@@ -1,0 +1,331 @@
+"""The optimization engine of Gatys et al. style transfer: tensors in, tensor out, no I/O.
+
+Coarse to fine: the image is optimized at a few scales whose long sides double up to
+``size``; each scale starts from the previous result, upsampled. Progress is reported
+through a callback that receives a frozen :class:`Iterate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, fields
+from typing import Callable, Literal, Sequence
+
+import torch
+from torch import Tensor
+
+from . import color
+from .device import enable_fast_math, pick_device, pick_dtype, use_channels_last
+from .errors import InputError, check_image
+from .io import fit_long_side, load_image, resize
+from .losses import blend_grams, content_loss, gram_matrix, style_loss, total_variation
+from .vgg import LAYER_INDEX, VGGFeatures, layer_stride
+
+log = logging.getLogger(__name__)
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYERS = ("relu4_2",)
+
+
+def _layers(value: str | Sequence[str]) -> tuple[str, ...]:
+    return tuple(v for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
+
+
+def _floats(value: str | Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
+
+
+@dataclass(frozen=True)
+class StylizeConfig:
+    """Every option of the optimization engine. The CLI's flags are generated from these."""
+
+    size: int = field(default=512, metadata={"help": "long side of the result in px (aspect ratio kept)"})
+    steps: int = field(default=40, metadata={"help": "optimizer steps at the final scale"})
+    coarse_steps: int = field(default=150, metadata={
+        "help": "optimizer steps at each coarser scale of the coarse-to-fine schedule"})
+    min_size: int = field(default=128, metadata={
+        "help": "long side of the coarsest scale in px; scales double from it up to --size "
+                "(set it to --size for a single scale)"})
+    content_weight: float = field(default=1.0, metadata={"help": "weight of the content loss"})
+    style_weight: float = field(default=20.0, metadata={"help": "weight of the style loss"})
+    tv_weight: float = field(default=0.0, metadata={"help": "weight of the total-variation loss"})
+    content_layers: tuple[str, ...] = field(default=CONTENT_LAYERS, metadata={
+        "help": "comma-separated VGG19 layers for the content loss", "type": _layers})
+    style_layers: tuple[str, ...] = field(default=STYLE_LAYERS, metadata={
+        "help": "comma-separated VGG19 layers for the style loss", "type": _layers})
+    style_layer_weights: tuple[float, ...] = field(default=(), metadata={
+        "help": "comma-separated weights, one per style layer (default: equal)", "type": _floats})
+    style_blend: tuple[float, ...] = field(default=(), metadata={
+        "help": "comma-separated blend weights, one per style image (default: equal)",
+        "type": _floats})
+    style_scale: float = field(default=1.0, metadata={
+        "help": "size of the style image relative to the result's long side"})
+    optimizer: Literal["lbfgs", "adam"] = field(default="lbfgs", metadata={
+        "help": "optimizer over the pixels", "choices": ("lbfgs", "adam")})
+    lr: float = field(default=0.0, metadata={
+        "help": "learning rate (0 = the optimizer's default: 1 for L-BFGS, 0.02 for Adam)"})
+    init: str = field(default="content", metadata={
+        "help": "start image: content, noise, style, or an image file"})
+    pooling: Literal["max", "avg"] = field(default="max", metadata={
+        "help": "VGG pooling", "choices": ("max", "avg")})
+    preserve_color: color.ColorMode = field(default="none", metadata={
+        "help": "keep the content's colours: none, luminance (style on luma only) or "
+                "histogram (style colours matched to the content first)",
+        "choices": ("none", "luminance", "histogram")})
+    seed: int = field(default=0, metadata={"help": "random seed (noise init)"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA, MPS, CPU), cpu, cuda, mps"})
+    dtype: Literal["auto", "float32", "bfloat16"] = field(default="auto", metadata={
+        "help": "compute dtype of the VGG passes: auto = bfloat16 on CPUs with native bf16, "
+                "else float32 (TF32 on CUDA)", "choices": ("auto", "float32", "bfloat16")})
+
+    def __post_init__(self) -> None:
+        _check_config(self)
+
+    def scales(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
+        """(H, W) of every scale, coarse to fine, for a content image of size ``hw``."""
+        n = max(1, 1 + math.ceil(math.log2(self.size / min(self.min_size, self.size)) - 1e-9))
+        longs = [max(1, round(self.size / 2 ** (n - 1 - i))) for i in range(n)]
+        out = [fit_long_side(hw, s) for s in longs]
+        # Drop coarse scales too small for the deepest VGG layer (extreme aspect ratios).
+        need = _min_side(self)
+        kept = [s for s in out[:-1] if min(s) >= 2 * need] + [out[-1]]
+        return kept
+
+    def steps_at(self, index: int, count: int) -> int:
+        """Optimizer steps at scale ``index`` of ``count``."""
+        return self.steps if index == count - 1 else self.coarse_steps
+
+
+def _min_side(cfg: StylizeConfig) -> int:
+    return max(layer_stride(n) for n in (*cfg.content_layers, *cfg.style_layers))
+
+
+def _check_config(cfg: StylizeConfig) -> None:
+    def bad(msg: str) -> None:
+        raise InputError(msg)
+
+    if cfg.size < 16:
+        bad(f"size must be at least 16 px, got {cfg.size}")
+    if cfg.min_size < 16:
+        bad(f"min_size must be at least 16 px, got {cfg.min_size}")
+    if cfg.steps < 0 or cfg.coarse_steps < 0:
+        bad("steps and coarse_steps must be >= 0")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        if getattr(cfg, name) < 0:
+            bad(f"{name.replace('_', '-')} must be >= 0")
+    if cfg.style_scale <= 0:
+        bad(f"style_scale must be > 0, got {cfg.style_scale}")
+    if cfg.lr < 0:
+        bad(f"lr must be >= 0, got {cfg.lr}")
+    for n in (*cfg.content_layers, *cfg.style_layers):
+        if n not in LAYER_INDEX:
+            bad(f"unknown VGG19 layer {n!r}; use names like relu1_1 ... relu5_4, conv4_2")
+    if not cfg.style_layers:
+        bad("at least one style layer is needed")
+    if cfg.style_layer_weights and len(cfg.style_layer_weights) != len(cfg.style_layers):
+        bad(f"{len(cfg.style_layer_weights)} style layer weights for {len(cfg.style_layers)} layers")
+    if any(w < 0 for w in cfg.style_layer_weights) or (
+            cfg.style_layer_weights and sum(cfg.style_layer_weights) <= 0):
+        bad("style layer weights must be >= 0 with a positive sum")
+    if cfg.optimizer not in ("lbfgs", "adam"):
+        bad(f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
+    if cfg.pooling not in ("max", "avg"):
+        bad(f"pooling must be max or avg, got {cfg.pooling!r}")
+    if cfg.preserve_color not in ("none", "luminance", "histogram"):
+        bad(f"preserve_color must be none, luminance or histogram, got {cfg.preserve_color!r}")
+    if cfg.dtype not in ("auto", "float32", "bfloat16"):
+        bad(f"dtype must be auto, float32 or bfloat16, got {cfg.dtype!r}")
+
+
+def config_fields() -> list:
+    """The dataclass fields of :class:`StylizeConfig` (for generated CLIs and web forms)."""
+    return list(fields(StylizeConfig))
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """One optimizer step, as reported to the callback."""
+
+    scale: int                 # index of the current scale, 0 = coarsest
+    scales: int                # number of scales
+    size: tuple[int, int]      # (H, W) of the current scale
+    step: int                  # 1-based step within this scale
+    steps: int                 # steps at this scale
+    done: int                  # steps done over all scales
+    total: int                 # steps over all scales
+    losses: dict[str, float]   # weighted "content", "style", "tv" and "total"
+    image: Tensor              # (1, 3, H, W) in [0, 1], detached, on the compute device
+
+
+Callback = Callable[[Iterate], None]
+
+
+class Stylizer:
+    """Reusable engine: holds the VGG network on its device, runs many stylizations.
+
+    Example:
+        >>> s = Stylizer(StylizeConfig(size=32, min_size=32, steps=2), pretrained=False)
+        >>> s.run(torch.rand(1, 3, 24, 32), [torch.rand(1, 3, 32, 32)]).shape
+        torch.Size([1, 3, 24, 32])
+    """
+
+    def __init__(self, cfg: StylizeConfig = StylizeConfig(), *, pretrained: bool = True) -> None:
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.dtype = pick_dtype(cfg.dtype, self.device)
+        self.channels_last = use_channels_last(self.device, self.dtype)
+        enable_fast_math(self.device)
+        vgg = VGGFeatures(pooling=cfg.pooling, pretrained=pretrained).to(self.device)
+        self.vgg = vgg.to(memory_format=torch.channels_last) if self.channels_last else vgg
+        self.layers = tuple(dict.fromkeys((*cfg.content_layers, *cfg.style_layers)))
+
+    # -- pieces -------------------------------------------------------------------------
+    def _features(self, image: Tensor) -> dict[str, Tensor]:
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.dtype,
+                            enabled=self.dtype != torch.float32):
+            return self.vgg(image, self.layers)
+
+    @torch.no_grad()
+    def _targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
+                 hw: tuple[int, int]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        cfg = self.cfg
+        feats = self._features(resize(content, hw))
+        content_t = {n: feats[n].float() for n in cfg.content_layers}
+        style_long = max(16, round(max(hw) * cfg.style_scale))
+        per_style = []
+        for s in styles:
+            sf = self._features(resize(s, fit_long_side(tuple(s.shape[-2:]), style_long)))
+            per_style.append({n: gram_matrix(sf[n]) for n in cfg.style_layers})
+        style_t = {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
+        return content_t, style_t
+
+    def losses(self, image: Tensor, content_t: dict[str, Tensor],
+               style_t: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weighted losses of ``image`` against precomputed targets."""
+        cfg = self.cfg
+        feats = self._features(image)
+        c = sum(content_loss(feats[n], content_t[n]) for n in cfg.content_layers)
+        c = c / len(cfg.content_layers)
+        lw = cfg.style_layer_weights or (1.0,) * len(cfg.style_layers)
+        s = sum(w * style_loss(feats[n], style_t[n]) for n, w in zip(cfg.style_layers, lw))
+        s = s / sum(lw)
+        out = {"content": cfg.content_weight * c, "style": cfg.style_weight * s}
+        if cfg.tv_weight > 0:
+            out["tv"] = cfg.tv_weight * total_variation(image.float())
+        out["total"] = sum(out.values())  # type: ignore[assignment]
+        return out
+
+    def _init_image(self, content: Tensor, styles: Sequence[Tensor], hw: tuple[int, int]) -> Tensor:
+        init = self.cfg.init
+        if init == "content":
+            return resize(content, hw)
+        if init == "noise":
+            g = torch.Generator().manual_seed(self.cfg.seed)
+            return torch.rand((1, 3, *hw), generator=g).to(content.device)
+        if init == "style":
+            return resize(styles[0], hw)
+        return resize(load_image(init).to(content.device), hw)
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self, content: Tensor, styles: Sequence[Tensor], *,
+            callback: Callback | None = None) -> Tensor:
+        """Stylize ``content`` with the (blended) ``styles``.
+
+        Args:
+            content: (1, 3, H, W) RGB in [0, 1], any size (it is resized to ``cfg.size``).
+            styles: one or more (1, 3, H', W') RGB images in [0, 1].
+            callback: called after every optimizer step with an :class:`Iterate`.
+        Returns:
+            (1, 3, h, w) in [0, 1] on the CPU, with ``max(h, w) == cfg.size`` and the
+            content's aspect ratio.
+        """
+        cfg = self.cfg
+        check_image(content, "content")
+        if content.shape[0] != 1:
+            raise InputError("content must be a single image (batch size 1)")
+        if not styles:
+            raise InputError("at least one style image is needed")
+        for i, s in enumerate(styles):
+            check_image(s, f"style[{i}]")
+        blend = cfg.style_blend or (1.0,) * len(styles)
+        if len(blend) != len(styles):
+            raise InputError(f"{len(blend)} style blend weights for {len(styles)} style images")
+        torch.manual_seed(cfg.seed)
+
+        dev = self.device
+        content = content.to(dev, torch.float32)
+        styles = [s.to(dev, torch.float32) for s in styles]
+        original_content = content
+        if cfg.preserve_color == "luminance":
+            styles = [color.match_luminance(s, content) for s in styles]
+            content = color.gray3(content)
+        elif cfg.preserve_color == "histogram":
+            styles = [color.match_color(s, content) for s in styles]
+
+        hw_full = tuple(content.shape[-2:])
+        scales = cfg.scales(hw_full)  # type: ignore[arg-type]
+        need = _min_side(cfg)
+        if min(scales[-1]) < need:
+            raise InputError(
+                f"at size {cfg.size} the image would be {scales[-1][1]}x{scales[-1][0]} px; "
+                f"the short side must be at least {need} px for layer "
+                f"{max((*cfg.content_layers, *cfg.style_layers), key=LAYER_INDEX.__getitem__)}: "
+                "the aspect ratio is too extreme, or raise --size")
+        total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
+        done = 0
+        image = self._init_image(content, styles, scales[0])
+        t0 = time.perf_counter()
+        for si, hw in enumerate(scales):
+            image = resize(image, hw).detach().clone()
+            content_t, style_t = self._targets(content, styles, blend, hw)
+            steps = cfg.steps_at(si, len(scales))
+            for step, losses in enumerate(self._optimize(image, content_t, style_t, steps), 1):
+                done += 1
+                if callback is not None:
+                    callback(Iterate(si, len(scales), hw, step, steps, done, total, losses,
+                                     image.detach()))
+            log.info("scale %d/%d %dx%d: %d steps, %.1f s", si + 1, len(scales), hw[1], hw[0],
+                     steps, time.perf_counter() - t0)
+        image = image.detach()
+        if cfg.preserve_color == "luminance":
+            image = color.join_luminance(image, original_content)
+        return image.cpu()
+
+    def _optimize(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
+                  steps: int):
+        """Optimize ``image`` in place for ``steps`` steps, yielding the losses of each step."""
+        cfg = self.cfg
+        if steps == 0:
+            return
+        image.requires_grad_(True)
+        if cfg.optimizer == "lbfgs":
+            opt: torch.optim.Optimizer = torch.optim.LBFGS(
+                [image], lr=cfg.lr or 1.0, max_iter=1, history_size=50, tolerance_grad=0.0,
+                tolerance_change=0.0)
+        else:
+            opt = torch.optim.Adam([image], lr=cfg.lr or 0.02)
+        last: dict[str, Tensor] = {}
+
+        def closure() -> Tensor:
+            opt.zero_grad(set_to_none=True)
+            out = self.losses(image, content_t, style_t)
+            out["total"].backward()
+            last.update(out)
+            return out["total"]
+
+        for _ in range(steps):
+            opt.step(closure)
+            with torch.no_grad():
+                image.clamp_(0.0, 1.0)  # the box constraint, on our own leaf only
+            yield {k: float(v.detach()) for k, v in last.items()}
+        image.requires_grad_(False)
+
+
+def stylize_tensors(content: Tensor, styles: Sequence[Tensor], cfg: StylizeConfig = StylizeConfig(),
+                    *, callback: Callback | None = None) -> Tensor:
+    """Functional form of :meth:`Stylizer.run` (builds a fresh :class:`Stylizer`)."""
+    return Stylizer(cfg).run(content, styles, callback=callback)
