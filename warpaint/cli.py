@@ -31,8 +31,9 @@ def _add_config_flags(p: argparse.ArgumentParser, **overrides: Any) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = overrides.get(f.name, f.default)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        shown = "none" if shown is None or shown == "" else shown  # 0 and 0.0 are shown as such
         kw: dict[str, Any] = {"default": default, "dest": f.name,
-                              "help": f"{f.metadata['help']} (default: {shown or 'none'})"}
+                              "help": f"{f.metadata['help']} (default: {shown})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         kw["type"] = f.metadata.get("type", type(f.default))
@@ -55,11 +56,19 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (and exit code 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="warpaint", description="Neural style transfer (Gatys et al.) on VGG19.")
     parser.add_argument("--version", action="version", version=f"warpaint {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     p = sub.add_parser("stylize", help="stylize an image (or a folder of images)",
                        description="Stylize CONTENT with one or more STYLE images. CONTENT may "
@@ -101,6 +110,17 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _probe_writable(out: Path) -> None:
+    """Fail before any work if ``out``'s folder cannot take a new file (root ignores modes)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write to {out.parent} ({e.strerror or e})") from None
+
+
 def _list_images(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not files:
@@ -118,10 +138,12 @@ def _jobs(content: str, output: str, inputs: Sequence[str]) -> list[tuple[str, s
         pairs = [(str(c), str(out_dir / f"{c.stem}.png")) for c in _list_images(Path(content))]
     else:
         pairs = [(content, output)]
+    # Every input, including each content file of a batch (the output folder may be the input one).
+    all_inputs = [*inputs, *(c for c, _ in pairs if c not in inputs)]
     for _, out in pairs:
         if out == "-":
             continue
-        for src in inputs:
+        for src in all_inputs:
             if src != "-" and Path(out).exists() and _same_file(src, out):
                 raise OutputError(f"{out}: output is the same file as input {src}; "
                                   "refusing to overwrite an input")
@@ -133,8 +155,7 @@ def _jobs(content: str, output: str, inputs: Sequence[str]) -> list[tuple[str, s
         parent = Path(out).parent
         if not parent.is_dir():
             raise OutputError(f"{out}: output folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise OutputError(f"{out}: output folder {parent} is not writable")
+        _probe_writable(Path(out))
     return pairs
 
 

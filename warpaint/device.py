@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -22,11 +24,11 @@ def pick_device(name: str = "auto") -> torch.device:
         try:
             dev = torch.device(name)
         except RuntimeError:
-            raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+            raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but no CUDA GPU is available")
+            raise InputError("device 'cuda' requested but no CUDA GPU is available")
         if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' requested but Apple MPS is not available")
+            raise InputError("device 'mps' requested but Apple MPS is not available")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -57,7 +59,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "bfloat16":
         return torch.bfloat16
     if name != "auto":
-        raise ValueError(f"dtype must be auto, float32 or bfloat16, got {name!r}")
+        raise InputError(f"dtype must be auto, float32 or bfloat16, got {name!r}")
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return torch.float32

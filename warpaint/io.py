@@ -40,7 +40,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
         a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(a, "L").convert("RGB")
-    if im.mode == "P" and "transparency" in im.info:
+    if im.mode in ("P", "L", "RGB") and "transparency" in im.info:  # tRNS chunk / GIF key
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         im = im.convert("RGBA")
@@ -52,7 +52,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def pil_to_tensor(im: Image.Image) -> Tensor:
     """A Pillow image of any mode as a (1, 3, H, W) float32 tensor in [0, 1]."""
     a = np.asarray(_to_rgb(im), dtype=np.uint8)
-    return torch.from_numpy(a.copy()).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).float().div_(255.0).unsqueeze(0).contiguous()
 
 
 def tensor_to_pil(image: Tensor) -> Image.Image:
@@ -63,7 +63,9 @@ def tensor_to_pil(image: Tensor) -> Image.Image:
 
 
 def _open(source: PathLike | BinaryIO, max_pixels: int) -> Image.Image:
-    name = getattr(source, "name", None) or str(source)
+    # The path as given (a Path's ``.name`` would be the bare file name); a stream's own name.
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else \
+        getattr(source, "name", None) or str(source)
     if not isinstance(source, (str, os.PathLike)):
         data = source.read()
         if not data:
@@ -170,6 +172,19 @@ def save_image(image: Tensor | Image.Image, dest: PathLike | BinaryIO, *,
     write_bytes_atomic(buf.getvalue(), path)
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
     """Write bytes to ``dest`` atomically: a temporary file beside it, then renamed over it.
 
@@ -187,6 +202,7 @@ def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)

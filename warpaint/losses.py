@@ -26,20 +26,26 @@ def _reduce(x: Tensor, reduction: Reduction) -> Tensor:
     raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
 
+def _upcast(x: Tensor) -> Tensor:
+    """``x`` in at least float32: reduced precision is upcast, float64 stays float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def gram_matrix(feats: Tensor) -> Tensor:
     """Gram matrix of feature maps, normalized by the number of positions: G = F F^T / (H W).
 
     Args:
         feats: (B, C, H, W) features.
     Returns:
-        (B, C, C) Gram matrices, in float32 even for reduced-precision input.
+        (B, C, C) Gram matrices, in float32 even for reduced-precision input (float64 stays
+        float64).
     Example:
         >>> gram_matrix(torch.ones(1, 2, 3, 3))
         tensor([[[1., 1.],
                  [1., 1.]]])
     """
     b, c, h, w = feats.shape
-    f = feats.reshape(b, c, h * w).float()
+    f = _upcast(feats.reshape(b, c, h * w))
     return torch.bmm(f, f.transpose(1, 2)) / (h * w)
 
 
@@ -55,8 +61,8 @@ def relative_sq_error(x: Tensor, target: Tensor) -> Tensor:
         >>> relative_sq_error(torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 4.0]]))
         tensor([0.5625])
     """
-    x = x.float()
-    target = target.float().expand_as(x)
+    x = _upcast(x)
+    target = _upcast(target).to(x.dtype).expand_as(x)
     dims = tuple(range(1, x.ndim))
     num = (x - target).pow(2).sum(dims)
     return num / target.pow(2).sum(dims).clamp_min(_EPS)

@@ -42,14 +42,15 @@ class StylizeConfig:
     """Every option of the optimization engine. The CLI's flags are generated from these."""
 
     size: int = field(default=512, metadata={"help": "long side of the result in px (aspect ratio kept)"})
-    steps: int = field(default=40, metadata={"help": "optimizer steps at the final scale"})
-    coarse_steps: int = field(default=150, metadata={
-        "help": "optimizer steps at each coarser scale of the coarse-to-fine schedule"})
+    steps: int = field(default=10, metadata={"help": "optimizer steps at the final scale"})
+    coarse_steps: int = field(default=-1, metadata={
+        "help": "optimizer steps at each coarser scale; -1 = twice the steps of the next "
+                "finer scale (each coarser scale then costs about half as much)"})
     min_size: int = field(default=128, metadata={
-        "help": "long side of the coarsest scale in px; scales double from it up to --size "
-                "(set it to --size for a single scale)"})
+        "help": "long side of the coarsest scale in px (at least): scales halve from --size "
+                "while they stay >= this (set it to --size for a single scale)"})
     content_weight: float = field(default=1.0, metadata={"help": "weight of the content loss"})
-    style_weight: float = field(default=20.0, metadata={"help": "weight of the style loss"})
+    style_weight: float = field(default=10.0, metadata={"help": "weight of the style loss"})
     tv_weight: float = field(default=0.0, metadata={"help": "weight of the total-variation loss"})
     content_layers: tuple[str, ...] = field(default=CONTENT_LAYERS, metadata={
         "help": "comma-separated VGG19 layers for the content loss", "type": _layers})
@@ -85,7 +86,7 @@ class StylizeConfig:
 
     def scales(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
         """(H, W) of every scale, coarse to fine, for a content image of size ``hw``."""
-        n = max(1, 1 + math.ceil(math.log2(self.size / min(self.min_size, self.size)) - 1e-9))
+        n = 1 + math.floor(math.log2(self.size / min(self.min_size, self.size)) + 1e-9)
         longs = [max(1, round(self.size / 2 ** (n - 1 - i))) for i in range(n)]
         out = [fit_long_side(hw, s) for s in longs]
         # Drop coarse scales too small for the deepest VGG layer (extreme aspect ratios).
@@ -94,8 +95,13 @@ class StylizeConfig:
         return kept
 
     def steps_at(self, index: int, count: int) -> int:
-        """Optimizer steps at scale ``index`` of ``count``."""
-        return self.steps if index == count - 1 else self.coarse_steps
+        """Optimizer steps at scale ``index`` of ``count``: ``steps`` at the final scale,
+        ``coarse_steps`` (if set) or twice as many as the next finer scale at coarser ones."""
+        if index == count - 1:
+            return self.steps
+        if self.coarse_steps >= 0:
+            return self.coarse_steps
+        return self.steps * 2 ** (count - 1 - index)
 
 
 def _min_side(cfg: StylizeConfig) -> int:
@@ -110,8 +116,8 @@ def _check_config(cfg: StylizeConfig) -> None:
         bad(f"size must be at least 16 px, got {cfg.size}")
     if cfg.min_size < 16:
         bad(f"min_size must be at least 16 px, got {cfg.min_size}")
-    if cfg.steps < 0 or cfg.coarse_steps < 0:
-        bad("steps and coarse_steps must be >= 0")
+    if cfg.steps < 0 or cfg.coarse_steps < -1:
+        bad("steps must be >= 0 and coarse_steps >= 0 (or -1 for the automatic schedule)")
     for name in ("content_weight", "style_weight", "tv_weight"):
         if getattr(cfg, name) < 0:
             bad(f"{name.replace('_', '-')} must be >= 0")
@@ -122,6 +128,8 @@ def _check_config(cfg: StylizeConfig) -> None:
     for n in (*cfg.content_layers, *cfg.style_layers):
         if n not in LAYER_INDEX:
             bad(f"unknown VGG19 layer {n!r}; use names like relu1_1 ... relu5_4, conv4_2")
+    if not cfg.content_layers:
+        bad("at least one content layer is needed")
     if not cfg.style_layers:
         bad("at least one style layer is needed")
     if cfg.style_layer_weights and len(cfg.style_layer_weights) != len(cfg.style_layers):
@@ -156,7 +164,7 @@ class Iterate:
     done: int                  # steps done over all scales
     total: int                 # steps over all scales
     losses: dict[str, float]   # weighted "content", "style", "tv" and "total"
-    image: Tensor              # (1, 3, H, W) in [0, 1], detached, on the compute device
+    image: Tensor              # (1, 3, H, W) in [0, 1], a detached copy, on the device
 
 
 Callback = Callable[[Iterate], None]
@@ -280,14 +288,16 @@ class Stylizer:
         image = self._init_image(content, styles, scales[0])
         t0 = time.perf_counter()
         for si, hw in enumerate(scales):
-            image = resize(image, hw).detach().clone()
+            # A contiguous leaf: L-BFGS flattens its gradient with .view(-1), which fails on
+            # the channels-last strides of a loaded image used at its own size.
+            image = resize(image, hw).detach().clone(memory_format=torch.contiguous_format)
             content_t, style_t = self._targets(content, styles, blend, hw)
             steps = cfg.steps_at(si, len(scales))
             for step, losses in enumerate(self._optimize(image, content_t, style_t, steps), 1):
                 done += 1
                 if callback is not None:
                     callback(Iterate(si, len(scales), hw, step, steps, done, total, losses,
-                                     image.detach()))
+                                     image.detach().clone()))  # a snapshot: the leaf changes in place
             log.info("scale %d/%d %dx%d: %d steps, %.1f s", si + 1, len(scales), hw[1], hw[0],
                      steps, time.perf_counter() - t0)
         image = image.detach()

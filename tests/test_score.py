@@ -1,0 +1,139 @@
+"""Tests of warpaint.score: content and style distances of a result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from warpaint.cli import main
+from warpaint.errors import ShapeError
+from warpaint.io import resize, save_image
+from warpaint.losses import content_loss, gram_matrix, style_loss
+from warpaint.score import SCORE_CONTENT_LAYER, SCORE_STYLE_LAYERS, Score, score
+from warpaint.stylize import StylizeConfig, Stylizer
+
+
+@pytest.fixture(scope="module")
+def stylized(images) -> dict[str, torch.Tensor]:
+    """A short real run: content 64x48, stripes style, 5 L-BFGS steps."""
+    content, style = images.content(), images.stripes()
+    cfg = StylizeConfig(size=64, min_size=64, steps=5, coarse_steps=0, device="cpu", dtype="float32")
+    return {"content": content, "style": style, "output": Stylizer(cfg).run(content, [style])}
+
+
+class TestScore:
+    def test_identity_is_zero(self, vgg):
+        x = torch.rand(1, 3, 40, 60)
+        s = score(x, x, x, size=64, vgg=vgg)
+        assert s.content == 0.0 and s.style == 0.0
+        assert all(v == 0.0 for v in s.style_per_layer.values())
+
+    def test_cardinality(self, vgg, stylized):
+        s = score(stylized["content"], stylized["style"], stylized["output"], size=64, vgg=vgg)
+        assert isinstance(s, Score) and s.size == 64
+        assert tuple(s.style_per_layer) == SCORE_STYLE_LAYERS
+        assert s.style == pytest.approx(sum(s.style_per_layer.values()) / 5)
+        d = s.as_dict()
+        assert set(d) == {"content_distance", "style_distance", "style_per_layer", "eval_size"}
+        json.dumps(d)  # plain types
+
+    def test_stylized_output(self, vgg, stylized):
+        c, st, o = stylized["content"], stylized["style"], stylized["output"]
+        s = score(c, st, o, size=64, vgg=vgg)
+        base = score(c, st, c, size=64, vgg=vgg)
+        assert s.content > 0.0
+        assert base.content == 0.0
+        assert s.style < base.style  # the run moved towards the style
+
+    def test_reference(self, vgg, stylized):
+        """The distances are the documented formulas on relu4_2 and relu1_1..relu5_1."""
+        c, st, o = stylized["content"], stylized["style"], stylized["output"]
+        fo = vgg(o, (*SCORE_STYLE_LAYERS, SCORE_CONTENT_LAYER))  # already at eval size 64x48
+        fc = vgg(c, (SCORE_CONTENT_LAYER,))
+        fs = vgg(st, SCORE_STYLE_LAYERS)  # 64x64: its long side is the eval size
+        s = score(c, st, o, size=64, vgg=vgg)
+        assert s.content == pytest.approx(content_loss(fo["relu4_2"], fc["relu4_2"]).item(), rel=1e-5)
+        for n in SCORE_STYLE_LAYERS:
+            ref = style_loss(fo[n], gram_matrix(fs[n])).item()
+            assert s.style_per_layer[n] == pytest.approx(ref, rel=1e-5)
+
+    def test_output_resolution_invariance(self, vgg, stylized):
+        """The output is evaluated at the content's evaluation size, whatever its own size."""
+        c, st, o = stylized["content"], stylized["style"], stylized["output"]
+        a = score(c, st, o, size=64, vgg=vgg)
+        b = score(c, st, resize(o, (96, 128)), size=64, vgg=vgg)
+        assert b.content == pytest.approx(a.content, rel=0.05)
+        assert b.style == pytest.approx(a.style, rel=0.05)
+
+    def test_content_resolution_invariance(self, vgg, stylized):
+        """Content and style at other resolutions are resized to the evaluation size too."""
+        c, st, o = stylized["content"], stylized["style"], stylized["output"]
+        a = score(c, st, o, size=64, vgg=vgg)
+        b = score(resize(c, (96, 128)), resize(st, (128, 128)), o, size=64, vgg=vgg)
+        assert b.content == pytest.approx(a.content, rel=0.05)
+        assert b.style == pytest.approx(a.style, rel=0.05)
+
+    def test_different_style_is_farther(self, vgg, images, stylized):
+        c, o = stylized["content"], stylized["output"]
+        own = score(c, stylized["style"], o, size=64, vgg=vgg)
+        other = score(c, images.checker(), o, size=64, vgg=vgg)
+        assert other.style > own.style
+
+    def test_exception(self, vgg):
+        with pytest.raises(ShapeError):
+            score(torch.rand(3, 32, 32), torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), vgg=vgg)
+        with pytest.raises(TypeError):
+            score(torch.rand(1, 3, 32, 32), [1, 2], torch.rand(1, 3, 32, 32), vgg=vgg)  # type: ignore[arg-type]
+
+    def test_no_grad(self, vgg):
+        x = torch.rand(1, 3, 32, 32, requires_grad=True)
+        score(x, x, x, size=32, vgg=vgg)
+        assert x.grad is None
+
+
+class TestScoreCli:
+    def test_json(self, tmp_path, capsys, vgg, stylized):
+        paths = {}
+        for k in ("content", "style", "output"):
+            paths[k] = tmp_path / f"{k}.png"
+            save_image(stylized[k], paths[k])
+        rc = main(["score", str(paths["content"]), str(paths["style"]), str(paths["output"]),
+                   "--size", "64", "--device", "cpu", "--json"])
+        out = capsys.readouterr().out
+        assert rc == 0
+        d = json.loads(out)
+        assert set(d) == {"content_distance", "style_distance", "style_per_layer", "eval_size"}
+        assert d["eval_size"] == 64
+        assert d["content_distance"] > 0 and d["style_distance"] > 0
+        # The same numbers as the library on the (8-bit) images read back.
+        from warpaint.io import load_image
+
+        ref = score(*(load_image(paths[k]) for k in ("content", "style", "output")), size=64, vgg=vgg)
+        assert d["content_distance"] == pytest.approx(ref.content, rel=1e-5)
+        assert d["style_distance"] == pytest.approx(ref.style, rel=1e-5)
+
+    def test_text(self, tmp_path, capsys, stylized):
+        save_image(stylized["content"], tmp_path / "c.png")
+        rc = main(["score", str(tmp_path / "c.png"), str(tmp_path / "c.png"), str(tmp_path / "c.png"),
+                   "--size", "32", "--device", "cpu"])
+        out = capsys.readouterr().out
+        assert rc == 0
+        assert out.startswith("content distance 0.0000  style distance 0.0000")
+
+    @pytest.mark.parametrize("extra", [["--size", "8"], ["--device", "nonsense"]])
+    def test_bad_options(self, tmp_path, capsys, stylized, extra):
+        save_image(stylized["content"], tmp_path / "c.png")
+        c = str(tmp_path / "c.png")
+        rc = main(["score", c, c, c, *extra])
+        err = capsys.readouterr().err
+        assert rc == 2
+        assert err.startswith("warpaint: error:") and err.count("\n") == 1
+
+    def test_missing_file(self, tmp_path, capsys, stylized):
+        save_image(stylized["content"], tmp_path / "c.png")
+        c = str(tmp_path / "c.png")
+        rc = main(["score", c, c, str(tmp_path / "missing.png"), "--size", "32"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "missing.png" in err and err.count("\n") == 1
