@@ -395,7 +395,9 @@ class TestHelp:
             main(["stylize", "--help"])
         text = " ".join(capsys.readouterr().out.split())
         options = text[text.index("stylization options:"):text.index("output options:")]
-        flags = [f"--{f.name.replace('_', '-')} " for f in fields(StylizeConfig)]
+        # boolean options are listed as "--x, --no-x"
+        flags = [f"--{f.name.replace('_', '-')}" + (", " if isinstance(f.default, bool) else " ")
+                 for f in fields(StylizeConfig)]
         starts = [options.index(flag) for flag in flags]
         assert starts == sorted(starts)  # listed in field order
         for f, start, end in zip(fields(StylizeConfig), starts, [*starts[1:], len(options)], strict=True):

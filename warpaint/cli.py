@@ -36,7 +36,10 @@ def _add_config_flags(p: argparse.ArgumentParser, **overrides: Any) -> None:
                               "help": f"{f.metadata['help']} (default: {shown})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        kw["type"] = f.metadata.get("type", type(f.default))
+        if isinstance(f.default, bool):  # bool("False") is True: use --x / --no-x instead
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = f.metadata.get("type", type(f.default))
         g.add_argument(flag, **kw)
 
 
