@@ -44,8 +44,8 @@ class StylizeConfig:
     size: int = field(default=512, metadata={"help": "long side of the result in px (aspect ratio kept)"})
     steps: int = field(default=10, metadata={"help": "optimizer steps at the final scale"})
     coarse_steps: int = field(default=-1, metadata={
-        "help": "optimizer steps at each coarser scale; -1 = twice the steps of the next "
-                "finer scale (each coarser scale then costs about half as much)"})
+        "help": "optimizer steps at each coarser scale; -1 = twice --steps (a step at half "
+                "the size costs a quarter as much)"})
     min_size: int = field(default=128, metadata={
         "help": "long side of the coarsest scale in px (at least): scales halve from --size "
                 "while they stay >= this (set it to --size for a single scale)"})
@@ -99,12 +99,10 @@ class StylizeConfig:
 
     def steps_at(self, index: int, count: int) -> int:
         """Optimizer steps at scale ``index`` of ``count``: ``steps`` at the final scale,
-        ``coarse_steps`` (if set) or twice as many as the next finer scale at coarser ones."""
+        ``coarse_steps`` at each coarser one (-1: twice ``steps``)."""
         if index == count - 1:
             return self.steps
-        if self.coarse_steps >= 0:
-            return self.coarse_steps
-        return self.steps * 2 ** (count - 1 - index)
+        return self.coarse_steps if self.coarse_steps >= 0 else 2 * self.steps
 
 
 def add_detail(image: Tensor, content: Tensor, coarse_hw: tuple[int, int]) -> Tensor:
@@ -209,23 +207,24 @@ class Stylizer:
         self.layers = tuple(dict.fromkeys((*cfg.content_layers, *cfg.style_layers)))
 
     # -- pieces -------------------------------------------------------------------------
-    def _features(self, image: Tensor) -> dict[str, Tensor]:
+    def _features(self, image: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.dtype,
                             enabled=self.dtype != torch.float32):
-            return self.vgg(image, self.layers)
+            return self.vgg(image, self.layers if layers is None else layers)
 
     @torch.no_grad()
     def _targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
                  hw: tuple[int, int]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         cfg = self.cfg
-        feats = self._features(resize(content, hw))
+        feats = self._features(resize(content, hw), cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
         style_long = max(16, round(max(hw) * cfg.style_scale))
         per_style = []
         for s in styles:
-            sf = self._features(resize(s, fit_long_side(tuple(s.shape[-2:]), style_long)))
+            sf = self._features(resize(s, fit_long_side(tuple(s.shape[-2:]), style_long)),
+                                cfg.style_layers)
             per_style.append({n: gram_matrix(sf[n]) for n in cfg.style_layers})
         style_t = {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
         return content_t, style_t
