@@ -1,0 +1,140 @@
+"""The Spatial Transformer module (Jaderberg et al. 2015).
+
+localization network -> transform parameters -> grid generator -> sampler.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .geometry import (
+    PaddingMode,
+    affine_grid,
+    control_grid,
+    identity_affine,
+    out_of_bounds_penalty,
+    sample,
+    tps_grid,
+)
+
+TransformKind = Literal["affine", "projective", "tps"]
+
+
+def localization_net(in_channels: int, n_params: int, *, width: int = 32) -> nn.Sequential:
+    """A small localization network for any input size and channel count.
+
+    Two conv blocks, then adaptive average pooling to 4x4 (instead of the reference code's
+    hard-coded ``10 * 6 * 6`` flatten, which only fits 28x28 single-channel input), then two
+    linear layers. The last layer starts at zero weight, so the output is its bias.
+    """
+    net = nn.Sequential(
+        nn.Conv2d(in_channels, width // 2, kernel_size=7, padding=3),
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width // 2, width, kernel_size=5, padding=2),
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(width * 16, width),
+        nn.ReLU(inplace=True),
+        nn.Linear(width, n_params),
+    )
+    nn.init.zeros_(net[-1].weight)
+    return net
+
+
+class SpatialTransformer(nn.Module):
+    """Learnable spatial transformer for (B, C, H, W) inputs of any size and channel count.
+
+    Args:
+        in_channels: channels of the input.
+        kind: ``"affine"`` (6 parameters), ``"projective"`` (homography, 8) or ``"tps"``
+            (thin-plate spline on a ``tps_grid`` x ``tps_grid`` control grid, 2 K^2).
+        output_size: (H, W) of the output; ``None`` keeps the input size.
+        padding_mode: what is sampled outside the input; ``"border"`` (default) keeps
+            gradients alive when the grid leaves the image.
+        align_corners: passed to every grid call.
+        localization: a module mapping the input to ``n_params`` numbers; default
+            :func:`localization_net`. Its last layer should start at zero weight.
+
+    ``forward`` returns ``(warped, params)``: params are (B, 2, 3) ``theta_src_from_dst``
+    for affine, (B, 3, 3) for projective, and (B, K, 2) input-space positions of the
+    control points for TPS. The module starts at the identity.
+
+    Example:
+        >>> stn = SpatialTransformer(3)
+        >>> x = torch.rand(2, 3, 20, 30)
+        >>> y, theta = stn(x)
+        >>> torch.allclose(y, x, atol=1e-5), tuple(theta.shape)
+        (True, (2, 2, 3))
+    """
+
+    def __init__(self, in_channels: int, *, kind: TransformKind = "affine", tps_grid: int = 4,
+                 output_size: tuple[int, int] | None = None, padding_mode: PaddingMode = "border",
+                 align_corners: bool = False, localization: nn.Module | None = None) -> None:
+        super().__init__()
+        if kind not in ("affine", "projective", "tps"):
+            raise ValueError(f"kind must be affine, projective or tps, got {kind!r}")
+        if kind == "tps" and tps_grid < 2:
+            raise ValueError(f"tps_grid must be >= 2, got {tps_grid}")
+        self.kind: TransformKind = kind
+        self.output_size = output_size
+        self.padding_mode: PaddingMode = padding_mode
+        self.align_corners = align_corners
+        if kind == "tps":
+            self.register_buffer("control_points", control_grid(tps_grid))
+            identity = self.control_points.reshape(-1)
+        elif kind == "affine":
+            identity = identity_affine(1).reshape(-1)
+        else:
+            identity = torch.eye(3).reshape(-1)[:8]
+        self.register_buffer("identity", identity.clone())
+        self.localization = localization if localization is not None else \
+            localization_net(in_channels, identity.numel())
+        last = [m for m in self.localization.modules() if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias.copy_(identity)
+
+    @property
+    def n_params(self) -> int:
+        return self.identity.numel()
+
+    def params(self, flat: Tensor) -> Tensor:
+        """Reshape flat parameters (B, n_params) into the documented parameter shape."""
+        b = flat.shape[0]
+        if self.kind == "affine":
+            return flat.view(b, 2, 3)
+        if self.kind == "projective":
+            return torch.cat([flat, flat.new_ones(b, 1)], 1).view(b, 3, 3)
+        return flat.view(b, -1, 2)
+
+    def grid(self, params: Tensor, size: tuple[int, int]) -> Tensor:
+        """Sampling grid (B, H, W, 2) for parameters in the shape :meth:`params` returns."""
+        if self.kind == "tps":
+            return tps_grid(params, self.control_points, size, align_corners=self.align_corners)
+        return affine_grid(params, size, align_corners=self.align_corners)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        params = self.params(self.localization(x))
+        size = self.output_size or (x.shape[-2], x.shape[-1])
+        grid = self.grid(params, size)
+        self.last_grid = grid
+        return sample(x, grid, padding_mode=self.padding_mode, align_corners=self.align_corners), params
+
+    def identity_penalty(self, params: Tensor) -> Tensor:
+        """Mean squared distance of the parameters from the identity transform."""
+        return (params.reshape(params.shape[0], -1)[:, : self.n_params] - self.identity).pow(2).mean()
+
+    def regularization(self, params: Tensor, *, identity_weight: float = 0.0,
+                       bounds_weight: float = 0.0) -> Tensor:
+        """Optional penalties against the dead-gradient failure (grid leaving the image)."""
+        out = params.new_zeros(())
+        if identity_weight:
+            out = out + identity_weight * self.identity_penalty(params)
+        if bounds_weight:
+            out = out + bounds_weight * out_of_bounds_penalty(self.last_grid)
+        return out
