@@ -102,6 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=512, help="evaluation long side, px (default: 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    stn = sub.add_parser("stn", help="spatial transformer network applications")
+    stn_sub = stn.add_subparsers(dest="stn_command", required=True, metavar="APP", parser_class=_Parser)
+    p = stn_sub.add_parser("digits", help="distorted MNIST: plain CNN vs ST-CNN",
+                           description="Train and evaluate a CNN and an ST-CNN on distorted MNIST "
+                                       "digits (R, RTS, P, E as in Jaderberg et al. 2015).")
+    p.add_argument("--data", type=Path, default=Path("../shared/datasets/mnist"),
+                   help="folder with the MNIST IDX files (default: ../shared/datasets/mnist)")
+    p.add_argument("--distortion", default="RTS", help="R, RTS, P, E or all (default: RTS)")
+    p.add_argument("--model", default="both", choices=("cnn", "stcnn", "both"),
+                   help="which model(s) to train (default: both)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the distortions (default: 0)")
+    p.add_argument("--out", type=Path, default=Path("stn_digits"),
+                   help="folder for checkpoints, results.json and pictures (default: stn_digits)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -332,11 +349,46 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stn_digits(args: argparse.Namespace) -> int:
+    from .apps import digits
+
+    names = digits.DISTORTIONS if args.distortion == "all" else (args.distortion,)
+    if any(n not in digits.DISTORTIONS for n in names):
+        raise InputError(f"--distortion must be one of {', '.join(digits.DISTORTIONS)} or all")
+    if args.epochs < 1 or args.batch_size < 1:
+        raise InputError("--epochs and --batch-size must be >= 1")
+    data = digits.load_mnist(args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    models = ("cnn", "stcnn") if args.model == "both" else (args.model,)
+    for name in names:
+        for kind in models:
+            cfg = digits.DigitsConfig(distortion=name, model=kind, epochs=args.epochs,
+                                      batch_size=args.batch_size, seed=args.seed)
+            model, res = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",
+                                      progress=not args.quiet)
+            if kind == "stcnn":
+                _, test = digits.split(data[0].shape[0], cfg.n_test, cfg.seed)
+                x, _, _ = digits.make_test_set(data[0][test], data[1][test], name, cfg.seed)
+                digits.save_alignment_grid(model, x, args.out / f"{name}_stn_grid.png")
+                if name == "RTS":
+                    res.update(digits.rotation_check(model, data[0][test], data[1][test], cfg.seed,
+                                                     plot=args.out / "RTS_rotation.png"))
+            results[f"{name}/{kind}"] = res
+            print(json.dumps(res), file=sys.stderr)
+            from .io import write_bytes_atomic
+
+            write_bytes_atomic((json.dumps(results, indent=2) + "\n").encode(), results_path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
-    command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score}[args.command]
+    command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score,
+               "stn": cmd_stn_digits}[args.command]
     try:
         return command(args)
     except WarpaintError as e:
