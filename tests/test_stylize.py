@@ -17,7 +17,7 @@ import warpaint
 from warpaint.errors import InputError
 from warpaint.io import resize, save_image
 from warpaint.score import score
-from warpaint.stylize import Iterate, StylizeConfig, Stylizer, config_fields
+from warpaint.stylize import Iterate, StylizeConfig, Stylizer
 
 #: The options the assertions below depend on, fixed here rather than taken from the defaults.
 BASE = dict(device="cpu", dtype="float32", content_weight=1.0, style_weight=20.0, tv_weight=0.0,
@@ -49,7 +49,7 @@ class TestStylizeConfig:
 
     def test_plain_types(self):
         """Fields hold plain types only (they go into weights_only checkpoints and JSON)."""
-        for f in config_fields():
+        for f in dataclasses.fields(StylizeConfig):
             v = getattr(StylizeConfig(), f.name)
             assert isinstance(v, (str, int, float, tuple)), f.name
             assert "help" in f.metadata, f.name
@@ -217,16 +217,19 @@ class TestInit:
         assert losses[-1] < losses[0]
 
 
+@pytest.fixture(scope="module")
+def blends(images) -> dict:
+    """Runs with single styles and with blends of two, shared by TestBlend."""
+    c, a, b = images.content(), images.stripes(), images.checker()
+    kw = dict(size=64, steps=8)
+    out = {"content": c, "A": a, "B": b,
+           "single_A": run(c, [a], **kw), "single_B": run(c, [b], **kw)}
+    for blend in [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]:
+        out[blend] = run(c, [a, b], style_blend=blend, **kw)
+    return out
+
+
 class TestBlend:
-    @pytest.fixture(scope="class")
-    def blends(self, images) -> dict:
-        c, a, b = images.content(), images.stripes(), images.checker()
-        kw = dict(size=64, steps=8)
-        out = {"content": c, "A": a, "B": b,
-               "single_A": run(c, [a], **kw), "single_B": run(c, [b], **kw)}
-        for blend in [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]:
-            out[blend] = run(c, [a, b], style_blend=blend, **kw)
-        return out
 
     def test_one_hot_equals_single_style(self, blends):
         assert torch.equal(blends[(1.0, 0.0)], blends["single_A"])

@@ -18,18 +18,19 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import InputError, OutputError, WarpaintError
+from .io import WRITE_FORMATS
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 # -- parser ---------------------------------------------------------------------------------
-def _add_config_flags(p: argparse.ArgumentParser, **overrides: Any) -> None:
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
     from .stylize import StylizeConfig
 
     g = p.add_argument_group("stylization options")
     for f in fields(StylizeConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = overrides.get(f.name, f.default)
+        default = f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         shown = "none" if shown is None or shown == "" else shown  # 0 and 0.0 are shown as such
         kw: dict[str, Any] = {"default": default, "dest": f.name,
@@ -167,8 +168,6 @@ def _jobs(content: str, output: str, inputs: Sequence[str]) -> list[tuple[str, s
             if src != "-" and Path(out).exists() and _same_file(src, out):
                 raise OutputError(f"{out}: output is the same file as input {src}; "
                                   "refusing to overwrite an input")
-        from .io import WRITE_FORMATS
-
         if Path(out).suffix.lower() not in WRITE_FORMATS:
             raise OutputError(f"{out}: unknown output extension; use one of "
                               f"{', '.join(sorted(WRITE_FORMATS))}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io as _io
 import os
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -209,8 +208,3 @@ def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
         if isinstance(e, OSError):
             raise OutputError(f"{path}: cannot write ({e})") from None
         raise
-
-
-def stdout_binary() -> BinaryIO:
-    """The process's binary standard output."""
-    return sys.stdout.buffer

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 import torch
@@ -162,11 +162,6 @@ def _check_config(cfg: StylizeConfig) -> None:
         bad(f"preserve_color must be none, luminance or histogram, got {cfg.preserve_color!r}")
     if cfg.dtype not in ("auto", "float32", "bfloat16"):
         bad(f"dtype must be auto, float32 or bfloat16, got {cfg.dtype!r}")
-
-
-def config_fields() -> list:
-    """The dataclass fields of :class:`StylizeConfig` (for generated CLIs and web forms)."""
-    return list(fields(StylizeConfig))
 
 
 @dataclass(frozen=True)
