@@ -212,8 +212,9 @@ class Stylizer:
     @torch.no_grad()
     def _targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
                  hw: tuple[int, int]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Content features of ``content`` (already at ``hw``) and blended style Grams."""
         cfg = self.cfg
-        feats = self._features(resize(content, hw), cfg.content_layers)
+        feats = self._features(content, cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
         style_long = max(16, round(max(hw) * cfg.style_scale))
         per_style = []
@@ -301,13 +302,14 @@ class Stylizer:
         image = self._init_image(content, styles, scales[0])
         t0 = time.perf_counter()
         for si, hw in enumerate(scales):
-            # A contiguous leaf: L-BFGS flattens its gradient with .view(-1), which fails on
-            # the channels-last strides of a loaded image used at its own size.
+            content_hw = resize(content, hw)
             image = resize(image, hw)
             if si > 0 and cfg.content_detail:
-                image = add_detail(image, resize(content, hw), scales[si - 1])
+                image = add_detail(image, content_hw, scales[si - 1])
+            # A contiguous leaf: L-BFGS flattens its gradient with .view(-1), which fails on
+            # channels-last strides (a caller's tensor may have them).
             image = image.detach().clone(memory_format=torch.contiguous_format)
-            content_t, style_t = self._targets(content, styles, blend, hw)
+            content_t, style_t = self._targets(content_hw, styles, blend, hw)
             steps = cfg.steps_at(si, len(scales))
             for step, losses in enumerate(self._optimize(image, content_t, style_t, steps), 1):
                 done += 1
