@@ -57,6 +57,9 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="write a JSON summary (sizes, steps, seconds, device, dtype, losses) "
                         "to FILE, or to stdout without FILE")
+    g.add_argument("--save-warp", type=Path, default=None, metavar="DIR",
+                   help="with --warp: write pictures of the warp (matches, grid, displacement, "
+                        "without/with) to DIR")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -242,6 +245,8 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
     from .stylize import Stylizer
 
     cfg = _config(args)
+    if args.save_warp is not None and cfg.warp == "none":
+        raise InputError("--save-warp needs --warp affine or --warp tps")
     loaded = loaded or {}
     styles = [loaded.get(s) if s in loaded else _read(s) for s in style_srcs]
     stylizer = Stylizer(cfg)
@@ -252,7 +257,7 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
         run = _Run(args, out, label)
         t0 = time.perf_counter()
         try:
-            result = stylizer.run(content, styles, callback=run)
+            detail = stylizer.run_detailed(content, styles, callback=run)
         except KeyboardInterrupt:
             run.close()
             if run.last is not None:
@@ -269,11 +274,24 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
             return 130
         run.close()
         seconds = time.perf_counter() - t0
+        result = detail.image
         if args.original_size:
             result = resize(result, tuple(content.shape[-2:]))
         _write(result, out)
         title = (f"{result.shape[-1]}x{result.shape[-2]} px, {len(run.history)} steps, "
                  f"{stylizer.device.type}, {str(stylizer.dtype).removeprefix('torch.')}")
+        extra: dict[str, Any] = {}
+        if detail.geometry is not None:
+            extra["warp"] = detail.geometry.describe(tuple(detail.image.shape[-2:]))  # type: ignore[arg-type]
+            if args.save_warp is not None:
+                from .stn.visualize import save_warp_pictures
+
+                folder = args.save_warp if len(pairs) == 1 else args.save_warp / Path(out).stem
+                main = max(range(len(styles)), key=lambda i: (cfg.style_blend or (1.0,) * len(styles))[i])
+                save_warp_pictures(folder, content, styles[main], detail.unwarped, detail.image,
+                                   detail.geometry, caption=title)
+        if detail.aligned:
+            extra["align_style"] = [g.describe(tuple(detail.image.shape[-2:])) for g in detail.aligned]
         if args.loss_curve is not None:
             from .plots import save_loss_curve
 
@@ -288,7 +306,7 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
             "steps": len(run.history), "seconds": round(seconds, 3),
             "device": str(stylizer.device), "dtype": str(stylizer.dtype).removeprefix("torch."),
             "final_losses": run.history[-1] if run.history else {},
-            "config": asdict(cfg), "torch_threads": torch.get_num_threads(),
+            "config": asdict(cfg), "torch_threads": torch.get_num_threads(), **extra,
         })
         if not args.quiet and out != "-":
             print(f"wrote {out} ({title}, {seconds:.1f} s)", file=sys.stderr)

@@ -8,6 +8,7 @@ style image, and the values equal the distances that ``warpaint score`` reports.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -49,6 +50,21 @@ def gram_matrix(feats: Tensor) -> Tensor:
     return torch.bmm(f, f.transpose(1, 2)) / (h * w)
 
 
+def region_grams(feats: Tensor, regions: int) -> Tensor:
+    """Gram matrices of the cells of a ``regions`` x ``regions`` grid over the feature map.
+
+    Args:
+        feats: (B, C, H, W) features, H and W at least ``regions``.
+    Returns:
+        (B, regions^2, C, C), row-major cells; ``regions=1`` is :func:`gram_matrix`.
+    """
+    if regions == 1:
+        return gram_matrix(feats)[:, None]
+    cells = [gram_matrix(cell) for band in torch.tensor_split(feats, regions, dim=2)
+             for cell in torch.tensor_split(band, regions, dim=3)]
+    return torch.stack(cells, 1)
+
+
 def relative_sq_error(x: Tensor, target: Tensor) -> Tensor:
     """Per-sample ``||x - target||^2 / ||target||^2``.
 
@@ -88,13 +104,20 @@ def style_loss(feats: Tensor, target_gram: Tensor, *, reduction: Reduction = "me
 
     Args:
         feats: (B, C, H, W) features of the image being optimized.
-        target_gram: (B or 1, C, C) Gram matrix of the style features.
+        target_gram: (B or 1, C, C) Gram matrix of the style features, or
+            (B or 1, R, C, C) per-region Grams (:func:`region_grams`, R = n^2): then the
+            loss is the mean over regions of each region's relative error.
     Returns:
         scalar, or (B,) with ``reduction="none"``.
     Note:
         Gatys et al. divide by ``4 N^2 M^2`` and use fixed per-layer weights; our relative
         form gives every layer the same scale, so per-layer weights mean what they say.
     """
+    if target_gram.ndim == 4:
+        n = math.isqrt(target_gram.shape[1])
+        grams = region_grams(feats, n)
+        err = relative_sq_error(grams.flatten(0, 1), target_gram.expand_as(grams).flatten(0, 1))
+        return _reduce(err.view(grams.shape[0], -1).mean(1), reduction)
     return _reduce(relative_sq_error(gram_matrix(feats), target_gram), reduction)
 
 

@@ -1,4 +1,4 @@
-"""Figures people would rather see than read: the loss curve of a run."""
+"""Figures people would rather see than read: the loss curve of a run; the PNG writer."""
 
 from __future__ import annotations
 
@@ -7,6 +7,24 @@ import os
 from typing import Sequence
 
 from .io import write_bytes_atomic
+
+
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike[str]) -> None:
+    """Write a matplotlib figure to a PNG atomically and close it."""
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png")
+    pyplot().close(fig)
+    write_bytes_atomic(buf.getvalue(), path)
 
 
 def save_loss_curve(history: Sequence[dict[str, float]], path: str | os.PathLike[str], *,
@@ -18,13 +36,8 @@ def save_loss_curve(history: Sequence[dict[str, float]], path: str | os.PathLike
         scale_starts: 0-based step indices where a new scale begins.
         title: figure title; put the image size, device and dtype here.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    keys = [k for k in ("total", "content", "style", "tv") if any(k in h for h in history)]
+    fig, ax = pyplot().subplots(figsize=(7, 4), dpi=100)
+    keys = list(dict.fromkeys(k for h in history for k in h))
     for k in keys:
         ax.plot(range(1, len(history) + 1), [h.get(k, float("nan")) for h in history], label=k)
     for s in scale_starts[1:]:
@@ -35,7 +48,4 @@ def save_loss_curve(history: Sequence[dict[str, float]], path: str | os.PathLike
     ax.set_title(title, fontsize=9)
     ax.legend()
     fig.tight_layout()
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_bytes_atomic(buf.getvalue(), path)
+    save_figure(fig, path)

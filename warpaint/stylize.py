@@ -20,7 +20,9 @@ from . import color
 from .device import enable_fast_math, pick_device, pick_dtype, use_channels_last
 from .errors import InputError, check_image
 from .io import fit_long_side, load_image, resize
-from .losses import blend_grams, content_loss, gram_matrix, style_loss, total_variation
+from .losses import blend_grams, content_loss, gram_matrix, region_grams, style_loss, total_variation
+from .stn.geometry import sample
+from .stn.geostyle import WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
 from .vgg import LAYER_INDEX, VGGFeatures, layer_stride
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,21 @@ class StylizeConfig:
         "type": _floats})
     style_scale: float = field(default=1.0, metadata={
         "help": "size of the style image relative to the result's long side"})
+    style_regions: int = field(default=0, metadata={
+        "help": "match style statistics per cell of an N x N grid over content and style "
+                "(0 = auto: 2 with --align-style, else 1 = whole-image Gram matrices)"})
+    warp: Literal["none", "affine", "tps"] = field(default="none", metadata={
+        "help": "geometric style: warp the result toward the style's layout with an affine or "
+                "thin-plate-spline transform fitted to VGG-feature matches and optimized with "
+                "the pixels", "choices": ("none", "affine", "tps")})
+    warp_strength: float = field(default=0.5, metadata={
+        "help": "how far matched content points move toward their style partners "
+                "(0 = not at all, 1 = all the way)"})
+    warp_grid: int = field(default=6, metadata={
+        "help": "control points per side of the TPS warp (border points stay fixed)"})
+    align_style: Literal["none", "affine", "tps"] = field(default="none", metadata={
+        "help": "warp the style image toward the content's layout before its statistics are "
+                "taken (pairs with --style-regions)", "choices": ("none", "affine", "tps")})
     optimizer: Literal["lbfgs", "adam"] = field(default="lbfgs", metadata={
         "help": "optimizer over the pixels", "choices": ("lbfgs", "adam")})
     lr: float = field(default=0.0, metadata={
@@ -96,6 +113,13 @@ class StylizeConfig:
         need = _min_side(self)
         kept = [s for s in out[:-1] if min(s) >= 2 * need] + [out[-1]]
         return kept
+
+    @property
+    def regions(self) -> int:
+        """Side of the style-statistics grid (``style_regions`` with 0 resolved)."""
+        if self.style_regions:
+            return self.style_regions
+        return 2 if self.align_style != "none" else 1
 
     def steps_at(self, index: int, count: int) -> int:
         """Optimizer steps at scale ``index`` of ``count``: ``steps`` at the final scale,
@@ -160,6 +184,15 @@ def _check_config(cfg: StylizeConfig) -> None:
         bad(f"pooling must be max or avg, got {cfg.pooling!r}")
     if cfg.preserve_color not in ("none", "luminance", "histogram"):
         bad(f"preserve_color must be none, luminance or histogram, got {cfg.preserve_color!r}")
+    for name in ("warp", "align_style"):
+        if getattr(cfg, name) not in ("none", "affine", "tps"):
+            bad(f"{name.replace('_', '-')} must be none, affine or tps, got {getattr(cfg, name)!r}")
+    if not 0.0 <= cfg.warp_strength <= 1.0:
+        bad(f"warp_strength must be in [0, 1], got {cfg.warp_strength}")
+    if cfg.warp_grid < 3:
+        bad(f"warp_grid must be >= 3, got {cfg.warp_grid}")
+    if not 0 <= cfg.style_regions <= 8:
+        bad(f"style_regions must be 0 (auto) to 8, got {cfg.style_regions}")
     if cfg.dtype not in ("auto", "float32", "bfloat16"):
         bad(f"dtype must be auto, float32 or bfloat16, got {cfg.dtype!r}")
 
@@ -212,7 +245,8 @@ class Stylizer:
     @torch.no_grad()
     def _targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
                  hw: tuple[int, int]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Content features of ``content`` (already at ``hw``) and blended style Grams."""
+        """Content features of ``content`` (already at ``hw``) and blended style Grams
+        ((1, C, C), or (1, R, C, C) per region when ``cfg.regions > 1``)."""
         cfg = self.cfg
         feats = self._features(content, cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
@@ -221,21 +255,40 @@ class Stylizer:
         for s in styles:
             sf = self._features(resize(s, fit_long_side(tuple(s.shape[-2:]), style_long)),
                                 cfg.style_layers)
-            per_style.append({n: gram_matrix(sf[n]) for n in cfg.style_layers})
+            per_style.append({n: gram_matrix(sf[n]) if cfg.regions == 1 else
+                              region_grams(sf[n], cfg.regions) for n in cfg.style_layers})
         style_t = {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
         return content_t, style_t
 
-    def losses(self, image: Tensor, content_t: dict[str, Tensor],
-               style_t: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Weighted losses of ``image`` against precomputed targets."""
+    def _style(self, feats: dict[str, Tensor], style_t: dict[str, Tensor]) -> Tensor:
+        cfg = self.cfg
+        lw = cfg.style_layer_weights or (1.0,) * len(cfg.style_layers)
+        s = sum(w * style_loss(feats[n], style_t[n]) for n, w in zip(cfg.style_layers, lw))
+        return s / sum(lw)  # type: ignore[return-value]
+
+    def losses(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
+               geometry: Geometry | None = None) -> dict[str, Tensor]:
+        """Weighted losses of ``image`` against precomputed targets.
+
+        With ``geometry``, the style loss is the mean of the unwarped and the warped image's,
+        and the warp's own terms (``warp_correspondence``, ``warp_smoothness``, ``warp_fold``,
+        ``warp_bounds``) are added.
+        """
         cfg = self.cfg
         feats = self._features(image)
         c = sum(content_loss(feats[n], content_t[n]) for n in cfg.content_layers)
         c = c / len(cfg.content_layers)
-        lw = cfg.style_layer_weights or (1.0,) * len(cfg.style_layers)
-        s = sum(w * style_loss(feats[n], style_t[n]) for n, w in zip(cfg.style_layers, lw))
-        s = s / sum(lw)
-        out = {"content": cfg.content_weight * c, "style": cfg.style_weight * s}
+        s = self._style(feats, style_t)
+        out = {"content": cfg.content_weight * c}
+        if geometry is None:
+            out["style"] = cfg.style_weight * s
+        else:
+            warped = sample(image, geometry.warp.grid(tuple(image.shape[-2:])).to(image.dtype),
+                            padding_mode="border", align_corners=False)
+            s_warped = self._style(self._features(warped, cfg.style_layers), style_t)
+            out["style"] = cfg.style_weight * (s + s_warped) / 2
+            for k, v in geometry.losses().items():
+                out[f"warp_{k}"] = WARP_WEIGHTS[k] * v
         if cfg.tv_weight > 0:
             out["tv"] = cfg.tv_weight * total_variation(image.float())
         out["total"] = sum(out.values())  # type: ignore[assignment]
@@ -252,6 +305,18 @@ class Stylizer:
             return resize(styles[0], hw)
         return resize(load_image(init).to(content.device), hw)
 
+    def align_style(self, style: Tensor, content: Tensor) -> tuple[Tensor, Geometry]:
+        """The style image warped toward the content's layout (``cfg.align_style``).
+
+        Returns the aligned style, with the content's aspect ratio and the style's long
+        side, and the fitted :class:`Geometry` (style frame <- content frame).
+        """
+        geo = estimate_warp(self.vgg, style, content, self.cfg.align_style,  # type: ignore[arg-type]
+                            k=self.cfg.warp_grid)
+        hw = fit_long_side(tuple(content.shape[-2:]), max(style.shape[-2:]))
+        grid = geo.warp.grid(hw).to(style.device)
+        return sample(style, grid, padding_mode="border", align_corners=False), geo
+
     # -- the run --------------------------------------------------------------------------
     def run(self, content: Tensor, styles: Sequence[Tensor], *,
             callback: Callback | None = None) -> Tensor:
@@ -263,8 +328,13 @@ class Stylizer:
             callback: called after every optimizer step with an :class:`Iterate`.
         Returns:
             (1, 3, h, w) in [0, 1] on the CPU, with ``max(h, w) == cfg.size`` and the
-            content's aspect ratio.
+            content's aspect ratio (warped when ``cfg.warp`` is set).
         """
+        return self.run_detailed(content, styles, callback=callback).image
+
+    def run_detailed(self, content: Tensor, styles: Sequence[Tensor], *,
+                     callback: Callback | None = None) -> Result:
+        """:meth:`run`, also returning the unwarped image and the fitted geometry."""
         cfg = self.cfg
         check_image(content, "content")
         if content.shape[0] != 1:
@@ -297,6 +367,15 @@ class Stylizer:
                 f"the short side must be at least {need} px for layer "
                 f"{max((*cfg.content_layers, *cfg.style_layers), key=LAYER_INDEX.__getitem__)}: "
                 "the aspect ratio is too extreme, or raise --size")
+        aligned: list[Geometry] = []
+        if cfg.align_style != "none":
+            pairs = [self.align_style(s, original_content) for s in styles]
+            styles, aligned = [p[0] for p in pairs], [p[1] for p in pairs]
+        geometry = None
+        if cfg.warp != "none":
+            main = styles[max(range(len(styles)), key=lambda i: blend[i])]
+            geometry = estimate_warp(self.vgg, original_content, main, cfg.warp,
+                                     strength=cfg.warp_strength, k=cfg.warp_grid).to(dev)
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
         done = 0
         image = self._init_image(content, styles, scales[0])
@@ -311,21 +390,30 @@ class Stylizer:
             image = image.detach().clone(memory_format=torch.contiguous_format)
             content_t, style_t = self._targets(content_hw, styles, blend, hw)
             steps = cfg.steps_at(si, len(scales))
-            for step, losses in enumerate(self._optimize(image, content_t, style_t, steps), 1):
+            # The warp is optimized with the pixels at the coarser scales, then held fixed:
+            # at the final scale a second VGG pass per step would cost most of the run.
+            joint = geometry if si < len(scales) - 1 else None
+            for step, losses in enumerate(self._optimize(image, content_t, style_t, steps, joint), 1):
                 done += 1
                 if callback is not None:
-                    callback(Iterate(si, len(scales), hw, step, steps, done, total, losses,
-                                     image.detach().clone()))  # a snapshot: the leaf changes in place
+                    shown = image.detach().clone() if geometry is None else \
+                        apply_warp(image.detach(), geometry)   # a snapshot: the leaf changes in place
+                    callback(Iterate(si, len(scales), hw, step, steps, done, total, losses, shown))
             log.info("scale %d/%d %dx%d: %d steps, %.1f s", si + 1, len(scales), hw[1], hw[0],
                      steps, time.perf_counter() - t0)
         image = image.detach()
         if cfg.preserve_color == "luminance":
             image = color.join_luminance(image, original_content)
-        return image.cpu()
+        final = image if geometry is None else apply_warp(image, geometry)
+        return Result(final.cpu(), image.cpu(), geometry, aligned)
 
     def _optimize(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
-                  steps: int):
-        """Optimize ``image`` in place for ``steps`` steps, yielding the losses of each step."""
+                  steps: int, geometry: Geometry | None = None):
+        """Optimize ``image`` in place for ``steps`` steps, yielding the losses of each step.
+
+        With ``geometry``, its warp's parameters take an Adam step after every pixel step,
+        from the gradients of the same evaluation.
+        """
         cfg = self.cfg
         if steps == 0:
             return
@@ -336,21 +424,43 @@ class Stylizer:
                 tolerance_change=0.0)
         else:
             opt = torch.optim.Adam([image], lr=cfg.lr or 0.02)
+        warp_opt = torch.optim.Adam(geometry.warp.parameters(), lr=WARP_LR) if geometry else None
         last: dict[str, Tensor] = {}
 
         def closure() -> Tensor:
             opt.zero_grad(set_to_none=True)
-            out = self.losses(image, content_t, style_t)
+            if warp_opt is not None:
+                warp_opt.zero_grad(set_to_none=True)
+            out = self.losses(image, content_t, style_t, geometry)
             out["total"].backward()
             last.update(out)
             return out["total"]
 
         for _ in range(steps):
             opt.step(closure)
+            if warp_opt is not None:
+                warp_opt.step()
             with torch.no_grad():
                 image.clamp_(0.0, 1.0)  # the box constraint, on our own leaf only
             yield {k: float(v.detach()) for k, v in last.items()}
         image.requires_grad_(False)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What :meth:`Stylizer.run_detailed` returns (tensors on the CPU)."""
+
+    image: Tensor                 # (1, 3, h, w) the result (warped when a warp was asked for)
+    unwarped: Tensor              # (1, 3, h, w) the optimized pixels before the warp
+    geometry: Geometry | None     # the warp of ``cfg.warp``, with its matches
+    aligned: list[Geometry]       # one per style image with ``cfg.align_style``
+
+
+def apply_warp(image: Tensor, geometry: Geometry) -> Tensor:
+    """``image`` (B, C, H, W) resampled through ``geometry``'s warp (border padding)."""
+    with torch.no_grad():
+        grid = geometry.warp.grid(tuple(image.shape[-2:])).to(image)  # type: ignore[arg-type]
+        return sample(image, grid, padding_mode="border", align_corners=False)
 
 
 def stylize_tensors(content: Tensor, styles: Sequence[Tensor], cfg: StylizeConfig = StylizeConfig(),

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from warpaint.stn import SpatialTransformer
 
-KINDS = ["affine", "projective", "tps"]
+KINDS = ["affine", "similarity", "projective", "tps"]
 
 
 class TestSpatialTransformer:
@@ -33,7 +33,8 @@ class TestSpatialTransformer:
         stn = SpatialTransformer(1, kind=kind, output_size=(16, 12))
         y, params = stn(torch.rand(4, 1, 42, 42))
         assert y.shape == (4, 1, 16, 12)
-        expected = {"affine": (4, 2, 3), "projective": (4, 3, 3), "tps": (4, 16, 2)}[kind]
+        expected = {"affine": (4, 2, 3), "similarity": (4, 2, 3), "projective": (4, 3, 3),
+                    "tps": (4, 16, 2)}[kind]
         assert tuple(params.shape) == expected
 
     @pytest.mark.parametrize("kind", KINDS)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..stn.geometry import affine_grid, control_grid, sample, tps_grid
-from ..stn.transformer import SpatialTransformer
+from ..stn.transformer import SpatialTransformer, TransformKind
 
 Distortion = Literal["R", "RTS", "P", "E"]
 DISTORTIONS: tuple[str, ...] = ("R", "RTS", "P", "E")
@@ -158,12 +158,13 @@ class DigitCNN(nn.Module):
 
 
 class STCNN(nn.Module):
-    """A :class:`SpatialTransformer` (affine) in front of a slightly narrower :class:`DigitCNN`."""
+    """A :class:`SpatialTransformer` in front of a slightly narrower :class:`DigitCNN`."""
 
-    def __init__(self, in_channels: int = 1, *, hidden: int = 104, output_size: int | None = None) -> None:
+    def __init__(self, in_channels: int = 1, *, hidden: int = 104, output_size: int | None = None,
+                 kind: TransformKind = "affine") -> None:
         super().__init__()
         out = (output_size, output_size) if output_size else None
-        self.stn = SpatialTransformer(in_channels, kind="affine", output_size=out)
+        self.stn = SpatialTransformer(in_channels, kind=kind, output_size=out)
         self.cnn = DigitCNN(in_channels, hidden=hidden)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -174,9 +175,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def make_model(kind: Literal["cnn", "stcnn"]) -> nn.Module:
-    """The two compared models; their parameter counts differ by under 5 %."""
-    return DigitCNN() if kind == "cnn" else STCNN()
+def make_model(kind: Literal["cnn", "stcnn"], *, stn_output: int = 0,
+               stn_kind: TransformKind = "affine") -> nn.Module:
+    """The two compared models; their parameter counts differ by under 5 %.
+
+    ``stn_output``: side of the ST-CNN's transformer output (0 keeps the input size);
+    ``stn_kind``: its transform.
+    """
+    return DigitCNN() if kind == "cnn" else STCNN(output_size=stn_output or None, kind=stn_kind)
 
 
 # -- training -------------------------------------------------------------------------------
@@ -188,6 +194,8 @@ class DigitsConfig:
     batch_size: int = 128
     lr: float = 2e-3
     stn_lr_scale: float = 0.1        # the localization net learns 10x slower (stability)
+    stn_output: int = 0              # side of the transformer's output; 0 = input size
+    stn_kind: str = "affine"         # transform of the ST-CNN: affine, similarity, projective, tps
     n_test: int = 2000
     seed: int = 0
 
@@ -229,7 +237,7 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     x_test, y_test, _ = make_test_set(images[test_idx], labels[test_idx], cfg.distortion, cfg.seed)  # type: ignore[arg-type]
 
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg.model)  # type: ignore[arg-type]
+    model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind)  # type: ignore[arg-type]
     stn_params = list(model.stn.parameters()) if isinstance(model, STCNN) else []
     ids = {id(p) for p in stn_params}
     groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": cfg.lr}]
@@ -329,24 +337,14 @@ def rotation_check(model: STCNN, images: Tensor, labels: Tensor, seed: int,
     r_angle = correlation(info["angle"], angle)
     r_scale = correlation(info["scale"], scale)
     if plot is not None:
-        import io as _io
+        from ..plots import pyplot, save_figure
 
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from ..io import write_bytes_atomic
-
-        fig, ax = plt.subplots(1, 2, figsize=(8, 3.6), dpi=100)
+        fig, ax = pyplot().subplots(1, 2, figsize=(8, 3.6), dpi=100)
         ax[0].scatter(info["angle"].rad2deg(), angle.rad2deg(), s=3)
         ax[0].set(xlabel="applied rotation (deg)", ylabel="STN rotation (deg)", title=f"r = {r_angle:.3f}")
         ax[1].scatter(info["scale"], scale, s=3)
         ax[1].set(xlabel="applied scale", ylabel="STN scale (sqrt det)", title=f"r = {r_scale:.3f}")
         fig.suptitle(f"RTS test set, {x.shape[0]} digits, 42x42, CPU float32", fontsize=9)
         fig.tight_layout()
-        buf = _io.BytesIO()
-        fig.savefig(buf, format="png")
-        plt.close(fig)
-        write_bytes_atomic(buf.getvalue(), plot)
+        save_figure(fig, plot)
     return {"rotation_correlation": round(r_angle, 4), "scale_correlation": round(r_scale, 4)}

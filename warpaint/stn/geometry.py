@@ -167,6 +167,29 @@ def _tps_kernel(d2: Tensor) -> Tensor:
     return d2 * torch.log(d2.clamp_min(1e-12))
 
 
+def tps_weights(points: Tensor, dst_points: Tensor) -> Tensor:
+    """(N, K) weights with ``tps(points) = weights @ src_points`` for any ``src_points``.
+
+    The thin-plate spline with kernel centres on the fixed control points ``dst_points``
+    (K, 2) that sends ``dst_points[k]`` to ``src_points[k]`` is linear in ``src_points``; this
+    is its matrix, evaluated at ``points`` (N, 2). Grids, point mapping and least-squares fits
+    of the spline all use it.
+    """
+    c = dst_points.to(points.device, torch.float64)   # solved in float64: the system is
+    q = points.to(torch.float64)                      # ill-conditioned for large K
+    k = c.shape[0]
+    p = torch.cat([torch.ones(k, 1, dtype=c.dtype, device=c.device), c], 1)   # (K, 3)
+    lhs = torch.zeros(k + 3, k + 3, dtype=c.dtype, device=c.device)
+    lhs[:k, :k] = _tps_kernel(torch.cdist(c, c).pow(2))
+    lhs[:k, k:] = p
+    lhs[k:, :k] = p.T
+    basis = torch.cat([_tps_kernel(torch.cdist(q, c).pow(2)),
+                       torch.ones(q.shape[0], 1, dtype=c.dtype, device=c.device), q], 1)
+    # coef = lhs^-1 [src; 0], so tps(points) = basis @ (lhs^-1)[:, :K] @ src
+    w = torch.linalg.solve(lhs.T, basis.T).T[:, :k]
+    return w.to(points.dtype)                                            # (N, K)
+
+
 def tps_grid(src_points: Tensor, dst_points: Tensor, size: tuple[int, int], *,
              align_corners: bool) -> Tensor:
     """Thin-plate-spline sampling grid (B, H, W, 2) that maps ``dst_points`` onto ``src_points``.
@@ -174,7 +197,7 @@ def tps_grid(src_points: Tensor, dst_points: Tensor, size: tuple[int, int], *,
     The spline has its kernel centres on the fixed output-space control points
     ``dst_points`` (K, 2), as in Jaderberg et al.'s TPS transformer, and interpolates
     exactly: output location ``dst_points[k]`` samples the input at ``src_points[:, k]``.
-    The grid is linear in ``src_points``.
+    The grid is linear in ``src_points`` (see :func:`tps_weights`).
 
     Args:
         src_points: (B, K, 2) normalized input-space positions of the control points.
@@ -183,20 +206,10 @@ def tps_grid(src_points: Tensor, dst_points: Tensor, size: tuple[int, int], *,
         kornia's ``get_tps_transform`` re-solves the system with the kernel centred on the
         moving points; here the system matrix depends only on the fixed points.
     """
-    b, k, _ = src_points.shape
-    c = dst_points.to(src_points)
-    ones = torch.ones(k, 1, dtype=c.dtype, device=c.device)
-    p = torch.cat([ones, c], 1)                                          # (K, 3)
-    lhs = torch.zeros(k + 3, k + 3, dtype=c.dtype, device=c.device)
-    lhs[:k, :k] = _tps_kernel(torch.cdist(c, c).pow(2))
-    lhs[:k, k:] = p
-    lhs[k:, :k] = p.T
-    rhs = torch.cat([src_points, src_points.new_zeros(b, 3, 2)], 1)        # (B, K+3, 2)
-    coef = torch.linalg.solve(lhs.expand(b, -1, -1), rhs)                  # (B, K+3, 2)
-    g = base_grid(size, align_corners=align_corners, device=c.device, dtype=c.dtype).reshape(-1, 2)
-    basis = torch.cat([_tps_kernel(torch.cdist(g, c).pow(2)),
-                       torch.ones(g.shape[0], 1, dtype=c.dtype, device=c.device), g], 1)  # (HW, K+3)
-    return (basis @ coef).reshape(b, *size, 2)
+    b = src_points.shape[0]
+    g = base_grid(size, align_corners=align_corners, device=src_points.device,
+                  dtype=src_points.dtype).reshape(-1, 2)
+    return (tps_weights(g, dst_points) @ src_points).reshape(b, *size, 2)
 
 
 def sample(image: Tensor, grid: Tensor, *, padding_mode: PaddingMode = "border",

@@ -20,7 +20,7 @@ from .geometry import (
     tps_grid,
 )
 
-TransformKind = Literal["affine", "projective", "tps"]
+TransformKind = Literal["affine", "similarity", "projective", "tps"]
 
 
 def localization_net(in_channels: int, n_params: int, *, width: int = 32) -> nn.Sequential:
@@ -52,7 +52,9 @@ class SpatialTransformer(nn.Module):
 
     Args:
         in_channels: channels of the input.
-        kind: ``"affine"`` (6 parameters), ``"projective"`` (homography, 8) or ``"tps"``
+        kind: ``"affine"`` (6 parameters), ``"similarity"`` (rotation, isotropic scale and
+            translation: 4 parameters ``a, b, tx, ty`` for ``[[a, -b, tx], [b, a, ty]]``),
+            ``"projective"`` (homography, 8) or ``"tps"``
             (thin-plate spline on a ``tps_grid`` x ``tps_grid`` control grid, 2 K^2).
         output_size: (H, W) of the output; ``None`` keeps the input size.
         padding_mode: what is sampled outside the input; ``"border"`` (default) keeps
@@ -62,7 +64,7 @@ class SpatialTransformer(nn.Module):
             :func:`localization_net`. Its last layer should start at zero weight.
 
     ``forward`` returns ``(warped, params)``: params are (B, 2, 3) ``theta_src_from_dst``
-    for affine, (B, 3, 3) for projective, and (B, K, 2) input-space positions of the
+    for affine and similarity, (B, 3, 3) for projective, and (B, K, 2) input-space positions of the
     control points for TPS. The module starts at the identity.
 
     Example:
@@ -77,8 +79,8 @@ class SpatialTransformer(nn.Module):
                  output_size: tuple[int, int] | None = None, padding_mode: PaddingMode = "border",
                  align_corners: bool = False, localization: nn.Module | None = None) -> None:
         super().__init__()
-        if kind not in ("affine", "projective", "tps"):
-            raise ValueError(f"kind must be affine, projective or tps, got {kind!r}")
+        if kind not in ("affine", "similarity", "projective", "tps"):
+            raise ValueError(f"kind must be affine, similarity, projective or tps, got {kind!r}")
         if kind == "tps" and tps_grid < 2:
             raise ValueError(f"tps_grid must be >= 2, got {tps_grid}")
         self.kind: TransformKind = kind
@@ -90,6 +92,8 @@ class SpatialTransformer(nn.Module):
             identity = self.control_points.reshape(-1)
         elif kind == "affine":
             identity = identity_affine(1).reshape(-1)
+        elif kind == "similarity":
+            identity = torch.tensor([1.0, 0.0, 0.0, 0.0])
         else:
             identity = torch.eye(3).reshape(-1)[:8]
         self.register_buffer("identity", identity.clone())
@@ -108,6 +112,9 @@ class SpatialTransformer(nn.Module):
         b = flat.shape[0]
         if self.kind == "affine":
             return flat.view(b, 2, 3)
+        if self.kind == "similarity":
+            a, s, tx, ty = flat.unbind(1)
+            return torch.stack([torch.stack([a, -s, tx], 1), torch.stack([s, a, ty], 1)], 1)
         if self.kind == "projective":
             return torch.cat([flat, flat.new_ones(b, 1)], 1).view(b, 3, 3)
         return flat.view(b, -1, 2)
@@ -127,7 +134,7 @@ class SpatialTransformer(nn.Module):
 
     def identity_penalty(self, params: Tensor) -> Tensor:
         """Mean squared distance of the parameters from the identity transform."""
-        return (params.reshape(params.shape[0], -1)[:, : self.n_params] - self.identity).pow(2).mean()
+        return (params - self.params(self.identity[None])).pow(2).mean()
 
     def regularization(self, params: Tensor, *, identity_weight: float = 0.0,
                        bounds_weight: float = 0.0) -> Tensor:

@@ -1,0 +1,131 @@
+"""Geometric style in the engine and the CLI: --warp, --align-style, --style-regions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from warpaint.cli import main
+from warpaint.errors import InputError
+from warpaint.losses import region_grams, style_loss
+from warpaint.stylize import Stylizer
+
+from test_stylize import make_cfg
+
+
+def rotated(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    from warpaint.stn.geometry import affine_grid, sample
+
+    a = torch.tensor(degrees).deg2rad()
+    theta = torch.tensor([[a.cos(), -a.sin(), 0.0], [a.sin(), a.cos(), 0.0]])[None]
+    return sample(image, affine_grid(theta, tuple(image.shape[-2:]), align_corners=False),
+                  padding_mode="border", align_corners=False)
+
+
+def blobs(size: int = 96, seed: int = 0) -> torch.Tensor:
+    """Smoothed colour noise: structure everywhere, so every region can be matched."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 3, size // 8, size // 8, generator=g)
+    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+class TestRegionGrams:
+    def test_one_region_is_the_gram(self):
+        f = torch.rand(2, 4, 6, 6)
+        assert region_grams(f, 1).shape == (2, 1, 4, 4)
+        torch.testing.assert_close(style_loss(f, region_grams(f[:1], 1)), style_loss(f, region_grams(f[:1], 1)[:, 0]))
+
+    def test_regions_see_layout(self):
+        """Swapping the two halves keeps the global Gram but not the per-region ones."""
+        f = torch.rand(1, 4, 8, 8)
+        swapped = torch.cat([f[..., 4:], f[..., :4]], -1)
+        from warpaint.losses import gram_matrix
+
+        assert style_loss(swapped, gram_matrix(f)) < 1e-10
+        assert style_loss(swapped, region_grams(f, 2)) > 1e-3
+        assert style_loss(f, region_grams(f, 2)) < 1e-10
+
+
+class TestEngine:
+    @pytest.mark.parametrize("kind", ["affine", "tps"])
+    def test_warp_run(self, vgg_random, images, kind):
+        content = images.content(64, 64)
+        style = rotated(content, 10.0)
+        s = Stylizer(make_cfg(size=64, min_size=32, steps=2, coarse_steps=3, warp=kind,
+                              warp_strength=1.0), pretrained=False)
+        s.vgg = vgg_random
+        seen = []
+        r = s.run_detailed(content, [style], callback=lambda it: seen.append(it))
+        assert r.image.shape == r.unwarped.shape == (1, 3, 64, 64)
+        assert r.geometry is not None and r.geometry.warp.min_jacobian((64, 64)) > 0
+        assert not torch.allclose(r.image, r.unwarped)
+        # the warp is optimized at the coarse scale only, and shows up in the losses there
+        assert all(("warp_correspondence" in it.losses) == (it.scale == 0) for it in seen)
+        d = r.geometry.describe((64, 64))
+        assert d["match_distance_after_px"] < d["match_distance_before_px"]
+        assert d["kind"] == kind
+
+    def test_no_warp_result_is_unwarped(self, vgg_random, images):
+        s = Stylizer(make_cfg(size=32, steps=1), pretrained=False)
+        r = s.run_detailed(images.content(32, 32), [images.stripes(32, 32)])
+        assert r.geometry is None and r.aligned == []
+        assert torch.equal(r.image, r.unwarped)
+
+    def test_align_style(self, vgg, images):
+        content = blobs(96)
+        s = Stylizer(make_cfg(size=64, steps=1, align_style="affine"), pretrained=False)
+        s.vgg = vgg
+        assert s.cfg.regions == 2
+        aligned, geo = s.align_style(rotated(content, 15.0), content)
+        assert aligned.shape == (1, 3, 96, 96)
+        # the style was rotated by -15 degrees on screen; the fitted map turns it back
+        assert geo.warp.describe((96, 96))["rotation_deg"] == pytest.approx(15.0, abs=3.0)
+        r = s.run_detailed(content, [rotated(content, 15.0)])
+        assert len(r.aligned) == 1
+
+    @pytest.mark.parametrize("kw, match", [
+        (dict(warp="bend"), "warp"), (dict(warp_strength=1.5), "warp_strength"),
+        (dict(warp_grid=2), "warp_grid"), (dict(style_regions=9), "style_regions"),
+        (dict(align_style="x"), "align-style")])
+    def test_bad_options(self, kw, match):
+        with pytest.raises(InputError, match=match):
+            make_cfg(**kw)
+
+
+class TestCLI:
+    def test_save_warp_and_json(self, capsys, image_files, tmp_path):
+        out, warp_dir = tmp_path / "out.png", tmp_path / "warp"
+        rc = main([
+            "stylize", str(image_files["content"]), str(image_files["content"]), "-o", str(out),
+            "--size", "64", "--min-size", "32", "--steps", "1", "--coarse-steps", "2", "-q",
+            "--device", "cpu", "--warp", "tps", "--save-warp", str(warp_dir), "--json"])
+        captured = capsys.readouterr()
+        assert rc == 0, captured.err
+        d = json.loads(captured.out)
+        assert d["warp"]["kind"] == "tps"
+        assert {"mean_displacement_px", "max_displacement_px", "min_jacobian"} <= set(d["warp"])
+        assert sorted(p.name for p in warp_dir.iterdir()) == [
+            "compare.png", "displacement.png", "grid.png", "matches.png"]
+        for p in warp_dir.iterdir():
+            with Image.open(p) as im:
+                assert im.format == "PNG" and im.width > 300
+
+    def test_affine_json_fields(self, capsys, image_files, tmp_path):
+        rc = main(["stylize", str(image_files["content"]), str(image_files["content"]), "-o",
+                   str(tmp_path / "o.png"), "--size", "64", "--min-size", "32", "--steps", "1",
+                   "--coarse-steps", "1", "-q", "--device", "cpu", "--warp", "affine", "--json"])
+        captured = capsys.readouterr()
+        assert rc == 0, captured.err
+        w = json.loads(captured.out)["warp"]
+        assert {"rotation_deg", "scale_x", "scale_y", "translation_x_px", "translation_y_px"} <= set(w)
+
+    def test_save_warp_needs_warp(self, capsys, image_files, tmp_path):
+        rc = main(["stylize", str(image_files["content"]), str(image_files["style"]), "-o",
+                   str(tmp_path / "o.png"), "--save-warp", str(tmp_path / "w"), "-q"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "--save-warp needs --warp" in err
