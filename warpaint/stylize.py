@@ -313,6 +313,7 @@ class Stylizer:
         """
         geo = estimate_warp(self.vgg, style, content, self.cfg.align_style,  # type: ignore[arg-type]
                             k=self.cfg.warp_grid)
+        geo.warp.project()
         hw = fit_long_side(tuple(content.shape[-2:]), max(style.shape[-2:]))
         grid = geo.warp.grid(hw).to(style.device)
         return sample(style, grid, padding_mode="border", align_corners=False), geo
@@ -376,6 +377,7 @@ class Stylizer:
             main = styles[max(range(len(styles)), key=lambda i: blend[i])]
             geometry = estimate_warp(self.vgg, original_content, main, cfg.warp,
                                      strength=cfg.warp_strength, k=cfg.warp_grid).to(dev)
+            geometry.warp.project()   # from here on it never samples outside the image
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
         done = 0
         image = self._init_image(content, styles, scales[0])
@@ -440,6 +442,7 @@ class Stylizer:
             opt.step(closure)
             if warp_opt is not None:
                 warp_opt.step()
+                geometry.warp.project()  # type: ignore[union-attr]
             with torch.no_grad():
                 image.clamp_(0.0, 1.0)  # the box constraint, on our own leaf only
             yield {k: float(v.detach()) for k, v in last.items()}

@@ -116,3 +116,19 @@ class TestTPS:
     def test_needs_three_points_per_side(self):
         with pytest.raises(ValueError):
             TPSWarp(2)
+
+
+class TestInside:
+    def test_affine_projection_keeps_corners_inside(self):
+        warp = AffineWarp(torch.tensor([[1.1, 0.1, 0.2], [-0.1, 0.95, -0.1]]))
+        assert warp.grid((32, 32)).abs().max() > 1
+        warp.project()
+        g = warp.grid((32, 32))
+        assert g.abs().max() <= 1 + 1e-5
+        assert g.abs().max() > 0.95                      # the smallest zoom, not any zoom
+
+    def test_affine_projection_leaves_inside_maps(self):
+        theta = torch.tensor([[0.8, 0.1, 0.05], [-0.1, 0.8, 0.0]])
+        warp = AffineWarp(theta)
+        warp.project()
+        torch.testing.assert_close(warp.theta.detach(), theta)

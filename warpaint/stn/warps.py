@@ -83,6 +83,9 @@ class Warp(nn.Module):
         """Smoothness penalty of the parameters (0 for affine)."""
         return torch.zeros((), device=self.device)
 
+    def project(self) -> None:
+        """Pull the parameters back so that the grid stays inside the input (in place)."""
+
     def penalties(self, size: tuple[int, int] = (64, 64)) -> dict[str, Tensor]:
         """Fold-over and out-of-bounds penalties evaluated on a ``size`` grid."""
         g = self.grid(size)
@@ -109,6 +112,22 @@ class AffineWarp(Warp):
     def fit(cls, src: Tensor, dst: Tensor, weights: Tensor | None = None) -> AffineWarp:
         """Weighted least-squares affine with ``warp(dst[i]) ~ src[i]`` (N >= 3)."""
         return cls(fit_affine(src, dst, weights))
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Zoom in about the centre's image until the output's corners sample inside the
+        input: the smallest change that keeps every sample inside (no smeared borders).
+
+        The output frame is convex, so its four corners are the extreme points.
+        """
+        a, t = self.theta[:, :2], self.theta[:, 2]
+        t.clamp_(-0.9, 0.9)
+        corners = torch.tensor([[-1.0, -1], [1, -1], [1, 1], [-1, 1]], device=a.device)
+        reach = corners @ a.T                                            # (4, 2) = A c
+        limit = torch.where(reach > 0, (1 - t) / reach.clamp_min(1e-9),
+                            (-1 - t) / reach.clamp_max(-1e-9))
+        lam = float(limit.min().clamp(max=1.0))
+        a.mul_(lam)
 
     @torch.no_grad()
     def describe(self, size: tuple[int, int]) -> dict[str, float]:
@@ -171,6 +190,11 @@ class TPSWarp(Warp):
             g = base_grid(size, align_corners=False, device=self.control.device).reshape(-1, 2)
             w = self._weights_cache.setdefault(key, tps_weights(g, self.control))
         return (w @ self.points()).reshape(1, *size, 2)
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Keep the interior control points inside the input, away from the border."""
+        self.interior.clamp_(-0.95, 0.95)
 
     def displacement(self) -> Tensor:
         """(k, k, 2) control-point displacements from the identity."""

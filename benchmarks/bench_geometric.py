@@ -1,0 +1,139 @@
+"""Geometric style (``--warp``): acceptance numbers, side by side in one run (by hand).
+
+1. Recovery: the style is the content under a known transform (rotation 20 degrees and
+   scale 1.2; a smooth TPS bulge), at 256 px; how close the estimate comes.
+2. Real pairs: brad_pitt.jpg with picasso_selfport1907.jpg and with frida_kahlo.jpg at the
+   engine's defaults (512 px), once without and once with ``--warp tps``, one after the
+   other in this process: time, content and style distances of the *unwarped* result
+   (``warpaint score`` at 512 px), mean distance between matched points before and after
+   the warp, minimum Jacobian determinant. Pictures go to docs/images/geo_*.
+
+Usage:
+    python benchmarks/bench_geometric.py            # about 10 minutes on 2 CPU cores
+Results: benchmarks/results/geometric.{md,json}.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "images"
+PAIRS = [("content/brad_pitt.jpg", "style/picasso_selfport1907.jpg"),
+         ("content/brad_pitt.jpg", "style/frida_kahlo.jpg")]
+
+
+def recovery(vgg) -> dict:
+    from warpaint.io import fit_long_side, load_image, resize
+    from warpaint.stn.geometry import affine_grid, base_grid, control_grid, from_pixel_transform, sample, tps_grid
+    from warpaint.stn.geostyle import estimate_warp
+
+    out = {}
+    for name in ("brad_pitt", "tubingen", "golden_gate", "hoovertowernight"):
+        img = load_image(SHARED / "content" / f"{name}.jpg")
+        img = resize(img, fit_long_side(tuple(img.shape[-2:]), 256))
+        h, w = img.shape[-2:]
+        a, s = math.radians(20), 1.2
+        fwd = torch.tensor([[s * math.cos(a), -s * math.sin(a), 0], [s * math.sin(a), s * math.cos(a), 0],
+                            [0, 0, 1.0]], dtype=torch.float64)
+        c = torch.tensor([[1, 0, (w - 1) / 2], [0, 1, (h - 1) / 2], [0, 0, 1]], dtype=torch.float64)
+        theta = from_pixel_transform(torch.linalg.inv(c @ fwd @ torch.linalg.inv(c))[None].float(),
+                                     (h, w), (h, w), align_corners=False)[:, :2]
+        style = sample(img, affine_grid(theta, (h, w), align_corners=False), padding_mode="zeros",
+                       align_corners=False)
+        d = estimate_warp(vgg, img, style, "affine").warp.describe((h, w))
+        ctrl = control_grid(5)
+        src = ctrl * (1 - 0.35 * torch.exp(-ctrl.norm(dim=1, keepdim=True) ** 2 / 0.3))
+        true = tps_grid(src[None], ctrl, (h, w), align_corners=False)
+        px = torch.tensor([w / 2, h / 2])
+        with torch.no_grad():
+            geo = estimate_warp(vgg, img, sample(img, true, padding_mode="border", align_corners=False), "tps")
+            err = ((geo.warp.grid((h, w)) - true) * px).norm(dim=-1)
+        shift = ((true - base_grid((h, w), align_corners=False)) * px).norm(dim=-1)
+        out[name] = {"size": [int(w), int(h)], "affine_rotation_deg": d["rotation_deg"],
+                     "affine_scale": d["scale"], "tps_true_mean_shift_px": round(float(shift.mean()), 2),
+                     "tps_mean_error_px": round(float(err.mean()), 2)}
+        print(name, out[name], flush=True)
+    return out
+
+
+def real_pairs() -> list[dict]:
+    from warpaint.io import load_image, save_image
+    from warpaint.score import score
+    from warpaint.stn.visualize import save_warp_pictures
+    from warpaint.stylize import StylizeConfig, Stylizer
+
+    rows = []
+    plain, warped = Stylizer(StylizeConfig()), Stylizer(StylizeConfig(warp="tps"))
+    for c_rel, s_rel in PAIRS:
+        content, style = load_image(SHARED / c_rel), load_image(SHARED / s_rel)
+        tag = f"{Path(c_rel).stem}_{Path(s_rel).stem}"
+        t0 = time.perf_counter()
+        base = plain.run_detailed(content, [style])
+        t_plain = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = warped.run_detailed(content, [style])
+        t_warp = time.perf_counter() - t0
+        hw = tuple(res.image.shape[-2:])
+        geo = res.geometry.describe(hw)
+        s_plain, s_warp = score(content, style, base.image), score(content, style, res.unwarped)
+        s_warped_out = score(content, style, res.image)
+        caption = (f"{hw[1]}x{hw[0]} px, 20/20/10 L-BFGS steps at 128/256/512, "
+                   f"{warped.device.type} float32, --warp tps --warp-strength 0.5")
+        save_warp_pictures(ROOT / "docs" / "images" / f"geo_{tag}", content, style, res.unwarped,
+                           res.image, res.geometry, caption=caption)
+        save_image(base.image, ROOT / "benchmarks" / "out" / f"geo_{tag}_nowarp.png")
+        row = {"pair": tag, "size": [hw[1], hw[0]], "seconds_no_warp": round(t_plain, 1),
+               "seconds_warp": round(t_warp, 1), "time_ratio": round(t_warp / t_plain, 3),
+               "content_no_warp": round(s_plain.content, 4), "content_warp_unwarped": round(s_warp.content, 4),
+               "content_ratio": round(s_warp.content / s_plain.content, 3),
+               "style_no_warp": round(s_plain.style, 4), "style_warp_unwarped": round(s_warp.style, 4),
+               "style_warp_output": round(s_warped_out.style, 4), **geo,
+               "match_distance_fall": round(1 - geo["match_distance_after_px"] / geo["match_distance_before_px"], 3)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    if not SHARED.is_dir():
+        sys.exit(f"sample images not found in {SHARED}")
+    from warpaint.vgg import VGGFeatures
+
+    torch.manual_seed(0)
+    info = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    rec = recovery(VGGFeatures())
+    rows = real_pairs()
+    res_dir = ROOT / "benchmarks" / "results"
+    res_dir.mkdir(parents=True, exist_ok=True)
+    (res_dir / "geometric.json").write_text(json.dumps({"info": info, "recovery": rec, "pairs": rows}, indent=2) + "\n")
+    lines = [f"# Geometric style benchmark ({info['date']}, CPU, {info['threads']} threads, float32, torch {info['torch']})",
+             "", "## Recovery at 256 px (affine: rotation 20 deg, scale 1.2; TPS bulge)", "",
+             "| image | rotation (deg) | scale | TPS true mean shift (px) | TPS mean error (px) |",
+             "|---|---|---|---|---|"]
+    for k, v in rec.items():
+        lines.append(f"| {k} | {v['affine_rotation_deg']:.2f} | {v['affine_scale']:.3f} | "
+                     f"{v['tps_true_mean_shift_px']:.2f} | {v['tps_mean_error_px']:.2f} |")
+    lines += ["", "## Real pairs, 512 px, defaults, --warp tps (strength 0.5) vs no warp", "",
+              "| pair | s no warp | s warp | time ratio | content no warp | content warp (unwarped) | ratio "
+              "| style no warp | style warp (unwarped) | match dist before -> after (px) | fall | min Jacobian |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['pair']} | {r['seconds_no_warp']} | {r['seconds_warp']} | {r['time_ratio']} | "
+                     f"{r['content_no_warp']} | {r['content_warp_unwarped']} | {r['content_ratio']} | "
+                     f"{r['style_no_warp']} | {r['style_warp_unwarped']} | {r['match_distance_before_px']} -> "
+                     f"{r['match_distance_after_px']} | {r['match_distance_fall']:.0%} | {r['min_jacobian']} |")
+    (res_dir / "geometric.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
