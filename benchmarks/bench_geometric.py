@@ -6,7 +6,7 @@
    engine's defaults (512 px), once without and once with ``--warp tps``, one after the
    other in this process: time, content and style distances of the *unwarped* result
    (``warpaint score`` at 512 px), mean distance between matched points before and after
-   the warp, minimum Jacobian determinant. Pictures go to docs/images/geo_*.
+   the warp, minimum Jacobian determinant. Pictures go to benchmarks/out/geo_*/ and, as JPEG, docs/images/geo_*.jpg.
 
 Usage:
     python benchmarks/bench_geometric.py            # about 10 minutes on 2 CPU cores
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "images"
@@ -87,8 +88,11 @@ def real_pairs() -> list[dict]:
         s_warped_out = score(content, style, res.image)
         caption = (f"{hw[1]}x{hw[0]} px, 20/20/10 L-BFGS steps at 128/256/512, "
                    f"{warped.device.type} float32, --warp tps --warp-strength 0.5")
-        save_warp_pictures(ROOT / "docs" / "images" / f"geo_{tag}", content, style, res.unwarped,
-                           res.image, res.geometry, caption=caption)
+        pictures = save_warp_pictures(ROOT / "benchmarks" / "out" / f"geo_{tag}", content, style,
+                                      res.unwarped, res.image, res.geometry, caption=caption)
+        for p in pictures:                      # small JPEG copies for the docs
+            with Image.open(p) as im:
+                im.convert("RGB").save(ROOT / "docs" / "images" / f"geo_{tag}_{p.stem}.jpg", quality=82)
         save_image(base.image, ROOT / "benchmarks" / "out" / f"geo_{tag}_nowarp.png")
         row = {"pair": tag, "size": [hw[1], hw[0]], "seconds_no_warp": round(t_plain, 1),
                "seconds_warp": round(t_warp, 1), "time_ratio": round(t_warp / t_plain, 3),

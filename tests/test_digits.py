@@ -83,6 +83,23 @@ class TestModels:
             assert digits.make_model(kind)(torch.rand(2, 1, size, size)).shape == (2, 10)
 
 
+class TestEquivariance:
+    def test_identity_transformer_is_not_equivariant(self):
+        """A transformer that ignores its input (theta = I) pays for every extra turn."""
+        stn = digits.SpatialTransformer(1, kind="similarity")
+        x = torch.rand(8, 1, 28, 28)
+        _, theta = stn(x)
+        loss = digits.equivariance_loss(stn, x, theta, torch.Generator().manual_seed(0))
+        assert loss.item() > 1e-3
+
+    def test_gradient_reaches_the_localization_net(self):
+        stn = digits.SpatialTransformer(1, kind="affine")
+        x = torch.rand(4, 1, 28, 28)
+        _, theta = stn(x)
+        digits.equivariance_loss(stn, x, theta, torch.Generator().manual_seed(0)).backward()
+        assert stn.localization[-1].weight.grad.abs().sum() > 0
+
+
 @pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not found at ../shared/datasets/mnist")
 class TestTinyTraining:
     def test_beats_chance(self, tmp_path):

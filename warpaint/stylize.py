@@ -270,9 +270,9 @@ class Stylizer:
                geometry: Geometry | None = None) -> dict[str, Tensor]:
         """Weighted losses of ``image`` against precomputed targets.
 
-        With ``geometry``, the style loss is the mean of the unwarped and the warped image's,
-        and the warp's own terms (``warp_correspondence``, ``warp_smoothness``, ``warp_fold``,
-        ``warp_bounds``) are added.
+        With ``geometry`` (joint optimization), the style loss is the mean of the unwarped
+        and the warped image's, and the warp's own terms (``warp_correspondence``,
+        ``warp_smoothness``, ``warp_fold``, ``warp_bounds``) are added.
         """
         cfg = self.cfg
         feats = self._features(image)
@@ -390,11 +390,13 @@ class Stylizer:
             # A contiguous leaf: L-BFGS flattens its gradient with .view(-1), which fails on
             # channels-last strides (a caller's tensor may have them).
             image = image.detach().clone(memory_format=torch.contiguous_format)
-            content_t, style_t = self._targets(content_hw, styles, blend, hw)
             steps = cfg.steps_at(si, len(scales))
-            # The warp is optimized with the pixels at the coarser scales, then held fixed:
-            # at the final scale a second VGG pass per step would cost most of the run.
-            joint = geometry if si < len(scales) - 1 else None
+            # The warp is optimized with the pixels at the coarse scales (the first, and any up
+            # to a quarter of the final size), where the second VGG pass per step is cheap; a
+            # smooth warp needs no finer view. Then it is held fixed.
+            coarse = (si == 0 or 4 * max(hw) <= max(scales[-1])) and si < len(scales) - 1
+            joint = geometry if coarse else None
+            content_t, style_t = self._targets(content_hw, styles, blend, hw)
             for step, losses in enumerate(self._optimize(image, content_t, style_t, steps, joint), 1):
                 done += 1
                 if callback is not None:
@@ -460,10 +462,11 @@ class Result:
 
 
 def apply_warp(image: Tensor, geometry: Geometry) -> Tensor:
-    """``image`` (B, C, H, W) resampled through ``geometry``'s warp (border padding)."""
+    """``image`` (B, C, H, W) resampled through ``geometry``'s warp (bicubic, which keeps
+    more of the fine texture than bilinear; clamped to [0, 1])."""
     with torch.no_grad():
         grid = geometry.warp.grid(tuple(image.shape[-2:])).to(image)  # type: ignore[arg-type]
-        return sample(image, grid, padding_mode="border", align_corners=False)
+        return sample(image, grid, padding_mode="border", align_corners=False, mode="bicubic").clamp(0, 1)
 
 
 def stylize_tensors(content: Tensor, styles: Sequence[Tensor], cfg: StylizeConfig = StylizeConfig(),

@@ -196,6 +196,7 @@ class DigitsConfig:
     stn_lr_scale: float = 0.1        # the localization net learns 10x slower (stability)
     stn_output: int = 0              # side of the transformer's output; 0 = input size
     stn_kind: str = "affine"         # transform of the ST-CNN: affine, similarity, projective, tps
+    equivariance: float = 0.0        # weight of the rotation-equivariance term (see train())
     n_test: int = 2000
     seed: int = 0
 
@@ -204,6 +205,27 @@ def _batches(n: int, batch: int, generator: torch.Generator):
     perm = torch.randperm(n, generator=generator)
     for i in range(0, n, batch):
         yield perm[i: i + batch]
+
+
+def equivariance_loss(stn: SpatialTransformer, x: Tensor, theta: Tensor, generator: torch.Generator,
+                      max_degrees: float = 30.0) -> Tensor:
+    """Self-supervised rotation equivariance of an affine (or similarity) transformer.
+
+    The batch is turned by a random extra angle ``d`` about the canvas centre; for the
+    transformer to show both versions in the same pose, its parameters for the turned
+    input must be ``R(d) theta``. The term is the mean squared difference. It uses only the
+    extra turn it applies itself, never the distortion's parameters; the class loss keeps it
+    from the degenerate ``theta = 0``.
+    """
+    b = x.shape[0]
+    d = (torch.rand(b, generator=generator) * 2 - 1).to(x.device) * math.radians(max_degrees)
+    rot = _rotation(d)                                                      # (B, 2, 2)
+    # x2(u) = x(R(-d) u): x turned by d
+    back = torch.cat([_rotation(-d), x.new_zeros(b, 2, 1)], -1)
+    x2 = sample(x, affine_grid(back, tuple(x.shape[-2:]), align_corners=False),
+                padding_mode="zeros", align_corners=False)
+    _, theta2 = stn(x2)
+    return F.mse_loss(theta2, rot @ theta)
 
 
 @torch.no_grad()
@@ -267,7 +289,12 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
         model.train()
         for idx in _batches(x_train.shape[0], cfg.batch_size, gen):
             x, _ = distort(x_train[idx], cfg.distortion, gen)  # type: ignore[arg-type]
-            loss = F.cross_entropy(model(x), y_train[idx])
+            if cfg.equivariance > 0 and isinstance(model, STCNN):
+                warped, theta = model.stn(x)
+                loss = F.cross_entropy(model.cnn(warped), y_train[idx]) + \
+                    cfg.equivariance * equivariance_loss(model.stn, x, theta, gen)
+            else:
+                loss = F.cross_entropy(model(x), y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

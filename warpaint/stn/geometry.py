@@ -213,9 +213,13 @@ def tps_grid(src_points: Tensor, dst_points: Tensor, size: tuple[int, int], *,
 
 
 def sample(image: Tensor, grid: Tensor, *, padding_mode: PaddingMode = "border",
-           align_corners: bool = False) -> Tensor:
-    """Bilinear sampling of (B, C, H, W) images at a (B, H', W', 2) grid -> (B, C, H', W')."""
-    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode=padding_mode,
+           align_corners: bool = False, mode: Literal["bilinear", "bicubic"] = "bilinear") -> Tensor:
+    """Sampling of (B, C, H, W) images at a (B, H', W', 2) grid -> (B, C, H', W').
+
+    ``mode="bicubic"`` keeps more fine detail (for final images); it may overshoot, so
+    clamp images afterwards.
+    """
+    return F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode=padding_mode,
                          align_corners=align_corners)
 
 
