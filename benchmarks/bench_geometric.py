@@ -8,8 +8,12 @@
    (``warpaint score`` at 512 px), mean distance between matched points before and after
    the warp, minimum Jacobian determinant. Pictures go to benchmarks/out/geo_*/ and, as JPEG, docs/images/geo_*.jpg.
 
+3. --align-style affine against the defaults on a pair that shares a layout (two
+   portraits) and one that does not (a town and an abstract painting).
+
 Usage:
-    python benchmarks/bench_geometric.py            # about 10 minutes on 2 CPU cores
+    python benchmarks/bench_geometric.py            # about 15 minutes on 2 CPU cores
+    python benchmarks/bench_geometric.py align      # only part 3 (parts 1-2 kept from the JSON)
 Results: benchmarks/results/geometric.{md,json}.
 """
 
@@ -106,6 +110,42 @@ def real_pairs() -> list[dict]:
     return rows
 
 
+ALIGN_PAIRS = [("content/brad_pitt.jpg", "style/picasso_selfport1907.jpg"),     # shared layout
+               ("content/tubingen.jpg", "style/composition_vii.jpg")]         # none
+
+
+def align_pairs() -> list[dict]:
+    """--align-style affine (2 x 2 region statistics) against the defaults."""
+    from warpaint.io import load_image, save_image
+    from warpaint.score import score
+    from warpaint.stylize import StylizeConfig, Stylizer
+
+    rows = []
+    plain, aligned = Stylizer(StylizeConfig()), Stylizer(StylizeConfig(align_style="affine"))
+    for c_rel, s_rel in ALIGN_PAIRS:
+        content, style = load_image(SHARED / c_rel), load_image(SHARED / s_rel)
+        tag = f"{Path(c_rel).stem}_{Path(s_rel).stem}"
+        outs = {}
+        for name, engine in (("default", plain), ("align", aligned)):
+            t0 = time.perf_counter()
+            res = engine.run_detailed(content, [style])
+            outs[name] = (res, time.perf_counter() - t0)
+        a, b = outs["default"][0], outs["align"][0]
+        sa, sb = score(content, style, a.image), score(content, style, b.image)
+        geo = b.aligned[0].describe(tuple(b.image.shape[-2:]))
+        h = a.image.shape[-2]
+        strip = torch.cat([torch.nn.functional.interpolate(content, size=(h, a.image.shape[-1]), mode="bilinear",
+                                                           align_corners=False, antialias=True), a.image, b.image], -1)
+        save_image(strip, ROOT / "docs" / "images" / f"align_{tag}.jpg")
+        row = {"pair": tag, "seconds_default": round(outs["default"][1], 1), "seconds_align": round(outs["align"][1], 1),
+               "content_default": round(sa.content, 4), "content_align": round(sb.content, 4),
+               "style_default": round(sa.style, 4), "style_align": round(sb.style, 4),
+               "matches": geo["matches"], "rotation_deg": geo["rotation_deg"], "scale": geo["scale"]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main() -> None:
     if not SHARED.is_dir():
         sys.exit(f"sample images not found in {SHARED}")
@@ -114,11 +154,15 @@ def main() -> None:
     torch.manual_seed(0)
     info = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    rec = recovery(VGGFeatures())
-    rows = real_pairs()
+    only = sys.argv[1] if len(sys.argv) > 1 else "all"
+    old = json.loads((ROOT / "benchmarks" / "results" / "geometric.json").read_text()) \
+        if (ROOT / "benchmarks" / "results" / "geometric.json").exists() else {}
+    rec = recovery(VGGFeatures()) if only in ("all", "warp") else old.get("recovery", {})
+    rows = real_pairs() if only in ("all", "warp") else old.get("pairs", [])
+    align = align_pairs() if only in ("all", "align") else old.get("align", [])
     res_dir = ROOT / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / "geometric.json").write_text(json.dumps({"info": info, "recovery": rec, "pairs": rows}, indent=2) + "\n")
+    (res_dir / "geometric.json").write_text(json.dumps({"info": info, "recovery": rec, "pairs": rows, "align": align}, indent=2) + "\n")
     lines = [f"# Geometric style benchmark ({info['date']}, CPU, {info['threads']} threads, float32, torch {info['torch']})",
              "", "## Recovery at 256 px (affine: rotation 20 deg, scale 1.2; TPS bulge)", "",
              "| image | rotation (deg) | scale | TPS true mean shift (px) | TPS mean error (px) |",
@@ -135,6 +179,13 @@ def main() -> None:
                      f"{r['content_no_warp']} | {r['content_warp_unwarped']} | {r['content_ratio']} | "
                      f"{r['style_no_warp']} | {r['style_warp_unwarped']} | {r['match_distance_before_px']} -> "
                      f"{r['match_distance_after_px']} | {r['match_distance_fall']:.0%} | {r['min_jacobian']} |")
+    lines += ["", "## --align-style affine (2 x 2 regions) vs defaults, 512 px", "",
+              "| pair | s default | s align | content default | content align | style default | style align "
+              "| matches | style turned (deg) | scale |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in align:
+        lines.append(f"| {r['pair']} | {r['seconds_default']} | {r['seconds_align']} | {r['content_default']} | "
+                     f"{r['content_align']} | {r['style_default']} | {r['style_align']} | {r['matches']} | "
+                     f"{r['rotation_deg']} | {r['scale']} |")
     (res_dir / "geometric.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -106,8 +106,14 @@ class TestTinyTraining:
         images, labels = digits.load_mnist(MNIST)
         data = (images[:700], labels[:700])
         cfg = digits.DigitsConfig(distortion="R", model="stcnn", epochs=4, batch_size=50, n_test=200)
-        model, res = digits.train(cfg, data, checkpoint=tmp_path / "ck.pt", progress=False)
+        model, res, test = digits.train(cfg, data, checkpoint=tmp_path / "ck.pt", progress=False)
         # 500 training digits, 4 epochs: chance is 90 % error; require under 60 %.
         assert res["error_pct"] < 60.0, res
         assert res["parameters"] == digits.count_parameters(model)
         assert (tmp_path / "ck.pt").exists()
+        assert test.images.shape == (200, 1, 28, 28) and res["config"]["distortion"] == "R"
+        digits.save_alignment_grid(model, test.images, tmp_path / "grid.png")
+        assert (tmp_path / "grid.png").stat().st_size > 1000
+        rts = digits.EvalSet(*digits.make_test_set(images[:64], labels[:64], "RTS", 0))
+        check = digits.rotation_check(model, rts, plot=tmp_path / "rot.png")
+        assert -1 <= check["rotation_correlation"] <= 1 and (tmp_path / "rot.png").exists()

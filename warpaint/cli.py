@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the distortions (default: 0)")
+    p.add_argument("--stn-kind", default=None, choices=("affine", "similarity", "projective", "tps"),
+                   help="the ST-CNN's transform (default: per distortion, see docs/stn.md)")
+    p.add_argument("--stn-output", type=int, default=None, metavar="PX",
+                   help="side of the transformer's output (default: per distortion; 0 = input size)")
+    p.add_argument("--equivariance", type=float, default=None,
+                   help="weight of the rotation-equivariance term (default: per distortion)")
+    p.add_argument("--stn-iterations", type=int, default=None,
+                   help="localization passes, composed (default: per distortion)")
     p.add_argument("--out", type=Path, default=Path("stn_digits"),
                    help="folder for checkpoints, results.json and pictures (default: stn_digits)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -381,17 +389,17 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
     models = ("cnn", "stcnn") if args.model == "both" else (args.model,)
     for name in names:
         for kind in models:
-            cfg = digits.DigitsConfig(distortion=name, model=kind, epochs=args.epochs,
-                                      batch_size=args.batch_size, seed=args.seed)
-            model, res = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",
-                                      progress=not args.quiet)
+            cfg = digits.config_for(name, kind, epochs=args.epochs, batch_size=args.batch_size,
+                                    seed=args.seed, **({} if kind == "cnn" else dict(
+                                        stn_kind=args.stn_kind, stn_output=args.stn_output,
+                                        equivariance=args.equivariance,
+                                        stn_iterations=args.stn_iterations)))
+            model, res, test = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",
+                                            progress=not args.quiet)
             if kind == "stcnn":
-                _, test = digits.split(data[0].shape[0], cfg.n_test, cfg.seed)
-                x, _, _ = digits.make_test_set(data[0][test], data[1][test], name, cfg.seed)
-                digits.save_alignment_grid(model, x, args.out / f"{name}_stn_grid.png")
+                digits.save_alignment_grid(model, test.images, args.out / f"{name}_stn_grid.png")
                 if name == "RTS":
-                    res.update(digits.rotation_check(model, data[0][test], data[1][test], cfg.seed,
-                                                     plot=args.out / "RTS_rotation.png"))
+                    res.update(digits.rotation_check(model, test, plot=args.out / "RTS_rotation.png"))
             results[f"{name}/{kind}"] = res
             print(json.dumps(res), file=sys.stderr)
             from .io import write_bytes_atomic

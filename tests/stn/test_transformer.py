@@ -12,6 +12,21 @@ KINDS = ["affine", "similarity", "projective", "tps"]
 
 
 class TestSpatialTransformer:
+    @pytest.mark.parametrize("kind", ["affine", "similarity", "projective"])
+    def test_iterations_compose(self, kind):
+        torch.manual_seed(0)
+        stn = SpatialTransformer(1, kind=kind, iterations=3, output_size=(16, 16))
+        x = torch.rand(2, 1, 24, 24)
+        y, params = stn(x)                              # identity start survives composition
+        torch.testing.assert_close(y, F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False,
+                                                    antialias=False), atol=1e-5, rtol=0)
+        with torch.no_grad():
+            stn.localization[-1].bias.mul_(0.9)       # each pass zooms: the passes compose
+        _, p3 = stn(x)
+        assert p3[0, 0, 0].item() == pytest.approx(0.9 ** 3, abs=1e-5)
+        with pytest.raises(ValueError):
+            SpatialTransformer(1, kind="tps", iterations=2)
+
     @pytest.mark.parametrize("kind", KINDS)
     def test_identity_start(self, kind):
         torch.manual_seed(0)

@@ -161,10 +161,10 @@ class STCNN(nn.Module):
     """A :class:`SpatialTransformer` in front of a slightly narrower :class:`DigitCNN`."""
 
     def __init__(self, in_channels: int = 1, *, hidden: int = 104, output_size: int | None = None,
-                 kind: TransformKind = "affine") -> None:
+                 kind: TransformKind = "affine", iterations: int = 1) -> None:
         super().__init__()
         out = (output_size, output_size) if output_size else None
-        self.stn = SpatialTransformer(in_channels, kind=kind, output_size=out)
+        self.stn = SpatialTransformer(in_channels, kind=kind, output_size=out, iterations=iterations)
         self.cnn = DigitCNN(in_channels, hidden=hidden)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -176,13 +176,15 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def make_model(kind: Literal["cnn", "stcnn"], *, stn_output: int = 0,
-               stn_kind: TransformKind = "affine") -> nn.Module:
+               stn_kind: TransformKind = "affine", stn_iterations: int = 1) -> nn.Module:
     """The two compared models; their parameter counts differ by under 5 %.
 
     ``stn_output``: side of the ST-CNN's transformer output (0 keeps the input size);
     ``stn_kind``: its transform.
     """
-    return DigitCNN() if kind == "cnn" else STCNN(output_size=stn_output or None, kind=stn_kind)
+    if kind == "cnn":
+        return DigitCNN()
+    return STCNN(output_size=stn_output or None, kind=stn_kind, iterations=stn_iterations)
 
 
 # -- training -------------------------------------------------------------------------------
@@ -193,12 +195,30 @@ class DigitsConfig:
     epochs: int = 30
     batch_size: int = 128
     lr: float = 2e-3
-    stn_lr_scale: float = 0.1        # the localization net learns 10x slower (stability)
+    stn_lr_scale: float = 1.0        # learning-rate factor of the localization net
     stn_output: int = 0              # side of the transformer's output; 0 = input size
     stn_kind: str = "affine"         # transform of the ST-CNN: affine, similarity, projective, tps
     equivariance: float = 0.0        # weight of the rotation-equivariance term (see train())
+    stn_iterations: int = 1          # localization passes (inverse-compositional refinement)
     n_test: int = 2000
     seed: int = 0
+
+
+#: The ST-CNN's transformer per distortion (see docs/stn.md for the measurements behind it).
+STN_SETTINGS: dict[str, dict] = {
+    "R": {"stn_kind": "similarity", "equivariance": 20.0},
+    "RTS": {"stn_kind": "similarity", "stn_output": 28, "equivariance": 20.0},
+    "P": {"stn_kind": "affine"},
+    "E": {"stn_kind": "affine"},
+}
+
+
+def config_for(distortion: str, model: str, **overrides) -> DigitsConfig:
+    """The configuration used for ``distortion``: :data:`STN_SETTINGS` for the ST-CNN, then
+    ``overrides`` (``None`` values are ignored)."""
+    base = dict(STN_SETTINGS.get(distortion, {})) if model == "stcnn" else {}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return DigitsConfig(distortion=distortion, model=model, **base)
 
 
 def _batches(n: int, batch: int, generator: torch.Generator):
@@ -213,9 +233,9 @@ def equivariance_loss(stn: SpatialTransformer, x: Tensor, theta: Tensor, generat
 
     The batch is turned by a random extra angle ``d`` about the canvas centre; for the
     transformer to show both versions in the same pose, its parameters for the turned
-    input must be ``R(d) theta``. The term is the mean squared difference. It uses only the
-    extra turn it applies itself, never the distortion's parameters; the class loss keeps it
-    from the degenerate ``theta = 0``.
+    input must be ``R(d) theta``. It uses only the
+    extra turn it applies itself, never the distortion's parameters. The squared difference
+    is divided by the transforms' squared size, so the degenerate ``theta = 0`` gains nothing.
     """
     b = x.shape[0]
     d = (torch.rand(b, generator=generator) * 2 - 1).to(x.device) * math.radians(max_degrees)
@@ -225,7 +245,10 @@ def equivariance_loss(stn: SpatialTransformer, x: Tensor, theta: Tensor, generat
     x2 = sample(x, affine_grid(back, tuple(x.shape[-2:]), align_corners=False),
                 padding_mode="zeros", align_corners=False)
     _, theta2 = stn(x2)
-    return F.mse_loss(theta2, rot @ theta)
+    # relative to the transforms' own size, so shrinking them toward 0 does not pay
+    num = (theta2 - rot @ theta).pow(2).flatten(1).sum(1)
+    den = 0.5 * (theta.pow(2).flatten(1).sum(1) + theta2.pow(2).flatten(1).sum(1))
+    return (num / den.clamp_min(1e-6)).mean()
 
 
 @torch.no_grad()
@@ -245,9 +268,19 @@ def make_test_set(images: Tensor, labels: Tensor, distortion: Distortion, seed: 
     return x, labels, info
 
 
+@dataclass(frozen=True)
+class EvalSet:
+    """The fixed distorted test set of a run (the same for both models)."""
+
+    images: Tensor      # (N, 1, S, S) in [0, 1]
+    labels: Tensor      # (N,)
+    info: dict          # applied parameters (``angle``, ``scale`` for R and RTS)
+
+
 def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | None = None,
-          progress: bool = True, on_epoch=None) -> tuple[nn.Module, dict]:
-    """Train one model on one distortion; return it and a results dict (error %, time, params)."""
+          progress: bool = True, on_epoch=None) -> tuple[nn.Module, dict, EvalSet]:
+    """Train one model on one distortion; return it, a results dict (error %, time,
+    parameters, configuration) and the test set it was evaluated on."""
     if cfg.distortion not in DISTORTIONS:
         raise InputError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {cfg.distortion!r}")
     if cfg.model not in ("cnn", "stcnn"):
@@ -256,10 +289,12 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     train_idx, test_idx = split(images.shape[0], cfg.n_test, cfg.seed)
     x_train = images[train_idx].float()[:, None] / 255.0
     y_train = labels[train_idx]
-    x_test, y_test, _ = make_test_set(images[test_idx], labels[test_idx], cfg.distortion, cfg.seed)  # type: ignore[arg-type]
+    x_test, y_test, info = make_test_set(images[test_idx], labels[test_idx], cfg.distortion,  # type: ignore[arg-type]
+                                         cfg.seed)
 
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind)  # type: ignore[arg-type]
+    model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind,  # type: ignore[arg-type]
+                       stn_iterations=cfg.stn_iterations)
     stn_params = list(model.stn.parameters()) if isinstance(model, STCNN) else []
     ids = {id(p) for p in stn_params}
     groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": cfg.lr}]
@@ -314,8 +349,8 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     result = {"distortion": cfg.distortion, "model": cfg.model, "error_pct": evaluate(model, x_test, y_test),
               "train_seconds": round(seconds, 1), "parameters": count_parameters(model),
               "epochs": cfg.epochs, "train_digits": int(x_train.shape[0]), "test_digits": int(x_test.shape[0]),
-              "threads": torch.get_num_threads()}
-    return model, result
+              "threads": torch.get_num_threads(), "config": asdict(cfg)}
+    return model, result, EvalSet(x_test, y_test, info)
 
 
 def recovered_rotation(model: STCNN, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -355,10 +390,9 @@ def save_alignment_grid(model: STCNN, x: Tensor, path: Path, *, n: int = 16) -> 
     save_image(big.expand(-1, 3, -1, -1), path)
 
 
-def rotation_check(model: STCNN, images: Tensor, labels: Tensor, seed: int,
-                   plot: Path | None = None) -> dict:
-    """On the fixed RTS test set: correlation of applied vs recovered rotation and scale."""
-    x, _, info = make_test_set(images, labels, "RTS", seed)
+def rotation_check(model: STCNN, test: EvalSet, plot: Path | None = None) -> dict:
+    """On an RTS test set: correlation of applied vs recovered rotation and scale."""
+    x, info = test.images, test.info
     model.eval()
     angle, scale = recovered_rotation(model, x)
     r_angle = correlation(info["angle"], angle)

@@ -17,6 +17,7 @@ from .geometry import (
     identity_affine,
     out_of_bounds_penalty,
     sample,
+    to_matrix,
     tps_grid,
 )
 
@@ -60,6 +61,9 @@ class SpatialTransformer(nn.Module):
         padding_mode: what is sampled outside the input; ``"border"`` (default) keeps
             gradients alive when the grid leaves the image.
         align_corners: passed to every grid call.
+        iterations: with more than 1 (affine, similarity, projective), the localization net
+            looks again at its own output and refines the transform by composition
+            (inverse-compositional STN, Lin & Lucey 2017); the net is shared between passes.
         localization: a module mapping the input to ``n_params`` numbers; default
             :func:`localization_net`. Its last layer should start at zero weight.
 
@@ -77,8 +81,12 @@ class SpatialTransformer(nn.Module):
 
     def __init__(self, in_channels: int, *, kind: TransformKind = "affine", tps_grid: int = 4,
                  output_size: tuple[int, int] | None = None, padding_mode: PaddingMode = "border",
-                 align_corners: bool = False, localization: nn.Module | None = None) -> None:
+                 align_corners: bool = False, localization: nn.Module | None = None,
+                 iterations: int = 1) -> None:
         super().__init__()
+        if iterations < 1 or (iterations > 1 and kind == "tps"):
+            raise ValueError("iterations must be >= 1, and 1 for tps (splines do not compose)")
+        self.iterations = iterations
         if kind not in ("affine", "similarity", "projective", "tps"):
             raise ValueError(f"kind must be affine, similarity, projective or tps, got {kind!r}")
         if kind == "tps" and tps_grid < 2:
@@ -128,6 +136,13 @@ class SpatialTransformer(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         params = self.params(self.localization(x))
         size = self.output_size or (x.shape[-2], x.shape[-1])
+        for _ in range(self.iterations - 1):
+            # Inverse-compositional refinement (Lin & Lucey 2017): the same localization net
+            # looks at the current output and returns a correction in the output's frame.
+            view = sample(x, self.grid(params, size), padding_mode=self.padding_mode,
+                          align_corners=self.align_corners)
+            step = self.params(self.localization(view))
+            params = (to_matrix(params) @ to_matrix(step))[:, : params.shape[1]]
         grid = self.grid(params, size)
         self.last_grid = grid
         return sample(x, grid, padding_mode=self.padding_mode, align_corners=self.align_corners), params
