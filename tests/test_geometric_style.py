@@ -81,7 +81,8 @@ class TestEngine:
 
     def test_align_style(self, vgg, images):
         content = blobs(96)
-        s = Stylizer(make_cfg(size=64, steps=1, align_style="affine"), pretrained=False)
+        s = Stylizer(make_cfg(size=64, min_size=32, steps=1, coarse_steps=1, align_style="affine"),
+                     pretrained=False)
         s.vgg = vgg
         assert s.cfg.regions == 2
         aligned, geo = s.align_style(rotated(content, 15.0), content)
@@ -91,10 +92,38 @@ class TestEngine:
         r = s.run_detailed(content, [rotated(content, 15.0)])
         assert len(r.aligned) == 1
 
+    def test_single_scale_optimizes_the_warp(self, vgg_random, images):
+        s = Stylizer(make_cfg(size=64, steps=2, warp="tps"), pretrained=False)
+        s.vgg = vgg_random
+        seen = []
+        content = images.content(64, 64)
+        s.run_detailed(content, [rotated(content, 10.0)], callback=seen.append)
+        assert len(seen) == 2 and all("warp_correspondence" in it.losses for it in seen)
+
+    @pytest.mark.parametrize("extra", [dict(preserve_color="luminance"), dict(preserve_color="histogram"),
+                                       dict(style_blend=(0.7, 0.3))])
+    def test_warp_with_other_options(self, vgg, images, extra):
+        s = Stylizer(make_cfg(size=64, min_size=32, steps=1, coarse_steps=1, warp="affine", **extra),
+                     pretrained=False)
+        s.vgg = vgg
+        content = blobs(96)
+        styles = [rotated(content, 8.0), images.checker(64, 64)][: 2 if "style_blend" in extra else 1]
+        r = s.run_detailed(content, styles)
+        assert r.image.shape == (1, 3, 64, 64) and torch.isfinite(r.image).all()
+        assert r.geometry is not None
+
+    def test_regions_fit_small_feature_maps(self, vgg_random, images):
+        """8 x 8 regions at 32 px: relu5_1 maps are 1 x 2, so fewer regions there, no NaN."""
+        s = Stylizer(make_cfg(size=32, steps=2, style_regions=8), pretrained=False)
+        s.vgg = vgg_random
+        seen = []
+        s.run(images.content(32, 48), [images.stripes(32, 64)], callback=seen.append)
+        assert all(torch.isfinite(torch.tensor(it.losses["total"])) for it in seen)
+
     @pytest.mark.parametrize("kw, match", [
         (dict(warp="bend"), "warp"), (dict(warp_strength=1.5), "warp_strength"),
         (dict(warp_grid=2), "warp_grid"), (dict(style_regions=9), "style_regions"),
-        (dict(align_style="x"), "align-style")])
+        (dict(align_style="x"), "align-style"), (dict(warp="tps", align_style="affine"), "not both")])
     def test_bad_options(self, kw, match):
         with pytest.raises(InputError, match=match):
             make_cfg(**kw)

@@ -290,7 +290,7 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
                  f"{stylizer.device.type}, {str(stylizer.dtype).removeprefix('torch.')}")
         extra: dict[str, Any] = {}
         if detail.geometry is not None:
-            extra["warp"] = detail.geometry.describe(tuple(detail.image.shape[-2:]))  # type: ignore[arg-type]
+            extra["warp"] = detail.geometry.describe(tuple(result.shape[-2:]))  # type: ignore[arg-type]
             if args.save_warp is not None:
                 from .stn.visualize import save_warp_pictures
 
@@ -299,7 +299,7 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
                 save_warp_pictures(folder, content, styles[main], detail.unwarped, detail.image,
                                    detail.geometry, caption=title)
         if detail.aligned:
-            extra["align_style"] = [g.describe(tuple(detail.image.shape[-2:])) for g in detail.aligned]
+            extra["align_style"] = [g.describe(tuple(result.shape[-2:])) for g in detail.aligned]
         if args.loss_curve is not None:
             from .plots import save_loss_curve
 

@@ -189,6 +189,8 @@ def _check_config(cfg: StylizeConfig) -> None:
             bad(f"{name.replace('_', '-')} must be none, affine or tps, got {getattr(cfg, name)!r}")
     if not 0.0 <= cfg.warp_strength <= 1.0:
         bad(f"warp_strength must be in [0, 1], got {cfg.warp_strength}")
+    if cfg.warp != "none" and cfg.align_style != "none":
+        bad("use --warp or --align-style, not both: they pull the geometry in opposite directions")
     if cfg.warp_grid < 3:
         bad(f"warp_grid must be >= 3, got {cfg.warp_grid}")
     if not 0 <= cfg.style_regions <= 8:
@@ -251,12 +253,15 @@ class Stylizer:
         feats = self._features(content, cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
         style_long = max(16, round(max(hw) * cfg.style_scale))
-        per_style = []
-        for s in styles:
-            sf = self._features(resize(s, fit_long_side(tuple(s.shape[-2:]), style_long)),
-                                cfg.style_layers)
-            per_style.append({n: gram_matrix(sf[n]) if cfg.regions == 1 else
-                              region_grams(sf[n], cfg.regions) for n in cfg.style_layers})
+        feats_s = [self._features(resize(s, fit_long_side(tuple(s.shape[-2:]), style_long)),
+                                  cfg.style_layers) for s in styles]
+        # Regions per side: no more than any layer's feature map has rows or columns, in the
+        # image at this scale and in every style (an empty cell would give 0 / 0).
+        cells = {n: max(1, min(cfg.regions, *(d // layer_stride(n) for d in hw),
+                               *(d for sf in feats_s for d in sf[n].shape[-2:])))
+                 for n in cfg.style_layers}
+        per_style = [{n: gram_matrix(sf[n]) if cfg.regions == 1 else
+                      region_grams(sf[n], cells[n]) for n in cfg.style_layers} for sf in feats_s]
         style_t = {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
         return content_t, style_t
 
@@ -393,8 +398,9 @@ class Stylizer:
             steps = cfg.steps_at(si, len(scales))
             # The warp is optimized with the pixels at the coarse scales (the first, and any up
             # to a quarter of the final size), where the second VGG pass per step is cheap; a
-            # smooth warp needs no finer view. Then it is held fixed.
-            coarse = (si == 0 or 4 * max(hw) <= max(scales[-1])) and si < len(scales) - 1
+            # smooth warp needs no finer view. Then it is held fixed. (A single-scale run
+            # optimizes it at that scale, at twice the cost per step.)
+            coarse = len(scales) == 1 or (si == 0 or 4 * max(hw) <= max(scales[-1])) and si < len(scales) - 1
             joint = geometry if coarse else None
             content_t, style_t = self._targets(content_hw, styles, blend, hw)
             for step, losses in enumerate(self._optimize(image, content_t, style_t, steps, joint), 1):
@@ -409,7 +415,8 @@ class Stylizer:
         if cfg.preserve_color == "luminance":
             image = color.join_luminance(image, original_content)
         final = image if geometry is None else apply_warp(image, geometry)
-        return Result(final.cpu(), image.cpu(), geometry, aligned)
+        cpu = torch.device("cpu")
+        return Result(final.cpu(), image.cpu(), geometry.to(cpu) if geometry else None, aligned)
 
     def _optimize(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
                   steps: int, geometry: Geometry | None = None):

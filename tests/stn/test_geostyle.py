@@ -51,6 +51,20 @@ def test_tps_bulge_recovery(vgg, photo):
     assert geo.warp.min_jacobian(hw) > 0
 
 
+def test_half_strength_moves_half_way(vgg, photo):
+    """Style = the content moved 24 px right: at strength 0.5 the warp moves it 12 px."""
+    hw = tuple(photo.shape[-2:])
+    shift = 24.0
+    theta = torch.tensor([[[1.0, 0.0, -2 * shift / hw[1]], [0.0, 1.0, 0.0]]])
+    style = sample(photo, affine_grid(theta, hw, align_corners=False), padding_mode="border",
+                   align_corners=False)
+    full = estimate_warp(vgg, photo, style, "affine").warp.describe(hw)
+    half = estimate_warp(vgg, photo, style, "affine", strength=0.5).warp.describe(hw)
+    assert full["translation_x_px"] == pytest.approx(shift, abs=3.0)
+    assert half["translation_x_px"] == pytest.approx(shift / 2, abs=3.0)
+    assert abs(half["translation_y_px"]) < 3.0
+
+
 @pytest.mark.parametrize("kind", ["affine", "tps"])
 def test_strength_zero_is_identity(vgg_random, images, kind):
     a = images.content(64, 64)
@@ -63,8 +77,9 @@ def test_strength_zero_is_identity(vgg_random, images, kind):
 
 
 def test_too_few_matches_is_an_input_error(vgg_random):
+    """At 16 px the feature maps hold at most 5 cells: fewer than the 6 a warp needs."""
     from warpaint.errors import InputError
 
     flat = torch.full((1, 3, 64, 64), 0.5)
     with pytest.raises(InputError, match="matches"):
-        estimate_warp(vgg_random, flat, flat, "affine", size=64)
+        estimate_warp(vgg_random, flat, flat, "affine", size=16)

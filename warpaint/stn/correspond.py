@@ -83,8 +83,9 @@ def mutual_nearest(fa: Tensor, fb: Tensor, *, ratio: float = 0.97) -> Matches:
 
     Args:
         fa: (C, h, w) features of image A. fb: (C, h', w') features of image B.
-        ratio: keep a match only if the second-best similarity in B is below ``ratio`` times
-            the best (a distinctiveness test against flat, repetitive regions); 1 disables it.
+        ratio: keep a match only if the best similarity in B outside the best cell's 3x3
+            neighbourhood is below ``ratio`` times the best (a distinctiveness test against
+            flat, repetitive regions); 1 disables it.
     Returns:
         :class:`Matches` with A's points at cell centres and B's refined to sub-cell.
     """
@@ -96,8 +97,13 @@ def mutual_nearest(fa: Tensor, fb: Tensor, *, ratio: float = 0.97) -> Matches:
     best_ba = sim.argmax(0)
     ia = torch.arange(sim.shape[0], device=sim.device)
     mutual = best_ba[best_ab] == ia
-    top2 = sim.topk(2, dim=1).values if sim.shape[1] > 1 else sim.repeat(1, 2)
-    distinct = top2[:, 1] < ratio * top2[:, 0]
+    # second best outside the best cell's 3x3 neighbourhood (neighbours are alike anyway)
+    by, bx = best_ab // w2, best_ab % w2
+    ys = torch.arange(h2, device=sim.device)[None, :, None]
+    xs = torch.arange(w2, device=sim.device)[None, None, :]
+    near = ((ys - by[:, None, None]).abs() <= 1) & ((xs - bx[:, None, None]).abs() <= 1)
+    second = sim.masked_fill(near.reshape(sim.shape), float("-inf")).amax(1)
+    distinct = second < ratio * sim.gather(1, best_ab[:, None])[:, 0]
     keep = mutual & (distinct if ratio < 1 else torch.ones_like(mutual))
     ia, ib = ia[keep], best_ab[keep]
     pa = cell_centres(h, w, device=sim.device)[ia]
@@ -113,7 +119,8 @@ def deep_matches(vgg: VGGFeatures, image_a: Tensor, image_b: Tensor, *, size: in
 
     Each image is resized so its long side is ``size`` (aspect kept); matches from every
     layer in ``layers`` are pooled, those with similarity below ``min_score`` dropped, and
-    at most ``max_matches`` of the most similar kept.
+    at most ``max_matches`` of the most similar kept. The matches are returned on the CPU
+    (fits and RANSAC run there, in float64, on any device).
 
     Args:
         image_a, image_b: (1, 3, H, W) RGB in [0, 1].
@@ -126,4 +133,4 @@ def deep_matches(vgg: VGGFeatures, image_a: Tensor, image_b: Tensor, *, size: in
     m = m.subset(m.score >= min_score)
     if len(m) > max_matches:
         m = m.subset(m.score.topk(max_matches).indices)
-    return m
+    return Matches(m.a.cpu(), m.b.cpu(), m.score.cpu())

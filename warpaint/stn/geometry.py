@@ -175,8 +175,10 @@ def tps_weights(points: Tensor, dst_points: Tensor) -> Tensor:
     is its matrix, evaluated at ``points`` (N, 2). Grids, point mapping and least-squares fits
     of the spline all use it.
     """
-    c = dst_points.to(points.device, torch.float64)   # solved in float64: the system is
-    q = points.to(torch.float64)                      # ill-conditioned for large K
+    # Solved in float64 (the system is ill-conditioned for large K) on the CPU (MPS has no
+    # float64); the weights go back to the points' device and dtype.
+    c = dst_points.detach().to("cpu", torch.float64)
+    q = points.detach().to("cpu", torch.float64)
     k = c.shape[0]
     p = torch.cat([torch.ones(k, 1, dtype=c.dtype, device=c.device), c], 1)   # (K, 3)
     lhs = torch.zeros(k + 3, k + 3, dtype=c.dtype, device=c.device)
@@ -187,7 +189,7 @@ def tps_weights(points: Tensor, dst_points: Tensor) -> Tensor:
                        torch.ones(q.shape[0], 1, dtype=c.dtype, device=c.device), q], 1)
     # coef = lhs^-1 [src; 0], so tps(points) = basis @ (lhs^-1)[:, :K] @ src
     w = torch.linalg.solve(lhs.T, basis.T).T[:, :k]
-    return w.to(points.dtype)                                            # (N, K)
+    return w.to(points.device, points.dtype)                             # (N, K)
 
 
 def tps_grid(src_points: Tensor, dst_points: Tensor, size: tuple[int, int], *,

@@ -96,9 +96,8 @@ def _fit(kind: WarpKind, src: Tensor, dst: Tensor, w: Tensor, *, k: int, smoothn
 
 def _inliers(m: Matches, threshold: float) -> Matches:
     """Matches consistent with one affine map (within ``threshold``, normalized units); a
-    TPS fit then bends from there. All matches if too few agree."""
-    keep = ransac_affine(m.a, m.b, threshold=threshold)
-    return m.subset(keep) if int(keep.sum()) >= 6 else m
+    TPS fit then bends from there."""
+    return m.subset(ransac_affine(m.a, m.b, threshold=threshold)) if len(m) >= 3 else m
 
 
 @torch.no_grad()
@@ -124,8 +123,9 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
     hw = tuple(target.shape[-2:])
     m = _inliers(deep_matches(vgg, source, target, size=size), threshold)
     if len(m) < 6:
-        raise InputError(f"only {len(m)} confident feature matches between the two images; "
-                         "a warp needs at least 6 (the images share too little structure)")
+        raise InputError(f"only {len(m)} confident, mutually consistent feature matches between "
+                         "content and style; a warp needs at least 6 (the images share too little "
+                         "structure)")
     src, dst, w = m.a, m.b, m.score.clamp_min(1e-3)
     warp = _fit(kind, src, dst, w, k=k, smoothness=smoothness)
     for _ in range(rounds - 1):

@@ -63,7 +63,7 @@ class Warp(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.buffers()).device
+        return next(self.parameters()).device
 
     def inverse(self, points: Tensor, *, iterations: int = 20) -> Tensor:
         """Output positions of (N, 2) input points: solves ``warp(y) = p`` by Newton steps."""
@@ -86,10 +86,14 @@ class Warp(nn.Module):
     def project(self) -> None:
         """Pull the parameters back so that the grid stays inside the input (in place)."""
 
+    #: Jacobian determinant below which :meth:`penalties` charges (an affine warp only
+    #: charges for mirroring: a strong zoom is not a fold).
+    fold_margin = 0.2
+
     def penalties(self, size: tuple[int, int] = (64, 64)) -> dict[str, Tensor]:
         """Fold-over and out-of-bounds penalties evaluated on a ``size`` grid."""
         g = self.grid(size)
-        return {"fold": fold_penalty(g), "bounds": out_of_bounds_penalty(g)}
+        return {"fold": fold_penalty(g, margin=self.fold_margin), "bounds": out_of_bounds_penalty(g)}
 
     @torch.no_grad()
     def min_jacobian(self, size: tuple[int, int]) -> float:
@@ -99,11 +103,12 @@ class Warp(nn.Module):
 class AffineWarp(Warp):
     """``warp(y) = A y + t`` with a (2, 3) parameter ``theta``; identity by default."""
 
+    fold_margin = 0.0
+
     def __init__(self, theta: Tensor | None = None) -> None:
         super().__init__()
         t = torch.eye(2, 3) if theta is None else theta.detach().reshape(2, 3).float()
         self.theta = nn.Parameter(t.clone())
-        self.register_buffer("_anchor", torch.zeros(()))   # carries the device
 
     def forward(self, points: Tensor) -> Tensor:
         return points @ self.theta[:, :2].T + self.theta[:, 2]
@@ -184,12 +189,14 @@ class TPSWarp(Warp):
         return tps_weights(points, self.control) @ self.points()
 
     def grid(self, size: tuple[int, int]) -> Tensor:
+        """As :meth:`Warp.grid`, clamped to the image: between the fixed border points the
+        spline could bulge a little outside it."""
         key = (size, str(self.control.device))
         w = self._weights_cache.get(key)
         if w is None:
             g = base_grid(size, align_corners=False, device=self.control.device).reshape(-1, 2)
             w = self._weights_cache.setdefault(key, tps_weights(g, self.control))
-        return (w @ self.points()).reshape(1, *size, 2)
+        return (w @ self.points()).reshape(1, *size, 2).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def project(self) -> None:
@@ -273,12 +280,14 @@ def ransac_affine(src: Tensor, dst: Tensor, *, threshold: float = 0.1, iteration
     """
     n = src.shape[0]
     if n < 3:
-        return torch.ones(n, dtype=torch.bool)
+        return torch.ones(n, dtype=torch.bool, device=src.device)
     g = torch.Generator().manual_seed(seed)
     idx = torch.stack([torch.randperm(n, generator=g)[:3] for _ in range(iterations)])  # (I, 3)
-    x = torch.cat([dst, torch.ones(n, 1)], 1).double()                                 # (N, 3)
+    x = torch.cat([dst, torch.ones(n, 1, device=dst.device)], 1).double()              # (N, 3)
     xs, ys = x[idx], src.double()[idx]                                                 # (I, 3, 3), (I, 3, 2)
     ok = torch.linalg.det(xs).abs() > 1e-6
+    if not ok.any():                                   # all samples collinear: no consensus
+        return torch.ones(n, dtype=torch.bool, device=src.device)
     sol = torch.linalg.solve(xs[ok], ys[ok])                                           # (I', 3, 2)
     res = (x[None] @ sol - src.double()[None]).norm(dim=-1)                            # (I', N)
     inliers = res < threshold
