@@ -92,6 +92,14 @@ class TestEngine:
         r = s.run_detailed(content, [rotated(content, 15.0)])
         assert len(r.aligned) == 1
 
+    def test_align_style_without_shared_layout_keeps_the_style(self, vgg, images, caplog):
+        s = Stylizer(make_cfg(size=64, steps=1, align_style="affine"), pretrained=False)
+        s.vgg = vgg
+        style = images.checker(96, 96)
+        aligned, geo = s.align_style(style, blobs(96))
+        assert "no shared layout" in caplog.text
+        torch.testing.assert_close(aligned, style, atol=1e-5, rtol=0)
+
     def test_single_scale_optimizes_the_warp(self, vgg_random, images):
         s = Stylizer(make_cfg(size=64, steps=2, warp="tps"), pretrained=False)
         s.vgg = vgg_random

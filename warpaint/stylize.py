@@ -23,6 +23,7 @@ from .io import fit_long_side, load_image, resize
 from .losses import blend_grams, content_loss, gram_matrix, region_grams, style_loss, total_variation
 from .stn.geometry import sample
 from .stn.geostyle import WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
+from .stn.warps import AffineWarp
 from .vgg import LAYER_INDEX, VGGFeatures, layer_stride
 
 log = logging.getLogger(__name__)
@@ -316,8 +317,17 @@ class Stylizer:
         Returns the aligned style, with the content's aspect ratio and the style's long
         side, and the fitted :class:`Geometry` (style frame <- content frame).
         """
-        geo = estimate_warp(self.vgg, style, content, self.cfg.align_style,  # type: ignore[arg-type]
-                            k=self.cfg.warp_grid)
+        try:
+            geo = estimate_warp(self.vgg, style, content, self.cfg.align_style,  # type: ignore[arg-type]
+                                k=self.cfg.warp_grid)
+            matches, scale = len(geo.source), _area_scale(geo)
+        except InputError:
+            geo, matches, scale = None, 0, float("nan")
+        if geo is None or matches < 12 or not 0.5 <= scale <= 2.0:
+            log.warning("--align-style: %d matches, scale %.2f: no shared layout to align to; "
+                        "using the style as it is", matches, scale)
+            none = torch.zeros(0, 2)
+            geo = Geometry(AffineWarp(), none, none, none, torch.zeros(0))
         geo.warp.project()
         hw = fit_long_side(tuple(content.shape[-2:]), max(style.shape[-2:]))
         grid = geo.warp.grid(hw).to(style.device)
@@ -466,6 +476,16 @@ class Result:
     unwarped: Tensor              # (1, 3, h, w) the optimized pixels before the warp
     geometry: Geometry | None     # the warp of ``cfg.warp``, with its matches
     aligned: list[Geometry]       # one per style image with ``cfg.align_style``
+
+
+def _area_scale(geometry: Geometry) -> float:
+    """How much the warp magnifies on average (square root of the mean Jacobian determinant
+    of the map from output to input, inverted)."""
+    from .stn.warps import jacobian_determinant
+
+    with torch.no_grad():
+        det = jacobian_determinant(geometry.warp.grid((32, 32))).mean().clamp_min(1e-6)
+    return float(det.rsqrt())
 
 
 def apply_warp(image: Tensor, geometry: Geometry) -> Tensor:

@@ -1,4 +1,5 @@
-"""Spatial Transformer Networks: the module and its geometry functions."""
+"""Spatial Transformer Networks: the module, its geometry functions, and geometric style
+(deep-feature matches, affine/TPS warps, their fit and pictures)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ from .geometry import (
     sample,
     to_pixel_transform,
     tps_grid,
+    tps_weights,
     transform_boxes,
     transform_points,
 )
+from .geostyle import Geometry, estimate_warp
 from .transformer import SpatialTransformer, localization_net
+from .warps import AffineWarp, TPSWarp, jacobian_determinant
 
 __all__ = [
-    "SpatialTransformer", "affine_grid", "compose_affine", "control_grid", "from_pixel_transform",
-    "identity_affine", "invert_affine", "localization_net", "out_of_bounds_penalty", "sample",
-    "to_pixel_transform", "tps_grid", "transform_boxes", "transform_points",
+    "AffineWarp", "Geometry", "SpatialTransformer", "TPSWarp", "affine_grid", "compose_affine",
+    "control_grid", "estimate_warp", "from_pixel_transform", "identity_affine", "invert_affine",
+    "jacobian_determinant", "localization_net", "out_of_bounds_penalty", "sample",
+    "to_pixel_transform", "tps_grid", "tps_weights", "transform_boxes", "transform_points",
 ]

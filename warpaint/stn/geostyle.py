@@ -70,6 +70,8 @@ class Geometry:
         Before: a content point stays where it is; after: it moves to ``warp.inverse(p)``.
         Both are measured against the partner's position in the target image.
         """
+        if self.source.shape[0] == 0:
+            return 0.0, 0.0
         scale = torch.tensor([size[1] / 2, size[0] / 2], device=self.source.device)
         before = ((self.source - self.target_full) * scale).norm(dim=1)
         after = ((self.warp.inverse(self.source) - self.target_full) * scale).norm(dim=1)
