@@ -136,7 +136,7 @@ def align_pairs() -> list[dict]:
         h = a.image.shape[-2]
         strip = torch.cat([torch.nn.functional.interpolate(content, size=(h, a.image.shape[-1]), mode="bilinear",
                                                            align_corners=False, antialias=True), a.image, b.image], -1)
-        save_image(strip, ROOT / "docs" / "images" / f"align_{tag}.jpg")
+        save_image(strip, ROOT / ("docs/images" if tag.startswith("brad_pitt") else "benchmarks/out") / f"align_{tag}.jpg")
         row = {"pair": tag, "seconds_default": round(outs["default"][1], 1), "seconds_align": round(outs["align"][1], 1),
                "content_default": round(sa.content, 4), "content_align": round(sb.content, 4),
                "style_default": round(sa.style, 4), "style_align": round(sb.style, 4),

@@ -247,9 +247,9 @@ class Stylizer:
 
     @torch.no_grad()
     def _targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
-                 hw: tuple[int, int]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+                 hw: tuple[int, int], regions: int = 1) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Content features of ``content`` (already at ``hw``) and blended style Grams
-        ((1, C, C), or (1, R, C, C) per region when ``cfg.regions > 1``)."""
+        ((1, C, C), or (1, R, C, C) per region when ``regions > 1``)."""
         cfg = self.cfg
         feats = self._features(content, cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
@@ -258,10 +258,10 @@ class Stylizer:
                                   cfg.style_layers) for s in styles]
         # Regions per side: no more than any layer's feature map has rows or columns, in the
         # image at this scale and in every style (an empty cell would give 0 / 0).
-        cells = {n: max(1, min(cfg.regions, *(d // layer_stride(n) for d in hw),
+        cells = {n: max(1, min(regions, *(d // layer_stride(n) for d in hw),
                                *(d for sf in feats_s for d in sf[n].shape[-2:])))
                  for n in cfg.style_layers}
-        per_style = [{n: gram_matrix(sf[n]) if cfg.regions == 1 else
+        per_style = [{n: gram_matrix(sf[n]) if regions == 1 else
                       region_grams(sf[n], cells[n]) for n in cfg.style_layers} for sf in feats_s]
         style_t = {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
         return content_t, style_t
@@ -315,7 +315,8 @@ class Stylizer:
         """The style image warped toward the content's layout (``cfg.align_style``).
 
         Returns the aligned style, with the content's aspect ratio and the style's long
-        side, and the fitted :class:`Geometry` (style frame <- content frame).
+        side, and the fitted :class:`Geometry` (style frame <- content frame). Without a
+        shared layout, the style itself and an identity geometry with no matches.
         """
         try:
             geo = estimate_warp(self.vgg, style, content, self.cfg.align_style,  # type: ignore[arg-type]
@@ -327,7 +328,7 @@ class Stylizer:
             log.warning("--align-style: %d matches, scale %.2f: no shared layout to align to; "
                         "using the style as it is", matches, scale)
             none = torch.zeros(0, 2)
-            geo = Geometry(AffineWarp(), none, none, none, torch.zeros(0))
+            return style, Geometry(AffineWarp(), none, none, none, torch.zeros(0))
         geo.warp.project()
         hw = fit_long_side(tuple(content.shape[-2:]), max(style.shape[-2:]))
         grid = geo.warp.grid(hw).to(style.device)
@@ -384,9 +385,12 @@ class Stylizer:
                 f"{max((*cfg.content_layers, *cfg.style_layers), key=LAYER_INDEX.__getitem__)}: "
                 "the aspect ratio is too extreme, or raise --size")
         aligned: list[Geometry] = []
+        regions = cfg.regions
         if cfg.align_style != "none":
             pairs = [self.align_style(s, original_content) for s in styles]
             styles, aligned = [p[0] for p in pairs], [p[1] for p in pairs]
+            if cfg.style_regions == 0 and all(len(g.source) == 0 for g in aligned):
+                regions = 1   # nothing was aligned: per-region statistics would mean nothing
         geometry = None
         if cfg.warp != "none":
             main = styles[max(range(len(styles)), key=lambda i: blend[i])]
@@ -412,7 +416,7 @@ class Stylizer:
             # optimizes it at that scale, at twice the cost per step.)
             coarse = len(scales) == 1 or (si == 0 or 4 * max(hw) <= max(scales[-1])) and si < len(scales) - 1
             joint = geometry if coarse else None
-            content_t, style_t = self._targets(content_hw, styles, blend, hw)
+            content_t, style_t = self._targets(content_hw, styles, blend, hw, regions)
             for step, losses in enumerate(self._optimize(image, content_t, style_t, steps, joint), 1):
                 done += 1
                 if callback is not None:
