@@ -69,34 +69,52 @@ def recovery(vgg) -> dict:
     return out
 
 
+def timed_pair(engines: dict, c_rel: str, s_rel: str):
+    """Load a pair from ../shared/images and run each engine on it, one after the other.
+
+    Returns content, style, a name tag and ``{name: (Result, seconds)}``.
+    """
+    from warpaint.io import load_image
+
+    content, style = load_image(SHARED / c_rel), load_image(SHARED / s_rel)
+    runs = {}
+    for name, engine in engines.items():
+        t0 = time.perf_counter()
+        res = engine.run_detailed(content, [style])
+        runs[name] = (res, time.perf_counter() - t0)
+    return content, style, f"{Path(c_rel).stem}_{Path(s_rel).stem}", runs
+
+
+def docs_jpeg(image, name: str) -> None:
+    """A small JPEG copy (quality 82) of a picture (path or tensor) in docs/images."""
+    from warpaint.io import tensor_to_pil
+
+    im = Image.open(image) if isinstance(image, Path) else tensor_to_pil(image)
+    with im:
+        im.convert("RGB").save(ROOT / "docs" / "images" / name, quality=82)
+
+
 def real_pairs() -> list[dict]:
-    from warpaint.io import load_image, save_image
+    from warpaint.io import save_image
     from warpaint.score import score
     from warpaint.stn.visualize import save_warp_pictures
     from warpaint.stylize import StylizeConfig, Stylizer
 
     rows = []
-    plain, warped = Stylizer(StylizeConfig()), Stylizer(StylizeConfig(warp="tps"))
+    engines = {"plain": Stylizer(StylizeConfig()), "warp": Stylizer(StylizeConfig(warp="tps"))}
     for c_rel, s_rel in PAIRS:
-        content, style = load_image(SHARED / c_rel), load_image(SHARED / s_rel)
-        tag = f"{Path(c_rel).stem}_{Path(s_rel).stem}"
-        t0 = time.perf_counter()
-        base = plain.run_detailed(content, [style])
-        t_plain = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        res = warped.run_detailed(content, [style])
-        t_warp = time.perf_counter() - t0
+        content, style, tag, runs = timed_pair(engines, c_rel, s_rel)
+        (base, t_plain), (res, t_warp) = runs["plain"], runs["warp"]
         hw = tuple(res.image.shape[-2:])
         geo = res.geometry.describe(hw)
         s_plain, s_warp = score(content, style, base.image), score(content, style, res.unwarped)
         s_warped_out = score(content, style, res.image)
         caption = (f"{hw[1]}x{hw[0]} px, 20/20/10 L-BFGS steps at 128/256/512, "
-                   f"{warped.device.type} float32, --warp tps --warp-strength 0.5")
+                   f"{engines['warp'].device.type} float32, --warp tps --warp-strength 0.5")
         pictures = save_warp_pictures(ROOT / "benchmarks" / "out" / f"geo_{tag}", content, style,
                                       res.unwarped, res.image, res.geometry, caption=caption)
-        for p in pictures:                      # small JPEG copies for the docs
-            with Image.open(p) as im:
-                im.convert("RGB").save(ROOT / "docs" / "images" / f"geo_{tag}_{p.stem}.jpg", quality=82)
+        for p in pictures:
+            docs_jpeg(p, f"geo_{tag}_{p.stem}.jpg")
         save_image(base.image, ROOT / "benchmarks" / "out" / f"geo_{tag}_nowarp.png")
         row = {"pair": tag, "size": [hw[1], hw[0]], "seconds_no_warp": round(t_plain, 1),
                "seconds_warp": round(t_warp, 1), "time_ratio": round(t_warp / t_plain, 3),
@@ -116,27 +134,23 @@ ALIGN_PAIRS = [("content/brad_pitt.jpg", "style/picasso_selfport1907.jpg"),     
 
 def align_pairs() -> list[dict]:
     """--align-style affine (2 x 2 region statistics) against the defaults."""
-    from warpaint.io import load_image, save_image
+    from warpaint.io import save_image
     from warpaint.score import score
     from warpaint.stylize import StylizeConfig, Stylizer
 
     rows = []
-    plain, aligned = Stylizer(StylizeConfig()), Stylizer(StylizeConfig(align_style="affine"))
+    engines = {"default": Stylizer(StylizeConfig()), "align": Stylizer(StylizeConfig(align_style="affine"))}
     for c_rel, s_rel in ALIGN_PAIRS:
-        content, style = load_image(SHARED / c_rel), load_image(SHARED / s_rel)
-        tag = f"{Path(c_rel).stem}_{Path(s_rel).stem}"
-        outs = {}
-        for name, engine in (("default", plain), ("align", aligned)):
-            t0 = time.perf_counter()
-            res = engine.run_detailed(content, [style])
-            outs[name] = (res, time.perf_counter() - t0)
+        content, style, tag, outs = timed_pair(engines, c_rel, s_rel)
         a, b = outs["default"][0], outs["align"][0]
         sa, sb = score(content, style, a.image), score(content, style, b.image)
         geo = b.aligned[0].describe(tuple(b.image.shape[-2:]))
         h = a.image.shape[-2]
         strip = torch.cat([torch.nn.functional.interpolate(content, size=(h, a.image.shape[-1]), mode="bilinear",
                                                            align_corners=False, antialias=True), a.image, b.image], -1)
-        save_image(strip, ROOT / ("docs/images" if tag.startswith("brad_pitt") else "benchmarks/out") / f"align_{tag}.jpg")
+        save_image(strip, ROOT / "benchmarks" / "out" / f"align_{tag}.png")
+        if tag.startswith("brad_pitt"):
+            docs_jpeg(strip, f"align_{tag}.jpg")
         row = {"pair": tag, "seconds_default": round(outs["default"][1], 1), "seconds_align": round(outs["align"][1], 1),
                "content_default": round(sa.content, 4), "content_align": round(sb.content, 4),
                "style_default": round(sa.style, 4), "style_align": round(sb.style, 4),

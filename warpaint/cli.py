@@ -295,8 +295,7 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
                 from .stn.visualize import save_warp_pictures
 
                 folder = args.save_warp if len(pairs) == 1 else args.save_warp / Path(out).stem
-                main = max(range(len(styles)), key=lambda i: (cfg.style_blend or (1.0,) * len(styles))[i])
-                save_warp_pictures(folder, content, styles[main], detail.unwarped, detail.image,
+                save_warp_pictures(folder, content, styles[detail.main_style], detail.unwarped, detail.image,
                                    detail.geometry, caption=title)
         if detail.aligned:
             extra["align_style"] = [g.describe(tuple(result.shape[-2:])) for g in detail.aligned]
@@ -390,10 +389,9 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
     for name in names:
         for kind in models:
             cfg = digits.config_for(name, kind, epochs=args.epochs, batch_size=args.batch_size,
-                                    seed=args.seed, **({} if kind == "cnn" else dict(
-                                        stn_kind=args.stn_kind, stn_output=args.stn_output,
-                                        equivariance=args.equivariance,
-                                        stn_iterations=args.stn_iterations)))
+                                    seed=args.seed, stn_kind=args.stn_kind,
+                                    stn_output=args.stn_output, equivariance=args.equivariance,
+                                    stn_iterations=args.stn_iterations)
             model, res, test = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",
                                             progress=not args.quiet)
             if kind == "stcnn":

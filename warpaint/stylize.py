@@ -278,7 +278,7 @@ class Stylizer:
 
         With ``geometry`` (joint optimization), the style loss is the mean of the unwarped
         and the warped image's, and the warp's own terms (``warp_correspondence``,
-        ``warp_smoothness``, ``warp_fold``, ``warp_bounds``) are added.
+        ``warp_smoothness``, ``warp_fold``) are added.
         """
         cfg = self.cfg
         feats = self._features(image)
@@ -321,7 +321,7 @@ class Stylizer:
         try:
             geo = estimate_warp(self.vgg, style, content, self.cfg.align_style,  # type: ignore[arg-type]
                                 k=self.cfg.warp_grid)
-            matches, scale = len(geo.source), _area_scale(geo)
+            matches, scale = len(geo.source), geo.warp.area_scale()
         except InputError:
             geo, matches, scale = None, 0, float("nan")
         if geo is None or matches < 12 or not 0.5 <= scale <= 2.0:
@@ -391,10 +391,9 @@ class Stylizer:
             styles, aligned = [p[0] for p in pairs], [p[1] for p in pairs]
             if cfg.style_regions == 0 and all(len(g.source) == 0 for g in aligned):
                 regions = 1   # nothing was aligned: per-region statistics would mean nothing
-        geometry = None
+        geometry, main = None, max(range(len(styles)), key=lambda i: blend[i])
         if cfg.warp != "none":
-            main = styles[max(range(len(styles)), key=lambda i: blend[i])]
-            geometry = estimate_warp(self.vgg, original_content, main, cfg.warp,
+            geometry = estimate_warp(self.vgg, original_content, styles[main], cfg.warp,
                                      strength=cfg.warp_strength, k=cfg.warp_grid).to(dev)
             geometry.warp.project()   # from here on it never samples outside the image
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
@@ -430,7 +429,7 @@ class Stylizer:
             image = color.join_luminance(image, original_content)
         final = image if geometry is None else apply_warp(image, geometry)
         cpu = torch.device("cpu")
-        return Result(final.cpu(), image.cpu(), geometry.to(cpu) if geometry else None, aligned)
+        return Result(final.cpu(), image.cpu(), geometry.to(cpu) if geometry else None, aligned, main)
 
     def _optimize(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
                   steps: int, geometry: Geometry | None = None):
@@ -480,16 +479,7 @@ class Result:
     unwarped: Tensor              # (1, 3, h, w) the optimized pixels before the warp
     geometry: Geometry | None     # the warp of ``cfg.warp``, with its matches
     aligned: list[Geometry]       # one per style image with ``cfg.align_style``
-
-
-def _area_scale(geometry: Geometry) -> float:
-    """How much the warp magnifies on average (square root of the mean Jacobian determinant
-    of the map from output to input, inverted)."""
-    from .stn.warps import jacobian_determinant
-
-    with torch.no_grad():
-        det = jacobian_determinant(geometry.warp.grid((32, 32))).mean().clamp_min(1e-6)
-    return float(det.rsqrt())
+    main_style: int               # index of the style the warp was matched to (largest blend)
 
 
 def apply_warp(image: Tensor, geometry: Geometry) -> Tensor:

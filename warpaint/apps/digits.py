@@ -213,11 +213,17 @@ STN_SETTINGS: dict[str, dict] = {
 }
 
 
+#: The options that only concern the ST-CNN's transformer.
+STN_OPTIONS = ("stn_lr_scale", "stn_output", "stn_kind", "equivariance", "stn_iterations")
+
+
 def config_for(distortion: str, model: str, **overrides) -> DigitsConfig:
     """The configuration used for ``distortion``: :data:`STN_SETTINGS` for the ST-CNN, then
-    ``overrides`` (``None`` values are ignored)."""
+    ``overrides`` (``None`` values are ignored, and so are transformer options for the
+    plain CNN)."""
     base = dict(STN_SETTINGS.get(distortion, {})) if model == "stcnn" else {}
-    base.update({k: v for k, v in overrides.items() if v is not None})
+    base.update({k: v for k, v in overrides.items()
+                 if v is not None and (model == "stcnn" or k not in STN_OPTIONS)})
     return DigitsConfig(distortion=distortion, model=model, **base)
 
 

@@ -112,8 +112,16 @@ def mutual_nearest(fa: Tensor, fb: Tensor, *, ratio: float = 0.97) -> Matches:
 
 
 @torch.no_grad()
-def deep_matches(vgg: VGGFeatures, image_a: Tensor, image_b: Tensor, *, size: int = 256,
-                 layers: Sequence[str] = MATCH_LAYERS, min_score: float = 0.0,
+def match_features(vgg: VGGFeatures, image: Tensor, *, size: int = 256,
+                   layers: Sequence[str] = MATCH_LAYERS) -> dict[str, Tensor]:
+    """``vgg`` features of an RGB image (1, 3, H, W) resized to long side ``size``."""
+    dev = next(vgg.parameters()).device
+    return vgg(resize(image.to(dev), fit_long_side(tuple(image.shape[-2:]), size)), layers)
+
+
+@torch.no_grad()
+def deep_matches(vgg: VGGFeatures, image_a: Tensor, image_b: Tensor | dict[str, Tensor], *,
+                 size: int = 256, layers: Sequence[str] = MATCH_LAYERS, min_score: float = 0.0,
                  max_matches: int = 400) -> Matches:
     """Correspondences between two RGB images from ``vgg`` features.
 
@@ -123,11 +131,11 @@ def deep_matches(vgg: VGGFeatures, image_a: Tensor, image_b: Tensor, *, size: in
     (fits and RANSAC run there, in float64, on any device).
 
     Args:
-        image_a, image_b: (1, 3, H, W) RGB in [0, 1].
+        image_a, image_b: (1, 3, H, W) RGB in [0, 1]; ``image_b`` may instead be its
+            :func:`match_features` (computed once when it is matched repeatedly).
     """
-    dev = next(vgg.parameters()).device
-    fa_all = vgg(resize(image_a.to(dev), fit_long_side(tuple(image_a.shape[-2:]), size)), layers)
-    fb_all = vgg(resize(image_b.to(dev), fit_long_side(tuple(image_b.shape[-2:]), size)), layers)
+    fa_all = match_features(vgg, image_a, size=size, layers=layers)
+    fb_all = image_b if isinstance(image_b, dict) else match_features(vgg, image_b, size=size, layers=layers)
     parts = [mutual_nearest(fa_all[n][0], fb_all[n][0]) for n in layers]
     m = Matches.cat(parts)
     m = m.subset(m.score >= min_score)

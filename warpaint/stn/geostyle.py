@@ -23,7 +23,7 @@ from torch import Tensor
 from ..errors import InputError
 from ..io import resize
 from ..vgg import VGGFeatures
-from .correspond import Matches, deep_matches
+from .correspond import Matches, deep_matches, match_features
 from .geometry import sample
 from .warps import AffineWarp, TPSWarp, Warp, ransac_affine
 
@@ -31,7 +31,7 @@ WarpKind = Literal["affine", "tps"]
 
 #: Weights of the warp's terms in the stylization loss (content and style losses are
 #: relative errors of order 0.1-1; distances are in normalized units).
-WARP_WEIGHTS = {"correspondence": 100.0, "smoothness": 10.0, "fold": 100.0, "bounds": 100.0}
+WARP_WEIGHTS = {"correspondence": 100.0, "smoothness": 10.0, "fold": 100.0}
 #: Adam learning rate of the warp parameters (normalized units per step).
 WARP_LR = 1e-3
 
@@ -59,7 +59,7 @@ class Geometry:
         return (self.weights * (self.warp(self.target) - self.source).pow(2).sum(1)).sum()
 
     def losses(self, grid_size: tuple[int, int] = (64, 64)) -> dict[str, Tensor]:
-        """Unweighted warp terms: correspondence, smoothness, fold-over, out of bounds."""
+        """Unweighted warp terms: correspondence, smoothness, fold-over."""
         return {"correspondence": self.correspondence_loss(), "smoothness": self.warp.regularity(),
                 **self.warp.penalties(grid_size)}
 
@@ -123,7 +123,8 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
     if kind not in ("affine", "tps"):
         raise ValueError(f"warp kind must be affine or tps, got {kind!r}")
     hw = tuple(target.shape[-2:])
-    m = _inliers(deep_matches(vgg, source, target, size=size), threshold)
+    target_feats = match_features(vgg, target, size=size)        # the same in every round
+    m = _inliers(deep_matches(vgg, source, target_feats, size=size), threshold)
     if len(m) < 6:
         raise InputError(f"only {len(m)} confident, mutually consistent feature matches between "
                          "content and style; a warp needs at least 6 (the images share too little "
@@ -133,7 +134,7 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
     for _ in range(rounds - 1):
         warped = sample(resize(source, hw), warp.grid(hw).to(source), padding_mode="border",  # type: ignore[arg-type]
                         align_corners=False)
-        m2 = _inliers(deep_matches(vgg, warped, target, size=size), threshold / 2)
+        m2 = _inliers(deep_matches(vgg, warped, target_feats, size=size), threshold / 2)
         if len(m2) < 6:
             break
         src, dst, w = warp(m2.a), m2.b, m2.score.clamp_min(1e-3)

@@ -24,7 +24,6 @@ from torch import Tensor, nn
 from .geometry import (
     base_grid,
     control_grid,
-    out_of_bounds_penalty,
     to_pixel_transform,
     tps_weights,
 )
@@ -91,13 +90,19 @@ class Warp(nn.Module):
     fold_margin = 0.2
 
     def penalties(self, size: tuple[int, int] = (64, 64)) -> dict[str, Tensor]:
-        """Fold-over and out-of-bounds penalties evaluated on a ``size`` grid."""
-        g = self.grid(size)
-        return {"fold": fold_penalty(g, margin=self.fold_margin), "bounds": out_of_bounds_penalty(g)}
+        """The fold-over penalty evaluated on a ``size`` grid. (No out-of-bounds term: the
+        grid stays inside the image by construction, see :meth:`project`.)"""
+        return {"fold": fold_penalty(self.grid(size), margin=self.fold_margin)}
 
     @torch.no_grad()
     def min_jacobian(self, size: tuple[int, int]) -> float:
         return float(jacobian_determinant(self.grid(size)).min())
+
+    @torch.no_grad()
+    def area_scale(self, size: tuple[int, int] = (32, 32)) -> float:
+        """How much the warped image magnifies its input on average: the inverse square root
+        of the mean Jacobian determinant of the sampling map."""
+        return float(jacobian_determinant(self.grid(size)).mean().clamp_min(1e-6).rsqrt())
 
 
 class AffineWarp(Warp):
