@@ -63,7 +63,7 @@ class TestDistortions:
         x = torch.zeros(1, 1, 28, 28)
         x[..., 6:22, 12:16] = 1.0  # a vertical bar
         y, info = digits.distort(x, "R", torch.Generator().manual_seed(1))
-        a = digits._rotation(info["angle"])  # output -> input rotation that undoes it
+        a = digits.rotation_matrix(info["angle"])  # output -> input rotation that undoes it
         theta = torch.cat([a, torch.zeros(1, 2, 1)], -1)
         from warpaint.stn.geometry import affine_grid, sample
 

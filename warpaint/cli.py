@@ -131,7 +131,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("stn_digits"),
                    help="folder for checkpoints, results.json and pictures (default: stn_digits)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    for app, what in (("detect", "Faster R-CNN detector"), ("seg", "U-Net segmenter")):
+        _add_canvas_app(stn_sub, app, what)
     return parser
+
+
+def _add_canvas_app(sub, app: str, what: str) -> None:
+    """``stn APP-train`` and ``stn APP-eval`` for the cluttered-canvas applications."""
+    for verb in ("train", "eval"):
+        p = sub.add_parser(f"{app}-{verb}", help=f"{verb} the {what} with and without an STN",
+                           description=f"{'Train' if verb == 'train' else 'Evaluate'} the {what} on "
+                                       "synthetic 128 px canvases of cluttered MNIST digits under a "
+                                       "random affine distortion, with and without a spatial "
+                                       "transformer in front (see docs/stn.md).")
+        p.add_argument("--data", type=Path, default=Path("../shared/datasets/mnist"),
+                       help="folder with the MNIST IDX files (default: ../shared/datasets/mnist)")
+        p.add_argument("--model", default="both", choices=("plain", "stn", "both"),
+                       help="without STN, with STN, or both (default: both)")
+        p.add_argument("--out", type=Path, default=Path(f"stn_{app}"),
+                       help=f"folder of checkpoints, results and pictures (default: stn_{app})")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        if verb == "eval":
+            continue
+        p.add_argument("--steps", type=int, default=None, help="training steps (default: per app)")
+        p.add_argument("--batch-size", type=int, default=None, help="canvases per step (default: 8)")
+        p.add_argument("--stn-kind", default=None, choices=("rigid", "similarity", "affine", "projective"),
+                       help="the transformer's transform (default: rigid, turn and shift)")
+        p.add_argument("--equivariance", type=float, default=None,
+                       help="weight of the self-supervised rotation-equivariance term (default: 1)")
+        if app == "seg":
+            p.add_argument("--stn-encoder", action=argparse.BooleanOptionalAction, default=None,
+                           help="also a transformer on the deepest encoder features (default: no)")
+        p.add_argument("--test-canvases", type=int, default=None,
+                       help="canvases in each test set, used by the eval command (default: 300)")
+        p.add_argument("--seed", type=int, default=None, help="seed (default: 0)")
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -406,12 +439,73 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _canvas_app(name: str):
+    import importlib
+
+    return importlib.import_module(f".apps.{'detection' if name == 'detect' else 'segmentation'}",
+                                   __package__)
+
+
+def cmd_stn_app(args: argparse.Namespace) -> int:
+    """``stn detect-train | detect-eval | seg-train | seg-eval``."""
+    from .apps import canvas
+    from .apps.digits import load_mnist
+    from .io import write_bytes_atomic
+    from .plots import save_loss_curve
+
+    name, verb = args.stn_command.split("-")
+    app = _canvas_app(name)
+    data = load_mnist(args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    variants = ("plain", "stn") if args.model == "both" else (args.model,)
+    results_path = args.out / f"{name}_results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for variant in variants:
+        ckpt = args.out / f"{name}_{variant}.pt"
+        if verb == "train":
+            overrides = {k: getattr(args, k, None) for k in
+                         ("steps", "batch_size", "stn_kind", "equivariance", "stn_encoder", "test_canvases",
+                          "seed")}
+            if any(v is not None and v < 1 for v in (args.steps, args.batch_size, args.test_canvases)):
+                raise InputError("--steps, --batch-size and --test-canvases must be >= 1")
+            cfg = app.Config(stn=variant == "stn", **{k: v for k, v in overrides.items() if v is not None})
+            _, summary = app.train(cfg, data, checkpoint=ckpt, progress=not args.quiet)
+            save_loss_curve(summary.pop("history"), args.out / f"{name}_{variant}_loss.png",
+                            title=f"{name} {variant}: {cfg.steps} steps x {cfg.batch_size} canvases "
+                                  f"{cfg.size} px, CPU float32, {summary['threads']} threads")
+        else:
+            if not ckpt.exists():
+                raise InputError(f"{ckpt}: no checkpoint (run `warpaint stn {name}-train` first)")
+            model, ck = app.load(ckpt)
+            cfg = app.Config(**ck["config"])
+            if ck["step"] < cfg.steps:
+                raise InputError(f"{ckpt}: training stopped at step {ck['step']} of {cfg.steps}; "
+                                 f"run `warpaint stn {name}-train` again to finish it")
+            _, test_digits = canvas.split_digits(data, cfg.n_test_digits, cfg.seed)
+            sets = canvas.test_sets(test_digits, cfg.test_canvases, cfg.seed,
+                                    canvas.CanvasConfig(size=cfg.size))
+            summary = {"train_seconds": round(ck["seconds"], 1), "steps": cfg.steps,
+                       "parameters": sum(p.numel() for p in model.parameters()), "config": ck["config"],
+                       "test_canvases": cfg.test_canvases}
+            for set_name, c in sets.items():
+                summary[set_name] = app.evaluate(model, c)
+            app.save_predictions(model, sets["distorted"], args.out / f"{name}_{variant}_predictions.png")
+        results.setdefault(variant, {}).update({verb: summary})
+        print(json.dumps({"app": name, "variant": variant, verb: summary}), file=sys.stderr)
+        write_bytes_atomic((json.dumps(results, indent=2) + "\n").encode(), results_path)
+    return 0
+
+
+def cmd_stn(args: argparse.Namespace) -> int:
+    return cmd_stn_digits(args) if args.stn_command == "digits" else cmd_stn_app(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
     command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score,
-               "stn": cmd_stn_digits}[args.command]
+               "stn": cmd_stn}[args.command]
     try:
         return command(args)
     except WarpaintError as e:

@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..stn.geometry import affine_grid, control_grid, sample, tps_grid
+from ..stn.geometry import affine_grid, control_grid, rotation_matrix, sample, tps_grid
 from ..stn.transformer import SpatialTransformer, TransformKind
+from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
 
 Distortion = Literal["R", "RTS", "P", "E"]
 DISTORTIONS: tuple[str, ...] = ("R", "RTS", "P", "E")
@@ -87,11 +88,6 @@ def canvas_size(distortion: Distortion) -> int:
     return 42 if distortion == "RTS" else 28
 
 
-def _rotation(angle: Tensor) -> Tensor:
-    c, s = torch.cos(angle), torch.sin(angle)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)  # (B, 2, 2)
-
-
 def _projective_from_corners(src: Tensor, dst: Tensor) -> Tensor:
     """(B, 3, 3) homographies mapping the 4 ``dst`` corners (B, 4, 2) onto ``src``."""
     import kornia.geometry.transform as KT
@@ -122,7 +118,7 @@ def distort(images: Tensor, distortion: Distortion, generator: torch.Generator) 
         centre = torch.stack([uniform(-1, 1) * room, uniform(-1, 1) * room], -1) \
             if distortion == "RTS" else torch.zeros(b, 2, device=dev)
         # output point p samples the digit at R(-a) (p - c) / half
-        a_inv = _rotation(-angle) / half[:, None, None]
+        a_inv = rotation_matrix(-angle) / half[:, None, None]
         theta = torch.cat([a_inv, -(a_inv @ centre[..., None])], -1)
         grid = affine_grid(theta, (size, size), align_corners=False)
         info = {"angle": angle, "scale": scale}
@@ -231,30 +227,6 @@ def _batches(n: int, batch: int, generator: torch.Generator):
     perm = torch.randperm(n, generator=generator)
     for i in range(0, n, batch):
         yield perm[i: i + batch]
-
-
-def equivariance_loss(stn: SpatialTransformer, x: Tensor, theta: Tensor, generator: torch.Generator,
-                      max_degrees: float = 30.0) -> Tensor:
-    """Self-supervised rotation equivariance of an affine (or similarity) transformer.
-
-    The batch is turned by a random extra angle ``d`` about the canvas centre; for the
-    transformer to show both versions in the same pose, its parameters for the turned
-    input must be ``R(d) theta``. It uses only the
-    extra turn it applies itself, never the distortion's parameters. The squared difference
-    is divided by the transforms' squared size, so the degenerate ``theta = 0`` gains nothing.
-    """
-    b = x.shape[0]
-    d = (torch.rand(b, generator=generator) * 2 - 1).to(x.device) * math.radians(max_degrees)
-    rot = _rotation(d)                                                      # (B, 2, 2)
-    # x2(u) = x(R(-d) u): x turned by d
-    back = torch.cat([_rotation(-d), x.new_zeros(b, 2, 1)], -1)
-    x2 = sample(x, affine_grid(back, tuple(x.shape[-2:]), align_corners=False),
-                padding_mode="zeros", align_corners=False)
-    _, theta2 = stn(x2)
-    # relative to the transforms' own size, so shrinking them toward 0 does not pay
-    num = (theta2 - rot @ theta).pow(2).flatten(1).sum(1)
-    den = 0.5 * (theta.pow(2).flatten(1).sum(1) + theta2.pow(2).flatten(1).sum(1))
-    return (num / den.clamp_min(1e-6)).mean()
 
 
 @torch.no_grad()

@@ -36,6 +36,15 @@ def identity_affine(batch: int = 1, *, device: torch.device | None = None,
     return torch.eye(2, 3, device=device, dtype=dtype).expand(batch, 2, 3).clone()
 
 
+def rotation_matrix(angle: Tensor) -> Tensor:
+    """Rotation matrices ``[[cos, -sin], [sin, cos]]`` (B, 2, 2) for angles (B,) in radians.
+
+    With y pointing down, a positive angle turns points clockwise on screen.
+    """
+    c, s = torch.cos(angle), torch.sin(angle)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
 def to_matrix(theta: Tensor) -> Tensor:
     """(B, 2, 3) affine or (B, 3, 3) projective transforms as (B, 3, 3) matrices."""
     if theta.shape[-2:] == (3, 3):

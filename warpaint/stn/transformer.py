@@ -5,6 +5,7 @@ localization network -> transform parameters -> grid generator -> sampler.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -16,12 +17,14 @@ from .geometry import (
     control_grid,
     identity_affine,
     out_of_bounds_penalty,
+    rotation_matrix,
     sample,
     to_matrix,
     tps_grid,
 )
 
-TransformKind = Literal["affine", "similarity", "projective", "tps"]
+TransformKind = Literal["affine", "similarity", "rigid", "projective", "tps"]
+KINDS: tuple[str, ...] = ("affine", "similarity", "rigid", "projective", "tps")
 
 
 def localization_net(in_channels: int, n_params: int, *, width: int = 32) -> nn.Sequential:
@@ -55,7 +58,9 @@ class SpatialTransformer(nn.Module):
         in_channels: channels of the input.
         kind: ``"affine"`` (6 parameters), ``"similarity"`` (rotation, isotropic scale and
             translation: 4 parameters ``a, b, tx, ty`` for ``[[a, -b, tx], [b, a, ty]]``),
-            ``"projective"`` (homography, 8) or ``"tps"``
+            ``"rigid"`` (rotation and translation only: the same 4 numbers with ``(a, b)``
+            scaled to unit length, so the transformer cannot zoom), ``"projective"``
+            (homography, 8) or ``"tps"``
             (thin-plate spline on a ``tps_grid`` x ``tps_grid`` control grid, 2 K^2).
         output_size: (H, W) of the output; ``None`` keeps the input size.
         padding_mode: what is sampled outside the input; ``"border"`` (default) keeps
@@ -68,7 +73,7 @@ class SpatialTransformer(nn.Module):
             :func:`localization_net`. Its last layer should start at zero weight.
 
     ``forward`` returns ``(warped, params)``: params are (B, 2, 3) ``theta_src_from_dst``
-    for affine and similarity, (B, 3, 3) for projective, and (B, K, 2) input-space positions of the
+    for affine, similarity and rigid, (B, 3, 3) for projective, and (B, K, 2) input-space positions of the
     control points for TPS. The module starts at the identity.
 
     Example:
@@ -87,8 +92,8 @@ class SpatialTransformer(nn.Module):
         if iterations < 1 or (iterations > 1 and kind == "tps"):
             raise ValueError("iterations must be >= 1, and 1 for tps (splines do not compose)")
         self.iterations = iterations
-        if kind not in ("affine", "similarity", "projective", "tps"):
-            raise ValueError(f"kind must be affine, similarity, projective or tps, got {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if kind == "tps" and tps_grid < 2:
             raise ValueError(f"tps_grid must be >= 2, got {tps_grid}")
         self.kind: TransformKind = kind
@@ -100,7 +105,7 @@ class SpatialTransformer(nn.Module):
             identity = self.control_points.reshape(-1)
         elif kind == "affine":
             identity = identity_affine(1).reshape(-1)
-        elif kind == "similarity":
+        elif kind in ("similarity", "rigid"):
             identity = torch.tensor([1.0, 0.0, 0.0, 0.0])
         else:
             identity = torch.eye(3).reshape(-1)[:8]
@@ -120,8 +125,11 @@ class SpatialTransformer(nn.Module):
         b = flat.shape[0]
         if self.kind == "affine":
             return flat.view(b, 2, 3)
-        if self.kind == "similarity":
+        if self.kind in ("similarity", "rigid"):
             a, s, tx, ty = flat.unbind(1)
+            if self.kind == "rigid":
+                norm = torch.sqrt(a * a + s * s).clamp_min(1e-6)
+                a, s = a / norm, s / norm
             return torch.stack([torch.stack([a, -s, tx], 1), torch.stack([s, a, ty], 1)], 1)
         if self.kind == "projective":
             return torch.cat([flat, flat.new_ones(b, 1)], 1).view(b, 3, 3)
@@ -147,6 +155,14 @@ class SpatialTransformer(nn.Module):
         self.last_grid = grid
         return sample(x, grid, padding_mode=self.padding_mode, align_corners=self.align_corners), params
 
+    def inverse(self, params: Tensor) -> Tensor:
+        """The inverse transforms of ``params`` (same shape): they map input coordinates to
+        output coordinates, i.e. they warp an output-frame prediction back onto the input.
+        Not defined for TPS."""
+        if self.kind == "tps":
+            raise ValueError("a thin-plate spline has no closed-form inverse")
+        return torch.linalg.inv(to_matrix(params))[:, : params.shape[1]]
+
     def identity_penalty(self, params: Tensor) -> Tensor:
         """Mean squared distance of the parameters from the identity transform."""
         return (params - self.params(self.identity[None])).pow(2).mean()
@@ -160,3 +176,29 @@ class SpatialTransformer(nn.Module):
         if bounds_weight:
             out = out + bounds_weight * out_of_bounds_penalty(self.last_grid)
         return out
+
+
+def rotation_equivariance_loss(stn: SpatialTransformer, x: Tensor, theta: Tensor,
+                               generator: torch.Generator, max_degrees: float = 30.0) -> Tensor:
+    """Self-supervised rotation equivariance of an affine-family transformer.
+
+    The batch is turned by a random extra angle ``d`` about the image centre; for the
+    transformer to show both versions in the same pose, its parameters for the turned input
+    must be ``R(d) theta``. It uses only the extra turn it applies itself, never any known
+    distortion. The squared difference is divided by the transforms' squared size, so the
+    degenerate ``theta = 0`` gains nothing.
+
+    Args:
+        x: (B, C, H, W) inputs; theta: (B, 2, 3) the transformer's parameters for ``x``.
+    """
+    b = x.shape[0]
+    d = (torch.rand(b, generator=generator) * 2 - 1).to(x.device) * math.radians(max_degrees)
+    rot = rotation_matrix(d).to(x.dtype)                                  # (B, 2, 2)
+    # x2(u) = x(R(-d) u): x turned by d
+    back = torch.cat([rotation_matrix(-d).to(x.dtype), x.new_zeros(b, 2, 1)], -1)
+    x2 = sample(x, affine_grid(back, tuple(x.shape[-2:]), align_corners=False),
+                padding_mode="zeros", align_corners=False)
+    _, theta2 = stn(x2)
+    num = (theta2 - rot @ theta).pow(2).flatten(1).sum(1)
+    den = 0.5 * (theta.pow(2).flatten(1).sum(1) + theta2.pow(2).flatten(1).sum(1))
+    return (num / den.clamp_min(1e-6)).mean()
