@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from warpaint.apps import canvas, detection, segmentation, training
+from warpaint import training
+from warpaint.apps import canvas, detection, segmentation
 from warpaint.apps.canvas import boxes_from_masks
 from warpaint.stn import SpatialTransformer
 from warpaint.stn.geometry import affine_grid, sample

@@ -82,9 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "be a file, a folder of images (batch: -o is then a folder) "
                                    "or - for standard input.")
     p.add_argument("content", help="content image, folder of images, or - (stdin)")
-    p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
+    p.add_argument("styles", nargs="*", metavar="style",
+                   help="style image(s); several are blended (none with a single-style --model)")
     p.add_argument("-o", "--output", required=True,
                    help="output file (.png, .jpg, ...), folder for a batch, or - (PNG to stdout)")
+    g = p.add_argument_group("feed-forward options (one forward pass instead of optimization)")
+    g.add_argument("--fast", action="store_true",
+                   help="use the arbitrary-style model that ships with warpaint")
+    g.add_argument("--model", type=Path, default=None, metavar="PT",
+                   help="use a model trained with `warpaint train` (implies --fast)")
+    g.add_argument("--strength", type=float, default=1.0,
+                   help="0 = the content, 1 = full style (default: 1)")
+    g.add_argument("--work-size", type=int, default=None, metavar="PX",
+                   help="run the network at this long side and resize the result to --size "
+                        "(default: the model's own; 0 = at full size)")
     _add_config_flags(p)
     _add_output_flags(p)
 
@@ -106,6 +117,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=512, help="evaluation long side, px (default: 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("train", help="train a feed-forward stylizer (arbitrary or single style)",
+                       description="Train a feed-forward model with the engine's losses: an "
+                                   "arbitrary-style model from a folder of paintings (--style-dir) "
+                                   "or a single-style model from one painting (--style). Re-running "
+                                   "the same command resumes from OUTPUT.ckpt.")
+    p.add_argument("--content-dir", type=Path, required=True, help="folder of content photos")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--style-dir", type=Path, help="folder of style images (arbitrary-style model)")
+    src.add_argument("--style", type=Path, help="one style image (single-style model)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.pt)")
+    from .feedforward.train import TrainConfig
+
+    defaults = TrainConfig()
+    for name, text in (("steps", "training steps"), ("batch_size", "crops per step"),
+                       ("size", "content crop side, px"), ("style_size", "style crop side, px"),
+                       ("lr", "peak learning rate"), ("style_weight", "style loss weight"),
+                       ("content_weight", "content loss weight"), ("tv_weight", "total variation weight"),
+                       ("seed", "seed of crops and initialization")):
+        default = getattr(defaults, name)
+        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
+                       help=f"{text} (default: {default})")
+    p.add_argument("--sample-every", type=int, default=200, metavar="N",
+                   help="save a sample grid every N steps to OUTPUT_samples/ (default: 200; 0 = never)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda (default: auto)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     stn = sub.add_parser("stn", help="spatial transformer network applications")
     stn_sub = stn.add_subparsers(dest="stn_command", required=True, metavar="APP", parser_class=_Parser)
@@ -363,6 +400,10 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
 
 # -- commands -------------------------------------------------------------------------------
 def cmd_stylize(args: argparse.Namespace) -> int:
+    if args.fast or args.model is not None:
+        return cmd_stylize_fast(args)
+    if not args.styles:
+        raise InputError("give at least one style image (or --fast / --model for a trained model)")
     inputs = [args.content, *args.styles]
     if inputs.count("-") > 1:
         raise InputError("only one input can be read from stdin (-)")
@@ -371,6 +412,116 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     pairs = _jobs(args.content, args.output, inputs)
     _config(args)  # validate options before reading any image
     return _run_jobs(args, pairs, args.styles)
+
+
+def cmd_stylize_fast(args: argparse.Namespace) -> int:
+    """``stylize --fast`` / ``--model``: one forward pass of a feed-forward model."""
+    import torch
+
+    from .device import pick_device
+    from .feedforward import load
+    from .io import fit_long_side, resize
+
+    cfg = _config(args)
+    for flag, used in (("--warp", cfg.warp != "none"), ("--align-style", cfg.align_style != "none"),
+                       ("--snapshot-every", args.snapshot_every > 0), ("--loss-curve", args.loss_curve),
+                       ("--save-warp", args.save_warp)):
+        if used:
+            raise InputError(f"{flag} works with the optimization engine, not with --fast / --model")
+    if not 0 <= args.strength <= 1:
+        raise InputError(f"--strength must be between 0 and 1, got {args.strength}")
+    inputs = [args.content, *args.styles]
+    if inputs.count("-") > 1:
+        raise InputError("only one input can be read from stdin (-)")
+    pairs = _jobs(args.content, args.output, inputs)
+    t0 = time.perf_counter()
+    model = load(args.model, device=pick_device(cfg.device))
+    load_seconds = time.perf_counter() - t0
+    if model.kind == "single" and args.styles:
+        raise InputError(f"{args.model}: a single-style model takes no style image")
+    if model.kind == "arbitrary" and not args.styles:
+        raise InputError("give at least one style image for an arbitrary-style model")
+    styles = [_read(s) for s in args.styles]
+    weights = list(cfg.style_blend) or None
+    if args.work_size is not None and args.work_size < 0:
+        raise InputError(f"--work-size must be >= 0, got {args.work_size}")
+    work_size = model.work_size if args.work_size is None else (args.work_size or None)
+    summaries = []
+    for content_src, out in pairs:
+        content = _read(content_src)
+        hw = fit_long_side(tuple(content.shape[-2:]), cfg.size)
+        x = resize(content, hw)
+        t0 = time.perf_counter()
+        result = model.stylize(x, styles, weights=weights, strength=args.strength,
+                               preserve_color=cfg.preserve_color, work_size=work_size).cpu()
+        seconds = time.perf_counter() - t0
+        if args.original_size:
+            result = resize(result, tuple(content.shape[-2:]))
+        _write(result, out)
+        title = (f"{result.shape[-1]}x{result.shape[-2]} px, one forward pass, {model.device.type}, float32")
+        summaries.append({"content": content_src, "styles": list(args.styles), "output": out,
+                          "model": str(args.model or "shipped"), "kind": model.kind,
+                          "output_size": [int(result.shape[-1]), int(result.shape[-2])],
+                          "strength": args.strength, "work_size": work_size, "seconds": round(seconds, 4),
+                          "load_seconds": round(load_seconds, 4), "device": str(model.device),
+                          "dtype": "float32", "torch_threads": torch.get_num_threads()})
+        if not args.quiet and out != "-":
+            print(f"wrote {out} ({title}, {seconds:.2f} s)", file=sys.stderr)
+    if args.json is not None:
+        text = json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            from .io import write_bytes_atomic
+
+            write_bytes_atomic((text + "\n").encode(), Path(args.json))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``warpaint train``: a feed-forward model from folders of images."""
+    from .device import pick_device
+    from .feedforward.train import TrainConfig, list_images, load_pool, train
+    from .plots import save_loss_curve
+
+    if args.output.suffix != ".pt":
+        raise InputError(f"{args.output}: the model file must end in .pt")
+    if args.output.parent and not args.output.parent.is_dir():
+        raise OutputError(f"{args.output.parent}: folder not found")
+    kind = "single" if args.style is not None else "arbitrary"
+    cfg = TrainConfig(kind=kind, steps=args.steps, batch_size=args.batch_size, size=args.size,
+                      style_size=args.style_size, lr=args.lr, style_weight=args.style_weight,
+                      content_weight=args.content_weight, tv_weight=args.tv_weight, seed=args.seed)
+    if min(cfg.steps, cfg.batch_size) < 1 or min(cfg.size, cfg.style_size) < 32:
+        raise InputError("--steps and --batch-size must be >= 1, --size and --style-size >= 32")
+    if args.style is not None and not args.style.is_file():
+        raise InputError(f"{args.style}: style image not found")
+    style_paths = [args.style] if args.style is not None else list_images(args.style_dir)
+    contents = load_pool(list_images(args.content_dir), round(cfg.size * 1.25))
+    # single style: the whole painting, short side at --style-size; arbitrary: crops of each
+    styles = load_pool(style_paths, cfg.style_size if kind == "single" else round(cfg.style_size * 1.5))
+    samples = args.output.with_name(args.output.stem + "_samples") if args.sample_every > 0 else None
+    ckpt = args.output.with_name(args.output.name + ".ckpt")
+    device = pick_device(args.device)
+    try:
+        model, summary = train(cfg, contents, styles, checkpoint=ckpt, samples=samples,
+                               sample_every=max(args.sample_every, 1), device=device, progress=not args.quiet)
+    except KeyboardInterrupt:
+        from .feedforward.train import from_checkpoint
+
+        if ckpt.exists():
+            from_checkpoint(ckpt).save(args.output)
+            print(f"warpaint: interrupted; wrote the model so far to {args.output} and the training "
+                  f"state to {ckpt} (run the same command to resume)", file=sys.stderr)
+        return 130
+    model.training["content_images"] = len(contents)
+    model.training["style_images"] = len(styles)
+    model.save(args.output)
+    save_loss_curve(summary["history"], args.output.with_name(args.output.stem + "_loss.png"),
+                    title=f"{kind}: {cfg.steps} steps x {cfg.batch_size} crops of {cfg.size} px, "
+                          f"{device.type} float32", xlabel="training step")
+    print(f"wrote {args.output} ({kind} model, {cfg.steps} steps, {summary['seconds']:.0f} s)", file=sys.stderr)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -472,7 +623,8 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
             _, summary = app.train(cfg, data, checkpoint=ckpt, progress=not args.quiet)
             save_loss_curve(summary.pop("history"), args.out / f"{name}_{variant}_loss.png",
                             title=f"{name} {variant}: {cfg.steps} steps x {cfg.batch_size} canvases "
-                                  f"{cfg.size} px, CPU float32, {summary['threads']} threads")
+                                  f"{cfg.size} px, CPU float32, {summary['threads']} threads",
+                            xlabel="training step")
         else:
             if not ckpt.exists():
                 raise InputError(f"{ckpt}: no checkpoint (run `warpaint stn {name}-train` first)")
@@ -482,7 +634,7 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
                 raise InputError(f"{ckpt}: training stopped at step {ck['step']} of {cfg.steps}; "
                                  f"run `warpaint stn {name}-train` again to finish it")
             _, test_digits = canvas.split_digits(data, cfg.n_test_digits, cfg.seed)
-            sets = canvas.test_sets(test_digits, cfg.test_canvases, cfg.seed,
+            sets = canvas.held_out_sets(test_digits, cfg.test_canvases, cfg.seed,
                                     canvas.CanvasConfig(size=cfg.size))
             summary = {"train_seconds": round(ck["seconds"], 1), "steps": cfg.steps,
                        "parameters": sum(p.numel() for p in model.parameters()), "config": ck["config"],
@@ -504,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
-    command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score,
+    command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score, "train": cmd_train,
                "stn": cmd_stn}[args.command]
     try:
         return command(args)

@@ -28,7 +28,8 @@ def save_figure(fig, path: str | os.PathLike[str]) -> None:
 
 
 def save_loss_curve(history: Sequence[dict[str, float]], path: str | os.PathLike[str], *,
-                    scale_starts: Sequence[int] = (), title: str = "") -> None:
+                    scale_starts: Sequence[int] = (), title: str = "",
+                    xlabel: str = "optimizer step (dashed: next scale)") -> None:
     """Plot weighted losses per step (log scale) to a PNG, marking where each scale starts.
 
     Args:
@@ -43,7 +44,7 @@ def save_loss_curve(history: Sequence[dict[str, float]], path: str | os.PathLike
     for s in scale_starts[1:]:
         ax.axvline(s + 0.5, color="grey", lw=0.8, ls="--")
     ax.set_yscale("log")
-    ax.set_xlabel("optimizer step (dashed: next scale)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("weighted loss")
     ax.set_title(title, fontsize=9)
     ax.legend()

@@ -142,7 +142,10 @@ def make_canvases(images: Tensor, labels: Tensor, n: int, generator: torch.Gener
     """
     g, s = generator, cfg.size
     src = images.float()[:, None] / 255.0
-    pick = lambda k: torch.randint(0, images.shape[0], (k,), generator=g)  # noqa: E731
+
+    def pick(k: int) -> Tensor:
+        return torch.randint(0, images.shape[0], (k,), generator=g)
+
     # digits
     layout = [_place(int(torch.randint(1, cfg.max_digits + 1, (1,), generator=g)), cfg, g)
               for _ in range(n)]
@@ -201,7 +204,7 @@ def split_digits(data: Digits, n_test: int, seed: int) -> tuple[Digits, Digits]:
     return (images[train_idx], labels[train_idx]), (images[test_idx], labels[test_idx])
 
 
-def test_sets(test_digits: tuple[Tensor, Tensor], n: int, seed: int,
+def held_out_sets(test_digits: tuple[Tensor, Tensor], n: int, seed: int,
               cfg: CanvasConfig = CanvasConfig()) -> dict[str, Canvases]:
     """The fixed test canvases from held-out digits: the same ``n`` layouts once without and
     once with the sheet distortion."""

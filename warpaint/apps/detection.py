@@ -28,7 +28,7 @@ from ..stn.geometry import sample, to_pixel_transform, transform_boxes
 from ..stn.transformer import KINDS, SpatialTransformer, localization_net, rotation_equivariance_loss
 from . import canvas
 from .canvas import STROKE, CanvasConfig, boxes_from_masks
-from .training import count_parameters, fit
+from ..training import count_parameters, fit
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:

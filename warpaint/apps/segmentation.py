@@ -26,7 +26,7 @@ from ..stn.transformer import KINDS, SpatialTransformer, rotation_equivariance_l
 from . import canvas
 from .canvas import CanvasConfig
 from .detection import input_transformer
-from .training import count_parameters, fit
+from ..training import count_parameters, fit
 
 
 def unwarp(y: Tensor, theta: Tensor, *, mode: Literal["bilinear", "nearest"] = "bilinear",

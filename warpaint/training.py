@@ -1,4 +1,4 @@
-"""The training loop shared by the canvas applications (detection, segmentation).
+"""The training loop shared by the STN canvas applications and feed-forward style transfer.
 
 Step-based, since the data is drawn fresh every step: Adam with a one-cycle schedule, a
 progress bar, atomic checkpoints (every ``every`` steps, at the end and on Ctrl-C) and exact
@@ -33,11 +33,13 @@ def save_checkpoint(state: dict, path: Path) -> None:
 
 def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: int, config: dict,
         checkpoint: Path | None = None, every: int = 250, progress: bool = True,
-        desc: str = "train", fmt: str = "warpaint.app") -> tuple[list[dict[str, float]], float]:
+        desc: str = "train", fmt: str = "warpaint.app",
+        on_step: Callable[[int], None] | None = None) -> tuple[list[dict[str, float]], float]:
     """Train ``model`` for ``steps`` steps of ``step_loss``; return (loss history, seconds).
 
     A checkpoint whose ``config`` equals ``config`` is resumed from (model, optimizer,
-    schedule, history); anything else there is overwritten.
+    schedule, history); anything else there is overwritten. ``on_step(n)`` is called after
+    step ``n`` (1-based) is done, e.g. to save sample pictures.
     """
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
@@ -78,6 +80,8 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
                 bar.update(1)
             if (step + 1) % every == 0 and step + 1 < steps:
                 save(step + 1, seconds + time.perf_counter() - t0)
+            if on_step is not None:
+                on_step(step + 1)
     except KeyboardInterrupt:
         save(len(history), seconds + time.perf_counter() - t0)
         raise

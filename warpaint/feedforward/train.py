@@ -1,0 +1,205 @@
+"""Training feed-forward stylizers with the engine's losses.
+
+Each step: a batch of random crops (with random flips) of the content photos and of the
+style images; for an arbitrary-style model the style code comes from each style crop (and,
+with probability ``identity_prob``, the content crop is its own style, so strength 0
+reproduces the content). The loss is the engine's: relative content error at relu4_2,
+relative Gram error over relu1_1..relu5_1, total variation.
+
+Images are loaded once, at a short side a little above the crop size, and kept in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from ..io import load_image, resize
+from ..losses import content_loss, gram_matrix, style_loss, total_variation
+from ..stylize import CONTENT_LAYERS, STYLE_LAYERS
+from ..training import fit
+from ..vgg import VGGFeatures
+from .model import FastStylizer, Kind, build
+from .nets import STAT_LAYERS, feature_statistics
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    kind: str = "arbitrary"          # "arbitrary" or "single"
+    steps: int = 2000
+    batch_size: int = 4
+    size: int = 192                  # content crop side, px
+    style_size: int = 192            # style crop side, px
+    lr: float = 2e-3
+    content_weight: float = 1.0
+    style_weight: float = 4.0
+    tv_weight: float = 0.0
+    identity_prob: float = 0.15      # arbitrary only: the content crop is its own style
+    code_dim: int = 64
+    width: int = 16
+    blocks: int = 5
+    seed: int = 0
+
+
+def list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise InputError(f"{folder}: folder not found")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in folder")
+    return files
+
+
+def load_pool(paths: list[Path], short_side: int) -> list[Tensor]:
+    """Images (3, H, W) with their short side at ``short_side`` (aspect kept)."""
+    pool = []
+    for p in paths:
+        img = load_image(p)
+        h, w = img.shape[-2:]
+        k = short_side / min(h, w)
+        pool.append(resize(img, (max(short_side, round(h * k)), max(short_side, round(w * k))))[0])
+    return pool
+
+
+def random_crops(pool: list[Tensor], n: int, size: int, g: torch.Generator) -> Tensor:
+    """``n`` random ``size`` x ``size`` crops, each flipped left-right at random, (n, 3, S, S)."""
+    out = []
+    for i in torch.randint(0, len(pool), (n,), generator=g).tolist():
+        img = pool[i]
+        h, w = img.shape[-2:]
+        y = int(torch.randint(0, h - size + 1, (1,), generator=g))
+        x = int(torch.randint(0, w - size + 1, (1,), generator=g))
+        crop = img[:, y: y + size, x: x + size]
+        out.append(crop.flip(-1) if torch.rand(1, generator=g).item() < 0.5 else crop)
+    return torch.stack(out)
+
+
+def style_targets(vgg: VGGFeatures, styles: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """Gram targets of each style layer and the feature statistics, for a batch of styles."""
+    feats = vgg(styles, tuple(dict.fromkeys((*STYLE_LAYERS, *STAT_LAYERS))))
+    return {n: gram_matrix(feats[n]) for n in STYLE_LAYERS}, feature_statistics(feats)
+
+
+def losses(vgg: VGGFeatures, out: Tensor, content: Tensor, grams: dict[str, Tensor],
+           cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
+    """The engine's weighted losses of a batch of outputs."""
+    with torch.no_grad():
+        target = vgg(content, CONTENT_LAYERS)
+    feats = vgg(out, tuple(dict.fromkeys((*CONTENT_LAYERS, *STYLE_LAYERS))))
+    c = sum(content_loss(feats[n], target[n]) for n in CONTENT_LAYERS) / len(CONTENT_LAYERS)
+    s = sum(style_loss(feats[n], grams[n]) for n in STYLE_LAYERS) / len(STYLE_LAYERS)
+    total = cfg.content_weight * c + cfg.style_weight * s
+    parts = {"content": float(c.detach()), "style": float(s.detach())}
+    if cfg.tv_weight:
+        tv = total_variation(out)
+        total = total + cfg.tv_weight * tv
+        parts["tv"] = float(tv.detach())
+    return total, parts
+
+
+class _Both(torch.nn.Module):
+    """The trained modules as one (for the optimizer and checkpoints)."""
+
+    def __init__(self, model: FastStylizer) -> None:
+        super().__init__()
+        self.net = model.net
+        self.encoder = model.encoder
+
+
+def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor], *,
+          checkpoint: Path | None = None, samples: Path | None = None, sample_every: int = 200,
+          device: torch.device | str = "cpu", progress: bool = True) -> tuple[FastStylizer, dict]:
+    """Train a model; return it and a summary (history, seconds, configuration).
+
+    ``checkpoint`` holds the full training state (resumed from when its configuration
+    matches); ``samples`` is a folder for sample grids every ``sample_every`` steps.
+    """
+    if cfg.kind not in ("arbitrary", "single"):
+        raise InputError(f"kind must be arbitrary or single, got {cfg.kind!r}")
+    for name, pool, side in (("content", content_pool, cfg.size), ("style", style_pool, cfg.style_size)):
+        if not pool:
+            raise InputError(f"no {name} images")
+        if min(min(p.shape[-2:]) for p in pool) < side:
+            raise InputError(f"{name} images must be at least {side} px on their short side")
+    torch.manual_seed(cfg.seed)
+    kind: Kind = cfg.kind  # type: ignore[assignment]
+    model = build(kind, code_dim=cfg.code_dim, width=cfg.width, blocks=cfg.blocks).to(device)
+    vgg = VGGFeatures().to(device)
+    model.vgg = vgg
+    both = _Both(model)
+    fixed_grams = None
+    if kind == "single":               # one style: its Gram targets never change
+        style = style_pool[0][None].to(device)
+        fixed_grams = style_targets(vgg, style)[0]
+
+    def step_loss(g: torch.Generator):
+        content = random_crops(content_pool, cfg.batch_size, cfg.size, g).to(device)
+        if fixed_grams is not None:
+            out = model.net(content)
+            grams = {n: t.expand(cfg.batch_size, -1, -1) for n, t in fixed_grams.items()}
+        else:
+            styles = random_crops(style_pool, cfg.batch_size, cfg.style_size, g).to(device)
+            own = torch.rand(cfg.batch_size, generator=g) < cfg.identity_prob
+            if own.any() and cfg.size == cfg.style_size:
+                styles[own.to(device)] = content[own.to(device)]
+            with torch.no_grad():
+                grams, stats = style_targets(vgg, styles)
+            out = model.net(content, model.encoder(stats))
+        return losses(vgg, out, content, grams, cfg)
+
+    sample_set = None
+    if samples is not None:
+        samples.mkdir(parents=True, exist_ok=True)
+        g = torch.Generator().manual_seed(cfg.seed + 99)
+        sample_set = (random_crops(content_pool, 4, cfg.size, g), random_crops(style_pool, 4, cfg.style_size, g))
+
+    def on_step(n: int) -> None:
+        if sample_set is not None and (n % sample_every == 0 or n == cfg.steps):
+            save_samples(model, *sample_set, samples / f"step_{n:06d}.png")
+
+    history, seconds = fit(both, step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, config=asdict(cfg),
+                           checkpoint=checkpoint, progress=progress, desc=f"train {kind}",
+                           fmt="warpaint.feedforward-train", on_step=on_step)
+    model.net.eval()
+    model.training = {"config": asdict(cfg), "seconds": round(seconds, 1), "steps": cfg.steps,
+                      "device": str(torch.device(device)), "threads": torch.get_num_threads(),
+                      "final_losses": history[-1] if history else {}}
+    return model, {"history": history, "seconds": seconds}
+
+
+@torch.no_grad()
+def save_samples(model: FastStylizer, contents: Tensor, styles: Tensor, path: Path) -> None:
+    """PNG grid: content crops (row 1), style crops (row 2, arbitrary models), results."""
+    from torchvision.utils import make_grid
+
+    from ..io import save_image
+
+    dev = model.device
+    was = model.net.training
+    model.net.eval()
+    rows = [contents]
+    if model.encoder is not None:
+        styles = resize(styles, tuple(contents.shape[-2:]))
+        code = model.encoder(feature_statistics(model._vgg()(styles.to(dev), STAT_LAYERS)))
+        rows += [styles, model.net(contents.to(dev), code).cpu()]
+    else:
+        rows.append(model.net(contents.to(dev)).cpu())
+    model.net.train(was)
+    save_image(make_grid(torch.cat(rows).clamp(0, 1), nrow=contents.shape[0], padding=2)[None], path)
+
+
+def from_checkpoint(path: Path) -> FastStylizer:
+    """The model in a training checkpoint (e.g. after an interrupted run)."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = TrainConfig(**ck["config"])
+    model = build(cfg.kind, code_dim=cfg.code_dim, width=cfg.width, blocks=cfg.blocks)  # type: ignore[arg-type]
+    _Both(model).load_state_dict(ck["model"])
+    model.training = {"config": ck["config"], "steps": ck["step"], "seconds": round(ck["seconds"], 1),
+                      "interrupted": True}
+    return model
