@@ -6,8 +6,6 @@ times are reported):
 
     warpaint stn detect-train --model both --out benchmarks/out/apps
     warpaint stn seg-train    --model both --out benchmarks/out/apps
-    warpaint stn detect-train --model stn --equivariance 20 --out benchmarks/out/apps_eq20
-    warpaint stn seg-train    --model stn --equivariance 20 --out benchmarks/out/apps_eq20
     warpaint stn detect-eval / seg-eval   (the same folders)
 
 A finished checkpoint is not trained again (the run resumes at its last step), so running
@@ -37,8 +35,6 @@ DOCS = ROOT / "docs" / "images"
 RUNS = [  # (app, output folder, extra train flags, variants, label)
     ("detect", "apps", [], ("plain", "stn"), ""),
     ("seg", "apps", [], ("plain", "stn"), ""),
-    ("detect", "apps_eq20", ["--equivariance", "20"], ("stn",), "equivariance 20"),
-    ("seg", "apps_eq20", ["--equivariance", "20"], ("stn",), "equivariance 20"),
 ]
 
 

@@ -77,13 +77,17 @@ class TestBoxMapping:
         r = 16 * math.sqrt(2)
         torch.testing.assert_close(out, torch.tensor([[64 - r, 64 - r, 64 + r, 64 + r]]), atol=1e-3, rtol=0)
 
-    def test_there_and_back_is_exact_without_rotation(self):
-        theta = torch.tensor([[[0.8, 0.0, 0.1], [0.0, 1.25, -0.2]]])
-        inv = torch.linalg.inv(torch.cat([theta, torch.tensor([[[0.0, 0.0, 1.0]]])], 1))[:, :2]
-        boxes = torch.tensor([[5.0, 7.0, 40.0, 33.0], [60.0, 10.0, 90.0, 100.0]])
-        there = detection.boxes_to_source(boxes, theta[0], (96, 128), (96, 128))
-        back = detection.boxes_to_source(there, inv[0], (96, 128), (96, 128))
-        torch.testing.assert_close(back, boxes, atol=1e-4, rtol=0)
+    def test_wide_image_by_hand(self):
+        # H = 64, W = 128; x_in = 0.5 x + 0.5, y_in = y: the whole output is input px 64..128 x 0..64
+        theta = torch.tensor([[0.5, 0.0, 0.5], [0.0, 1.0, 0.0]])
+        out = detection.boxes_to_source(torch.tensor([[0.0, 0.0, 128.0, 64.0]]), theta, (64, 128), (64, 128))
+        torch.testing.assert_close(out, torch.tensor([[64.0, 0.0, 128.0, 64.0]]), atol=1e-4, rtol=0)
+
+    def test_between_sizes_by_hand(self):
+        # identity from a 32 x 64 output onto a 64 x 128 input: pixel edges scale by 2
+        theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        out = detection.boxes_to_source(torch.tensor([[8.0, 4.0, 20.0, 30.0]]), theta, (64, 128), (32, 64))
+        torch.testing.assert_close(out, torch.tensor([[16.0, 8.0, 40.0, 60.0]]), atol=1e-4, rtol=0)
 
     def test_agrees_with_the_image_warp(self):
         # a filled rectangle in the input; the view samples it with theta; the view's tight box
@@ -167,7 +171,7 @@ class TestCanvases:
                 assert mask[y1, x1:x2].any() and mask[y2 - 1, x1:x2].any()  # and is tight
                 assert (c.images[i, 0][mask] > canvas.STROKE).float().mean() > 0.9
                 assert (c.semantic[i][mask] == lab + 1).float().mean() > 0.9
-            assert (c.semantic[i] > 0).sum() <= sum(int(m.sum()) for m in c.masks[i])
+            assert torch.equal(c.semantic[i] > 0, c.masks[i].any(0))
 
     def test_undistorted_twin_has_the_same_layout(self, digits_data):
         a = canvas.make_canvases(*digits_data, 4, torch.Generator().manual_seed(5))
@@ -176,7 +180,12 @@ class TestCanvases:
         assert not torch.allclose(a.theta, b.theta)
         assert [t.tolist() for t in a.labels] == [t.tolist() for t in b.labels]
         assert not torch.equal(a.images, b.images)
-        assert (a.images[:, :, 0, 0] == 0).all() or (a.images == 0).any()   # black outside the sheet
+        # the distorted boxes are those of the undistorted masks under the sheet's distortion
+        grid = affine_grid(a.theta, (128, 128), align_corners=False)
+        for i in range(4):
+            m = sample(b.masks[i][:, None].float(), grid[i: i + 1].expand(len(b.masks[i]), -1, -1, -1),
+                       padding_mode="zeros")[:, 0] > 0.5
+            torch.testing.assert_close(boxes_from_masks(m), a.boxes[i], atol=1.5, rtol=0)
 
     def test_seeded(self, digits_data):
         a = canvas.make_canvases(*digits_data, 3, torch.Generator().manual_seed(1))
@@ -189,13 +198,27 @@ class TestWrappers:
     @pytest.mark.parametrize("stn", [False, True])
     def test_detector_any_size_and_batch(self, stn):
         model = detection.make_model(detection.Config(stn=stn, size=64, width=8)).eval()
+        model.detector.roi_heads.score_thresh = 0.0      # untrained: keep whatever it finds
+        if stn:
+            _set_transform(model.stn, [math.cos(0.6), math.sin(0.6), 0.1, -0.05])
         for shape in ((1, 1, 64, 64), (3, 1, 50, 90)):
             dets = model(torch.rand(*shape))
             assert len(dets) == shape[0]
+            assert sum(len(d["boxes"]) for d in dets) > 0
             for d in dets:
                 b = d["boxes"]
                 assert b.shape[1] == 4 and len(d["labels"]) == len(d["scores"]) == len(b)
-                assert (b[:, 0] >= 0).all() and (b[:, 2] <= shape[3]).all() and (b[:, 3] <= shape[2]).all()
+                assert (b[:, :2] >= 0).all() and (b[:, 2] <= shape[3]).all() and (b[:, 3] <= shape[2]).all()
+                assert (b[:, 2:] >= b[:, :2]).all()
+
+    def test_transformer_must_be_affine_family_for_equivariance(self):
+        from warpaint.errors import InputError
+
+        with pytest.raises(InputError):
+            detection.make_model(detection.Config(stn=True, stn_kind="projective"))
+        detection.make_model(detection.Config(stn=True, stn_kind="projective", equivariance=0.0, width=8))
+        with pytest.raises(InputError):
+            segmentation.make_model(segmentation.Config(equivariance=-1.0))
 
     @pytest.mark.parametrize("stn,encoder", [(False, False), (True, False), (True, True)])
     def test_segmenter_any_size_and_batch(self, stn, encoder):
@@ -219,6 +242,12 @@ class TestWrappers:
             # mapped back, each view box covers the original tight box (to a pixel)
             back = detection.boxes_to_source(t["boxes"], p, (128, 128), (128, 128))
             assert (back[:, :2] <= orig["boxes"][:, :2] + 1).all() and (back[:, 2:] >= orig["boxes"][:, 2:] - 1).all()
+        # without masks, boxes are mapped through the inverse transform: they contain the
+        # tight boxes of the warped masks
+        no_masks = [{"boxes": t["boxes"], "labels": t["labels"]} for t in c.targets()]
+        for t, loose in zip(view_targets, model.targets_in_view(no_masks, params, (128, 128)), strict=True):
+            assert (loose["boxes"][:, :2] <= t["boxes"][:, :2] + 1).all()
+            assert (loose["boxes"][:, 2:] >= t["boxes"][:, 2:] - 1).all()
 
 
 # -- training -------------------------------------------------------------------------------
@@ -250,6 +279,26 @@ class TestTraining:
         history, _ = training.fit(model, lambda g: (loss_of(), {}), steps=25, lr=1e-2, seed=0,
                                   config={}, progress=False)
         assert history[-1]["total"] < 0.8 * history[0]["total"]
+
+    def test_detector_resume_gives_the_same_losses(self, tmp_path, digits_data, monkeypatch):
+        # torchvision samples proposals with torch's global generator: fit reseeds it per step
+        cfg = detection.Config(stn=True, width=8, size=64, steps=4, batch_size=2)
+        _, full = detection.train(cfg, digits_data, progress=False)
+        ck = tmp_path / "det.pt"
+        real, state = training.step_generator, {"stopped": False}
+
+        def interrupting(seed, step):
+            if step == 2 and not state["stopped"]:
+                state["stopped"] = True
+                raise KeyboardInterrupt
+            return real(seed, step)
+
+        monkeypatch.setattr(training, "step_generator", interrupting)
+        with pytest.raises(KeyboardInterrupt):
+            detection.train(cfg, digits_data, checkpoint=ck, progress=False)
+        _, resumed = detection.train(cfg, digits_data, checkpoint=ck, progress=False)
+        assert [h["total"] for h in resumed["history"]] == pytest.approx(
+            [h["total"] for h in full["history"]], rel=1e-5)
 
     def test_resume_gives_the_same_losses(self, tmp_path, digits_data, monkeypatch):
         cfg = segmentation.Config(stn=True, width=4, size=32, steps=6, batch_size=2)
@@ -295,5 +344,14 @@ class TestCLI:
 
         assert main(["stn", "detect-eval", "--data", str(MNIST), "--out", str(tmp_path), "-q"]) == 2
         assert "no checkpoint" in capsys.readouterr().err
+        (tmp_path / "seg_stn.pt").write_bytes(b"")
+        assert main(["stn", "seg-eval", "--data", str(MNIST), "--model", "stn", "--out", str(tmp_path)]) == 2
+        assert "not a readable checkpoint" in capsys.readouterr().err
+        assert main(["stn", "seg-train", "--data", str(MNIST), "--model", "stn", "--out", str(tmp_path)]) == 2
+        assert main(["stn", "seg-train", "--data", str(MNIST), "--equivariance", "-1", "--out", str(tmp_path)]) == 2
+        assert main(["stn", "detect-train", "--data", str(MNIST), "--stn-kind", "projective",
+                     "--out", str(tmp_path)]) == 2
+        assert main(["stn", "seg-train", "--data", str(MNIST), "--out", str(tmp_path / "seg_stn.pt")]) == 2
+        assert "Traceback" not in capsys.readouterr().err
         assert main(["stn", "seg-train", "--data", str(MNIST), "--steps", "0", "--out", str(tmp_path)]) == 2
         assert main(["stn", "seg-train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2

@@ -606,20 +606,28 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
 
     name, verb = args.stn_command.split("-")
     app = _canvas_app(name)
+    variants = ("plain", "stn") if args.model == "both" else (args.model,)
+    configs = {}
+    if verb == "train":   # check every option before any work
+        keys = ("steps", "batch_size", "stn_kind", "equivariance", "stn_encoder", "test_canvases", "seed")
+        given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+        for variant in variants:
+            configs[variant] = app.Config(stn=variant == "stn", **given)
+            app.check_config(configs[variant])
+    if args.out.exists() and not args.out.is_dir():
+        raise OutputError(f"{args.out}: exists and is not a folder")
+    results_path = args.out / f"{name}_results.json"
+    try:
+        results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    except (OSError, ValueError) as e:
+        raise InputError(f"{results_path}: cannot read ({type(e).__name__}); "
+                         "move it away to start a new one") from None
     data = load_mnist(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    variants = ("plain", "stn") if args.model == "both" else (args.model,)
-    results_path = args.out / f"{name}_results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for variant in variants:
         ckpt = args.out / f"{name}_{variant}.pt"
         if verb == "train":
-            overrides = {k: getattr(args, k, None) for k in
-                         ("steps", "batch_size", "stn_kind", "equivariance", "stn_encoder", "test_canvases",
-                          "seed")}
-            if any(v is not None and v < 1 for v in (args.steps, args.batch_size, args.test_canvases)):
-                raise InputError("--steps, --batch-size and --test-canvases must be >= 1")
-            cfg = app.Config(stn=variant == "stn", **{k: v for k, v in overrides.items() if v is not None})
+            cfg = configs[variant]
             _, summary = app.train(cfg, data, checkpoint=ckpt, progress=not args.quiet)
             save_loss_curve(summary.pop("history"), args.out / f"{name}_{variant}_loss.png",
                             title=f"{name} {variant}: {cfg.steps} steps x {cfg.batch_size} canvases "

@@ -7,13 +7,18 @@ resume: step ``t`` always draws its data from a generator seeded with ``(seed, t
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+log = logging.getLogger("warpaint")
 
 #: One training step's losses: the total to minimize and named parts to report.
 StepLoss = Callable[[torch.Generator], tuple[Tensor, dict[str, float]]]
@@ -31,26 +36,86 @@ def save_checkpoint(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint dict written by :func:`fit` (or a model file), or a one-line InputError."""
+    from .errors import InputError
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # noqa: BLE001 - empty, truncated or foreign files are bad input
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}); delete it to "
+                         "start over") from None
+    if not isinstance(ck, dict) or "format" not in ck:
+        raise InputError(f"{path}: not a warpaint checkpoint")
+    return ck
+
+
+class _StopRequest:
+    """Turns Ctrl-C into a flag checked between steps, so a checkpoint is never taken in the
+    middle of an update (outside the main thread, Ctrl-C is left alone)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: int, config: dict,
         checkpoint: Path | None = None, every: int = 250, progress: bool = True,
         desc: str = "train", fmt: str = "warpaint.app",
-        on_step: Callable[[int], None] | None = None) -> tuple[list[dict[str, float]], float]:
+        on_step: Callable[[int], None] | None = None,
+        lr_scales: dict[str, float] | None = None,
+        resume_ignores: tuple[str, ...] = ()) -> tuple[list[dict[str, float]], float]:
     """Train ``model`` for ``steps`` steps of ``step_loss``; return (loss history, seconds).
 
-    A checkpoint whose ``config`` equals ``config`` is resumed from (model, optimizer,
-    schedule, history); anything else there is overwritten. ``on_step(n)`` is called after
-    step ``n`` (1-based) is done, e.g. to save sample pictures.
+    A checkpoint whose ``config`` equals ``config`` (up to the keys in ``resume_ignores``,
+    which do not change training) is resumed from: model, optimizer, schedule, history. A
+    checkpoint with another configuration is replaced, with a warning. ``on_step(n)`` is
+    called after step ``n`` (1-based), e.g. to save sample pictures. ``lr_scales`` maps a
+    submodule's name (e.g. ``"stn"``) to a factor on its learning rate. Ctrl-C stops after
+    the current step, saves the checkpoint and raises ``KeyboardInterrupt``.
+
+    Step ``t`` draws its data from ``step_generator(seed, t)`` and reseeds torch's global
+    generator (used inside some models, e.g. torchvision's proposal sampling) from
+    ``(seed, t)`` too, so a resumed run repeats the uninterrupted one exactly.
     """
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    scales = lr_scales or {}
+    scaled = {name: list(model.get_submodule(name).parameters()) for name in scales}
+    ids = {id(p) for ps in scaled.values() for p in ps}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": lr}]
+    groups += [{"params": ps, "lr": lr * scales[name]} for name, ps in scaled.items() if ps]
+    opt = torch.optim.Adam(groups)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
+                                                pct_start=0.15)
+
+    def same(a: dict) -> bool:
+        return {k: v for k, v in a.items() if k not in resume_ignores} == \
+            {k: v for k, v in config.items() if k not in resume_ignores}
+
     start, history, seconds = 0, [], 0.0
     if checkpoint is not None and checkpoint.exists():
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if ck.get("config") == config and ck.get("format") == fmt:
+        ck = load_checkpoint(checkpoint)
+        if ck.get("format") == fmt and isinstance(ck.get("config"), dict) and same(ck["config"]):
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
             start, history, seconds = ck["step"], ck["history"], ck["seconds"]
+        else:
+            log.warning("%s: its configuration differs; training from scratch (it will be replaced)",
+                        checkpoint)
 
     def save(step: int, spent: float) -> None:
         if checkpoint is not None:
@@ -66,23 +131,28 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
         bar = tqdm(total=steps, initial=start, desc=desc, unit="step")
     t0 = time.perf_counter()
     try:
-        for step in range(start, steps):
-            model.train()
-            loss, parts = step_loss(step_generator(seed, step))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            sched.step()
-            history.append({"total": float(loss.detach()), **parts})
-            if bar is not None:
-                bar.set_postfix_str(f"loss={history[-1]['total']:.3f}", refresh=False)
-                bar.update(1)
-            if (step + 1) % every == 0 and step + 1 < steps:
-                save(step + 1, seconds + time.perf_counter() - t0)
-            if on_step is not None:
-                on_step(step + 1)
+        with _StopRequest() as stop:
+            for step in range(start, steps):
+                model.train()
+                torch.manual_seed(seed * 1_000_003 + step + 7_777_777)
+                loss, parts = step_loss(step_generator(seed, step))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                opt.step()
+                sched.step()
+                history.append({"total": float(loss.detach()), **parts})
+                if bar is not None:
+                    bar.set_postfix_str(f"loss={history[-1]['total']:.3f}", refresh=False)
+                    bar.update(1)
+                if (step + 1) % every == 0 and step + 1 < steps:
+                    save(step + 1, seconds + time.perf_counter() - t0)
+                if on_step is not None:
+                    on_step(step + 1)
+                if stop.requested:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
+        # raised between steps (above), or inside step_loss before any update: consistent
         save(len(history), seconds + time.perf_counter() - t0)
         raise
     finally:

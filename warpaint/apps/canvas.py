@@ -162,20 +162,25 @@ def make_canvases(images: Tensor, labels: Tensor, n: int, generator: torch.Gener
     clutter = piece.reshape(n, cfg.clutter, 1, s, s).amax(1)
     noise = torch.nn.functional.avg_pool2d(torch.rand(n, 1, s // 8, s // 8, generator=g), 3, 1, 1)
     sheet = 0.08 + 0.1 * torch.nn.functional.interpolate(noise, size=(s, s), mode="bilinear")
-    drawn = torch.stack([digits[owner == i].amax(0) if (owner == i).any() else torch.zeros(1, s, s)
-                         for i in range(n)])
-    canvas = torch.maximum(torch.maximum(sheet, clutter), drawn)
-    # the sheet's distortion, applied to the canvas and to every digit alone
+    # the sheet's distortion, applied to every digit alone (for the ground truth) and later
+    # to the whole canvas
     theta = _distortions(n, cfg, g)
     if not distorted:
         theta = torch.eye(2, 3).expand(n, 2, 3).clone()
     grid = affine_grid(theta, (s, s), align_corners=False)
-    out = sample(canvas, grid, padding_mode="zeros", align_corners=False)
     warped = sample(digits, grid[owner], padding_mode="zeros", align_corners=False)[:, 0]  # (D, S, S)
     strokes = warped > STROKE
     area_before = (digits[:, 0] > STROKE).sum((1, 2)).float() * torch.linalg.det(
         torch.linalg.inv(theta[owner][:, :, :2]))
-    keep = strokes.sum((1, 2)) >= 0.5 * area_before.clamp_min(1)   # digits mostly inside
+    # a digit mostly pushed off the canvas is not drawn at all (no unlabelled digits)
+    keep = strokes.sum((1, 2)) >= 0.5 * area_before.clamp_min(1)
+    drawn = torch.zeros(n, 1, s, s)
+    for i in range(n):
+        mine = (owner == i) & keep
+        if mine.any():
+            drawn[i] = digits[mine].amax(0)
+    canvas = torch.maximum(torch.maximum(sheet, clutter), drawn)
+    out = sample(canvas, grid, padding_mode="zeros", align_corners=False)
     semantic = torch.zeros(n, s, s, dtype=torch.long)
     boxes, labs, masks = [], [], []
     for i in range(n):

@@ -26,9 +26,9 @@ from torchvision.ops import MultiScaleRoIAlign
 from ..errors import InputError
 from ..stn.geometry import sample, to_pixel_transform, transform_boxes
 from ..stn.transformer import KINDS, SpatialTransformer, localization_net, rotation_equivariance_loss
+from ..training import count_parameters, fit, load_checkpoint
 from . import canvas
 from .canvas import STROKE, CanvasConfig, boxes_from_masks
-from ..training import count_parameters, fit
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -98,6 +98,8 @@ class STNDetector(nn.Module):
         super().__init__()
         if stn is not None and stn.kind == "tps":
             raise ValueError("boxes cannot be mapped back through a thin-plate spline")
+        if stn is not None and stn.output_size is not None:
+            raise ValueError("the transformer must keep the input size (output_size=None)")
         self.detector = detector
         self.stn = stn
 
@@ -109,7 +111,9 @@ class STNDetector(nn.Module):
 
     def targets_in_view(self, targets: list[dict[str, Tensor]], params: Tensor,
                         size: tuple[int, int]) -> list[dict[str, Tensor]]:
-        """Targets in the transformer's output frame (from warped masks when given)."""
+        """Targets in the transformer's output frame: the tight boxes of the masks warped with
+        the transformer's grid (to about a pixel: the 0/1 masks are resampled), or, without
+        masks, each box mapped through the inverse transform (the box of its corners)."""
         assert self.stn is not None
         params = params.detach()
         grid, out = self.stn.grid(params, size), []
@@ -124,7 +128,7 @@ class STNDetector(nn.Module):
                 boxes = clip_boxes(boxes_to_source(t["boxes"], inv, size, size), size)
                 keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
                 boxes, labels = boxes[keep], t["labels"][keep]
-            out.append({"boxes": boxes.to(grid.device), "labels": labels})
+            out.append({"boxes": boxes.to(grid.device), "labels": labels.to(grid.device)})
         return out
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
@@ -174,9 +178,31 @@ def input_transformer(kind: str, in_channels: int = 1) -> SpatialTransformer:
     return SpatialTransformer(in_channels, kind=kind, localization=loc)  # type: ignore[arg-type]
 
 
-def make_model(cfg: Config) -> STNDetector:
+#: Configuration keys that do not change how a model trains (ignored when resuming).
+EVAL_ONLY = ("test_canvases",)
+
+
+def check_config(cfg) -> None:
+    """One-line errors for impossible canvas-app configurations (detection and segmentation)."""
     if cfg.stn_kind not in KINDS or cfg.stn_kind == "tps":
         raise InputError(f"--stn-kind must be affine, similarity, rigid or projective, got {cfg.stn_kind!r}")
+    if not cfg.equivariance >= 0:
+        raise InputError(f"--equivariance must be >= 0, got {cfg.equivariance}")
+    if cfg.stn and cfg.stn_kind == "projective" and cfg.equivariance > 0:
+        raise InputError("the equivariance term needs an affine-family transformer: use --equivariance 0 "
+                         "with --stn-kind projective")
+    if min(cfg.steps, cfg.batch_size, cfg.test_canvases) < 1:
+        raise InputError("--steps, --batch-size and --test-canvases must be >= 1")
+
+
+def resume_ignores(cfg) -> tuple[str, ...]:
+    """Keys of ``cfg`` that may change without retraining (the transformer's, without one)."""
+    stn_keys = tuple(k for k in asdict(cfg) if k.startswith("stn_") or k == "equivariance")
+    return EVAL_ONLY + (() if cfg.stn else stn_keys)
+
+
+def make_model(cfg: Config) -> STNDetector:
+    check_config(cfg)
     torch.manual_seed(cfg.seed)
     stn = input_transformer(cfg.stn_kind) if cfg.stn else None
     return STNDetector(make_detector(1, size=cfg.size, width=cfg.width), stn)
@@ -203,7 +229,8 @@ def train(cfg: Config, data: tuple[Tensor, Tensor], *, checkpoint: Path | None =
 
     history, seconds = fit(model, step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed,
                            config=asdict(cfg), checkpoint=checkpoint, progress=progress,
-                           desc=f"detect {'stn' if cfg.stn else 'plain'}", fmt="warpaint.detect")
+                           desc=f"detect {'stn' if cfg.stn else 'plain'}", fmt="warpaint.detect",
+                           resume_ignores=resume_ignores(cfg))
     model.eval()
     return model, {"train_seconds": round(seconds, 1), "parameters": count_parameters(model),
                    "steps": cfg.steps, "history": history, "config": asdict(cfg),
@@ -212,14 +239,15 @@ def train(cfg: Config, data: tuple[Tensor, Tensor], *, checkpoint: Path | None =
 
 def load(checkpoint: Path) -> tuple[STNDetector, dict]:
     """A trained model and its checkpoint (config, history, seconds) from ``detect-train``."""
-    try:
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError) as e:
-        raise InputError(f"{checkpoint}: cannot read checkpoint ({e})") from None
-    if not isinstance(ck, dict) or ck.get("format") != "warpaint.detect":
+    ck = load_checkpoint(checkpoint)
+    if ck.get("format") != "warpaint.detect":
         raise InputError(f"{checkpoint}: not a warpaint detection checkpoint")
-    model = make_model(Config(**ck["config"]))
-    model.load_state_dict(ck["model"])
+    try:
+        model = make_model(Config(**ck["config"]))
+        model.load_state_dict(ck["model"])
+    except (TypeError, KeyError, RuntimeError) as e:
+        raise InputError(f"{checkpoint}: checkpoint does not fit this version of warpaint "
+                         f"({type(e).__name__})") from None
     return model.eval(), ck
 
 

@@ -22,11 +22,11 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..stn.geometry import affine_grid, to_matrix
-from ..stn.transformer import KINDS, SpatialTransformer, rotation_equivariance_loss
+from ..stn.transformer import SpatialTransformer, rotation_equivariance_loss
+from ..training import count_parameters, fit, load_checkpoint
 from . import canvas
 from .canvas import CanvasConfig
-from .detection import input_transformer
-from ..training import count_parameters, fit
+from .detection import check_config, input_transformer, resume_ignores
 
 
 def unwarp(y: Tensor, theta: Tensor, *, mode: Literal["bilinear", "nearest"] = "bilinear",
@@ -105,6 +105,8 @@ class STNSegmenter(nn.Module):
         super().__init__()
         if stn is not None and stn.kind == "tps":
             raise ValueError("masks cannot be warped back through a thin-plate spline")
+        if stn is not None and stn.output_size is not None:
+            raise ValueError("the transformer must keep the input size (output_size=None)")
         self.unet = unet
         self.stn = stn
 
@@ -127,9 +129,11 @@ class Config:
     stn_kind: str = "rigid"          # rotation + shift
     stn_encoder: bool = False        # also a transformer on the deepest encoder features
     equivariance: float = 1.0        # weight of the self-supervised rotation-equivariance term
+    stn_lr_scale: float = 0.1        # learning-rate factor of the transformers
+    background_weight: float = 0.1   # cross-entropy weight of background pixels (digits: 1)
     steps: int = 1200
     batch_size: int = 8
-    lr: float = 3e-3
+    lr: float = 2e-3
     width: int = 16
     size: int = 128
     n_test_digits: int = 2000        # MNIST digits held out for the test canvases
@@ -138,13 +142,12 @@ class Config:
 
 
 def make_model(cfg: Config) -> STNSegmenter:
-    if cfg.stn_kind not in KINDS or cfg.stn_kind == "tps":
-        raise InputError(f"--stn-kind must be affine, similarity, rigid or projective, got {cfg.stn_kind!r}")
+    check_config(cfg)
     torch.manual_seed(cfg.seed)
-    kind = cfg.stn_kind
-    enc = SpatialTransformer(cfg.width * 4, kind=kind) if cfg.stn and cfg.stn_encoder else None  # type: ignore[arg-type]
-    stn = input_transformer(kind) if cfg.stn else None
-    return STNSegmenter(UNet(1, canvas.N_CLASSES, width=cfg.width, encoder_stn=enc), stn)
+    unet = UNet(1, canvas.N_CLASSES, width=cfg.width)
+    if cfg.stn and cfg.stn_encoder:      # on the deepest encoder features (the bottleneck's input)
+        unet.encoder_stn = SpatialTransformer(unet.bottom[0].in_channels, kind=cfg.stn_kind)  # type: ignore[arg-type]
+    return STNSegmenter(unet, input_transformer(cfg.stn_kind) if cfg.stn else None)
 
 
 def train(cfg: Config, data: tuple[Tensor, Tensor], *, checkpoint: Path | None = None,
@@ -153,11 +156,15 @@ def train(cfg: Config, data: tuple[Tensor, Tensor], *, checkpoint: Path | None =
     (images, labels), _ = canvas.split_digits(data, cfg.n_test_digits, cfg.seed)
     model = make_model(cfg)
     ccfg = CanvasConfig(size=cfg.size)
+    # strokes are a few percent of the pixels: without a lower background weight the
+    # network learns to call everything background
+    class_weights = torch.ones(canvas.N_CLASSES)
+    class_weights[0] = cfg.background_weight
 
     def step_loss(g: torch.Generator):
         c = canvas.make_canvases(images, labels, cfg.batch_size, g, ccfg)
         logits, params = model(c.images)
-        ce = F.cross_entropy(logits, c.semantic)
+        ce = F.cross_entropy(logits, c.semantic, weight=class_weights)
         total, parts = ce, {"cross_entropy": float(ce.detach())}
         if params is not None and cfg.equivariance > 0:
             eq = rotation_equivariance_loss(model.stn, c.images, params, g)
@@ -167,23 +174,31 @@ def train(cfg: Config, data: tuple[Tensor, Tensor], *, checkpoint: Path | None =
 
     history, seconds = fit(model, step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed,
                            config=asdict(cfg), checkpoint=checkpoint, progress=progress,
-                           desc=f"seg {'stn' if cfg.stn else 'plain'}", fmt="warpaint.seg")
+                           desc=f"seg {'stn' if cfg.stn else 'plain'}", fmt="warpaint.seg",
+                           lr_scales=_stn_lr_scales(model, cfg.stn_lr_scale),
+                           resume_ignores=resume_ignores(cfg))
     model.eval()
     return model, {"train_seconds": round(seconds, 1), "parameters": count_parameters(model),
                    "steps": cfg.steps, "history": history, "config": asdict(cfg),
                    "threads": torch.get_num_threads()}
 
 
+def _stn_lr_scales(model: STNSegmenter, scale: float) -> dict[str, float]:
+    names = [n for n, m in model.named_modules() if isinstance(m, SpatialTransformer)]
+    return {n: scale for n in names}
+
+
 def load(checkpoint: Path) -> tuple[STNSegmenter, dict]:
     """A trained model and its checkpoint (config, history, seconds) from ``seg-train``."""
-    try:
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError) as e:
-        raise InputError(f"{checkpoint}: cannot read checkpoint ({e})") from None
-    if not isinstance(ck, dict) or ck.get("format") != "warpaint.seg":
+    ck = load_checkpoint(checkpoint)
+    if ck.get("format") != "warpaint.seg":
         raise InputError(f"{checkpoint}: not a warpaint segmentation checkpoint")
-    model = make_model(Config(**ck["config"]))
-    model.load_state_dict(ck["model"])
+    try:
+        model = make_model(Config(**ck["config"]))
+        model.load_state_dict(ck["model"])
+    except (TypeError, KeyError, RuntimeError) as e:
+        raise InputError(f"{checkpoint}: checkpoint does not fit this version of warpaint "
+                         f"({type(e).__name__})") from None
     return model.eval(), ck
 
 

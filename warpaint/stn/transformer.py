@@ -191,6 +191,8 @@ def rotation_equivariance_loss(stn: SpatialTransformer, x: Tensor, theta: Tensor
     Args:
         x: (B, C, H, W) inputs; theta: (B, 2, 3) the transformer's parameters for ``x``.
     """
+    if theta.shape[-2:] != (2, 3):
+        raise ValueError("the rotation-equivariance term needs (B, 2, 3) affine-family parameters")
     b = x.shape[0]
     d = (torch.rand(b, generator=generator) * 2 - 1).to(x.device) * math.radians(max_degrees)
     rot = rotation_matrix(d).to(x.dtype)                                  # (B, 2, 2)
