@@ -57,7 +57,7 @@ def main() -> int:
     def ours(content: Image.Image, style: Image.Image) -> Image.Image:
         x = pil_to_tensor(content)
         x = resize(x, fit_long_side(tuple(x.shape[-2:]), SIZE))
-        return tensor_to_pil(model.stylize(x, [pil_to_tensor(style)]))
+        return tensor_to_pil(model.stylize(x, [pil_to_tensor(style)], work_size=model.work_size))
 
     def theirs(content: Image.Image, style: Image.Image) -> Image.Image:
         return lite.stylize_with(content, style, max_size=SIZE)
@@ -125,7 +125,7 @@ def main() -> int:
     for i, (name, sname, _) in enumerate(tiles):
         col, row = STYLES.index(sname), 0 if name == "warpaint" else 1
         sheet.paste(thumbs[i], (col * w, row * h))
-    sheet.save(ROOT / "docs" / "images" / "fast_compare.jpg", quality=85, optimize=True)
+    sheet.save(ROOT / "docs" / "images" / "fast_compare.jpg", quality=75, optimize=True)
     return 0
 
 
