@@ -147,3 +147,25 @@ def subprocess_env() -> dict[str, str]:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def ctrl_c_at_step(monkeypatch):
+    """``ctrl_c_at_step(n)``: the next training run (``warpaint.training.fit``) is interrupted
+    as if by Ctrl-C when it starts step ``n``; runs after that one are left alone."""
+    from warpaint import training
+
+    real = training.step_generator
+
+    def arm(n: int) -> None:
+        state = {"stopped": False}
+
+        def interrupting(seed: int, step: int) -> torch.Generator:
+            if step == n and not state["stopped"]:
+                state["stopped"] = True
+                raise KeyboardInterrupt
+            return real(seed, step)
+
+        monkeypatch.setattr(training, "step_generator", interrupting)
+
+    return arm

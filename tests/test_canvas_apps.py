@@ -280,41 +280,24 @@ class TestTraining:
                                   config={}, progress=False)
         assert history[-1]["total"] < 0.8 * history[0]["total"]
 
-    def test_detector_resume_gives_the_same_losses(self, tmp_path, digits_data, monkeypatch):
+    def test_detector_resume_gives_the_same_losses(self, tmp_path, digits_data, ctrl_c_at_step):
         # torchvision samples proposals with torch's global generator: fit reseeds it per step
         cfg = detection.Config(stn=True, width=8, size=64, steps=4, batch_size=2)
         _, full = detection.train(cfg, digits_data, progress=False)
         ck = tmp_path / "det.pt"
-        real, state = training.step_generator, {"stopped": False}
-
-        def interrupting(seed, step):
-            if step == 2 and not state["stopped"]:
-                state["stopped"] = True
-                raise KeyboardInterrupt
-            return real(seed, step)
-
-        monkeypatch.setattr(training, "step_generator", interrupting)
+        ctrl_c_at_step(2)
         with pytest.raises(KeyboardInterrupt):
             detection.train(cfg, digits_data, checkpoint=ck, progress=False)
         _, resumed = detection.train(cfg, digits_data, checkpoint=ck, progress=False)
         assert [h["total"] for h in resumed["history"]] == pytest.approx(
             [h["total"] for h in full["history"]], rel=1e-5)
 
-    def test_resume_gives_the_same_losses(self, tmp_path, digits_data, monkeypatch):
+    def test_resume_gives_the_same_losses(self, tmp_path, digits_data, ctrl_c_at_step):
         cfg = segmentation.Config(stn=True, width=4, size=32, steps=6, batch_size=2)
         _, full = segmentation.train(cfg, digits_data, progress=False)
         # the same run, interrupted (Ctrl-C) at step 3 and resumed from its checkpoint
         ck = tmp_path / "seg.pt"
-        calls = {"n": 0}
-        real = training.step_generator
-
-        def interrupting(seed, step):
-            if step == 3 and calls["n"] == 0:
-                calls["n"] = 1
-                raise KeyboardInterrupt
-            return real(seed, step)
-
-        monkeypatch.setattr(training, "step_generator", interrupting)
+        ctrl_c_at_step(3)
         with pytest.raises(KeyboardInterrupt):
             segmentation.train(cfg, digits_data, checkpoint=ck, progress=False)
         assert torch.load(ck, weights_only=False)["step"] == 3

@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 
-from warpaint import training
 from warpaint.cli import main
 from warpaint.feedforward import build, load, shipped_model_path
 from warpaint.feedforward.nets import StyleEncoder, TransformerNet
@@ -94,20 +93,12 @@ class TestTraining:
             values.append(float(loss.detach()))
         assert values[-1] < 0.7 * values[0], values
 
-    def test_resume_gives_identical_losses(self, tmp_path, monkeypatch):
+    def test_resume_gives_identical_losses(self, tmp_path, ctrl_c_at_step):
         pool = [_smooth(i, 40, 44)[0] for i in range(3)]
         cfg = TrainConfig(steps=4, batch_size=2, size=32, style_size=32, code_dim=8, width=4, blocks=1)
         _, full = train(cfg, pool, pool, progress=False)
         ck = tmp_path / "m.pt.ckpt"
-        real, state = training.step_generator, {"stopped": False}
-
-        def interrupting(seed, step):
-            if step == 2 and not state["stopped"]:
-                state["stopped"] = True
-                raise KeyboardInterrupt
-            return real(seed, step)
-
-        monkeypatch.setattr(training, "step_generator", interrupting)
+        ctrl_c_at_step(2)
         with pytest.raises(KeyboardInterrupt):
             train(cfg, pool, pool, checkpoint=ck, progress=False)
         assert from_checkpoint(ck).training["steps"] == 2

@@ -309,6 +309,19 @@ class _Run:
             self.bar.close()
 
 
+def _write_json(dest: str | None, summaries: list[dict]) -> None:
+    """``--json``: the run summaries (one object for one run) to stdout (``-``) or a file."""
+    if dest is None:
+        return
+    text = json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2)
+    if dest == "-":
+        print(text)
+    else:
+        from .io import write_bytes_atomic
+
+        write_bytes_atomic((text + "\n").encode(), Path(dest))
+
+
 def _config(args: argparse.Namespace):
     from .stylize import StylizeConfig
 
@@ -387,14 +400,7 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
         })
         if not args.quiet and out != "-":
             print(f"wrote {out} ({title}, {seconds:.1f} s)", file=sys.stderr)
-    if args.json is not None:
-        text = json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            from .io import write_bytes_atomic
-
-            write_bytes_atomic((text + "\n").encode(), args.json)
+    _write_json(args.json, summaries)
     return 0
 
 
@@ -467,14 +473,7 @@ def cmd_stylize_fast(args: argparse.Namespace) -> int:
                           "dtype": "float32", "torch_threads": torch.get_num_threads()})
         if not args.quiet and out != "-":
             print(f"wrote {out} ({title}, {seconds:.2f} s)", file=sys.stderr)
-    if args.json is not None:
-        text = json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            from .io import write_bytes_atomic
-
-            write_bytes_atomic((text + "\n").encode(), Path(args.json))
+    _write_json(args.json, summaries)
     return 0
 
 
@@ -603,6 +602,7 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
     from .apps.digits import load_mnist
     from .io import write_bytes_atomic
     from .plots import save_loss_curve
+    from .training import count_parameters
 
     name, verb = args.stn_command.split("-")
     app = _canvas_app(name)
@@ -645,7 +645,7 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
             sets = canvas.held_out_sets(test_digits, cfg.test_canvases, cfg.seed,
                                     canvas.CanvasConfig(size=cfg.size))
             summary = {"train_seconds": round(ck["seconds"], 1), "steps": cfg.steps,
-                       "parameters": sum(p.numel() for p in model.parameters()), "config": ck["config"],
+                       "parameters": count_parameters(model), "config": ck["config"],
                        "test_canvases": cfg.test_canvases}
             for set_name, c in sets.items():
                 summary[set_name] = app.evaluate(model, c)

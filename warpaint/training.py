@@ -52,6 +52,31 @@ def load_checkpoint(path: Path) -> dict:
     return ck
 
 
+def restore(path: Path, fmt: str, what: str, build: Callable[[dict], nn.Module]) -> tuple[nn.Module, dict]:
+    """The model in a finished or interrupted :func:`fit` checkpoint of format ``fmt``, in
+    eval mode, and the checkpoint; ``build(config)`` makes the untrained model. Anything
+    that does not fit is a one-line InputError naming ``what`` the file should be."""
+    from .errors import InputError
+
+    ck = load_checkpoint(path)
+    if ck.get("format") != fmt:
+        raise InputError(f"{path}: not a warpaint {what} checkpoint")
+    try:
+        model = build(ck["config"])
+        model.load_state_dict(ck["model"])
+    except (TypeError, KeyError, RuntimeError) as e:
+        raise InputError(f"{path}: checkpoint does not fit this version of warpaint "
+                         f"({type(e).__name__})") from None
+    return model.eval(), ck
+
+
+def summary(model: nn.Module, config: dict, history: list[dict[str, float]], seconds: float) -> dict:
+    """What a training run reports: time, parameters, steps, losses, configuration, threads."""
+    return {"train_seconds": round(seconds, 1), "parameters": count_parameters(model),
+            "steps": config["steps"], "history": history, "config": config,
+            "threads": torch.get_num_threads()}
+
+
 class _StopRequest:
     """Turns Ctrl-C into a flag checked between steps, so a checkpoint is never taken in the
     middle of an update (outside the main thread, Ctrl-C is left alone)."""

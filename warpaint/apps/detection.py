@@ -26,7 +26,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from ..errors import InputError
 from ..stn.geometry import sample, to_pixel_transform, transform_boxes
 from ..stn.transformer import KINDS, SpatialTransformer, localization_net, rotation_equivariance_loss
-from ..training import count_parameters, fit, load_checkpoint
+from ..training import fit, restore, summary
 from . import canvas
 from .canvas import STROKE, CanvasConfig, boxes_from_masks
 
@@ -231,24 +231,12 @@ def train(cfg: Config, data: tuple[Tensor, Tensor], *, checkpoint: Path | None =
                            config=asdict(cfg), checkpoint=checkpoint, progress=progress,
                            desc=f"detect {'stn' if cfg.stn else 'plain'}", fmt="warpaint.detect",
                            resume_ignores=resume_ignores(cfg))
-    model.eval()
-    return model, {"train_seconds": round(seconds, 1), "parameters": count_parameters(model),
-                   "steps": cfg.steps, "history": history, "config": asdict(cfg),
-                   "threads": torch.get_num_threads()}
+    return model.eval(), summary(model, asdict(cfg), history, seconds)
 
 
 def load(checkpoint: Path) -> tuple[STNDetector, dict]:
     """A trained model and its checkpoint (config, history, seconds) from ``detect-train``."""
-    ck = load_checkpoint(checkpoint)
-    if ck.get("format") != "warpaint.detect":
-        raise InputError(f"{checkpoint}: not a warpaint detection checkpoint")
-    try:
-        model = make_model(Config(**ck["config"]))
-        model.load_state_dict(ck["model"])
-    except (TypeError, KeyError, RuntimeError) as e:
-        raise InputError(f"{checkpoint}: checkpoint does not fit this version of warpaint "
-                         f"({type(e).__name__})") from None
-    return model.eval(), ck
+    return restore(checkpoint, "warpaint.detect", "detection", lambda config: make_model(Config(**config)))  # type: ignore[return-value]
 
 
 @torch.no_grad()

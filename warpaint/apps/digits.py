@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..stn.geometry import affine_grid, control_grid, rotation_matrix, sample, tps_grid
 from ..stn.transformer import SpatialTransformer, TransformKind
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
+from ..training import count_parameters
 
 Distortion = Literal["R", "RTS", "P", "E"]
 DISTORTIONS: tuple[str, ...] = ("R", "RTS", "P", "E")
@@ -165,10 +166,6 @@ class STCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.cnn(self.stn(x)[0])
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def make_model(kind: Literal["cnn", "stcnn"], *, stn_output: int = 0,

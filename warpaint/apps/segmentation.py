@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError
 from ..stn.geometry import affine_grid, to_matrix
 from ..stn.transformer import SpatialTransformer, rotation_equivariance_loss
-from ..training import count_parameters, fit, load_checkpoint
+from ..training import fit, restore, summary
 from . import canvas
 from .canvas import CanvasConfig
 from .detection import check_config, input_transformer, resume_ignores
@@ -177,10 +176,7 @@ def train(cfg: Config, data: tuple[Tensor, Tensor], *, checkpoint: Path | None =
                            desc=f"seg {'stn' if cfg.stn else 'plain'}", fmt="warpaint.seg",
                            lr_scales=_stn_lr_scales(model, cfg.stn_lr_scale),
                            resume_ignores=resume_ignores(cfg))
-    model.eval()
-    return model, {"train_seconds": round(seconds, 1), "parameters": count_parameters(model),
-                   "steps": cfg.steps, "history": history, "config": asdict(cfg),
-                   "threads": torch.get_num_threads()}
+    return model.eval(), summary(model, asdict(cfg), history, seconds)
 
 
 def _stn_lr_scales(model: STNSegmenter, scale: float) -> dict[str, float]:
@@ -190,16 +186,7 @@ def _stn_lr_scales(model: STNSegmenter, scale: float) -> dict[str, float]:
 
 def load(checkpoint: Path) -> tuple[STNSegmenter, dict]:
     """A trained model and its checkpoint (config, history, seconds) from ``seg-train``."""
-    ck = load_checkpoint(checkpoint)
-    if ck.get("format") != "warpaint.seg":
-        raise InputError(f"{checkpoint}: not a warpaint segmentation checkpoint")
-    try:
-        model = make_model(Config(**ck["config"]))
-        model.load_state_dict(ck["model"])
-    except (TypeError, KeyError, RuntimeError) as e:
-        raise InputError(f"{checkpoint}: checkpoint does not fit this version of warpaint "
-                         f"({type(e).__name__})") from None
-    return model.eval(), ck
+    return restore(checkpoint, "warpaint.seg", "segmentation", lambda config: make_model(Config(**config)))  # type: ignore[return-value]
 
 
 @torch.no_grad()
