@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import json
+import math
 import struct
 from pathlib import Path
 
@@ -72,15 +74,74 @@ class TestDistortions:
 
 
 class TestModels:
-    def test_parameter_counts_close(self):
+    @pytest.mark.parametrize("localization", ["deep", "small"])
+    @pytest.mark.parametrize("kind", ["similarity", "affine"])
+    def test_parameter_counts_close(self, localization, kind):
         a = digits.count_parameters(digits.make_model("cnn"))
-        b = digits.count_parameters(digits.make_model("stcnn"))
+        b = digits.count_parameters(digits.make_model("stcnn", stn_kind=kind, stn_localization=localization))
         assert abs(a - b) / a < 0.05
+
+    def test_unknown_localization_net(self):
+        with pytest.raises(InputError, match="localization"):
+            digits.make_model("stcnn", stn_localization="huge")
+
+    def test_both_models_get_the_same_epochs_per_distortion(self):
+        for name in digits.DISTORTIONS:
+            cnn, st = digits.config_for(name, "cnn"), digits.config_for(name, "stcnn")
+            assert cnn.epochs == st.epochs == digits.EPOCHS[name]
+        assert digits.config_for("R", "stcnn", epochs=3).epochs == 3
+        assert digits.config_for("E", "stcnn").stn_localization == digits.STN_SETTINGS["E"]["stn_localization"]
 
     @pytest.mark.parametrize("size", [28, 42, 60])
     def test_any_size(self, size):
         for kind in ("cnn", "stcnn"):
             assert digits.make_model(kind)(torch.rand(2, 1, size, size)).shape == (2, 10)
+
+
+class TestRotationCheck:
+    @staticmethod
+    def turning_model(turn: float) -> digits.STCNN:
+        """An ST-CNN whose transformer always applies the same rotation ``turn``."""
+        model = digits.STCNN(kind="similarity")
+        last = model.stn.localization[-1]
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor([math.cos(turn), math.sin(turn), 0.0, 0.0]))
+        return model
+
+    def test_tracking_and_own_pose(self):
+        """A transformer that turns each digit by the applied angle plus the digit's own
+        pose: the own pose is found and, once removed, the tracking is perfect."""
+        x = torch.rand(60, 1, 28, 28)
+        images, info = digits.distort(x, "R", torch.Generator().manual_seed(0))
+        own = torch.randn(60, generator=torch.Generator().manual_seed(1)) * 0.2
+
+        class Known(torch.nn.Module):
+            def forward(self, batch):
+                angle = own + (info["angle"] if batch is images else 0.0)
+                rot = digits.rotation_matrix(angle)
+                return batch, torch.cat([rot, torch.zeros(60, 2, 1)], -1)
+
+        model = torch.nn.Module()
+        model.stn = Known()
+        test = digits.EvalSet(images, torch.zeros(60, dtype=torch.long), {**info, "undistorted": x})
+        check = digits.rotation_check(model, test)  # type: ignore[arg-type]
+        assert check["rotation_correlation_own_pose_removed"] == pytest.approx(1.0, abs=1e-4)
+        assert check["own_pose_sd_deg"] == pytest.approx(float(own.rad2deg().std()), rel=1e-3)
+        assert 0.5 < check["rotation_correlation"] < 0.999     # the own pose blurs the raw tracking
+        assert check["rotation_slope"] == pytest.approx(1.0, abs=0.15)
+        assert "scale_correlation" not in check           # R does not scale
+
+    def test_recovered_angle_is_the_transformers_turn(self):
+        angle, scale = digits.recovered_rotation(self.turning_model(0.3), torch.rand(3, 1, 28, 28))
+        assert torch.allclose(angle, torch.full((3,), 0.3), atol=1e-5)
+        assert torch.allclose(scale, torch.ones(3), atol=1e-5)
+
+    def test_test_set_carries_the_undistorted_digits_centred(self):
+        images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+        x, _, info = digits.make_test_set(images, torch.zeros(5, dtype=torch.long), "RTS", 0)
+        clean = info["undistorted"]
+        assert clean.shape == x.shape == (5, 1, 42, 42)
+        assert torch.equal(clean[:, 0, 7:35, 7:35], images.float() / 255.0) and clean[..., :7, :].sum() == 0
 
 
 class TestEquivariance:
@@ -117,3 +178,46 @@ class TestTinyTraining:
         rts = digits.EvalSet(*digits.make_test_set(images[:64], labels[:64], "RTS", 0))
         check = digits.rotation_check(model, rts, plot=tmp_path / "rot.png")
         assert -1 <= check["rotation_correlation"] <= 1 and (tmp_path / "rot.png").exists()
+
+
+class TestCheckpoints:
+    def test_other_version_is_not_resumed(self, tmp_path):
+        """A checkpoint of an older architecture starts the run over instead of failing."""
+        data = (torch.randint(0, 256, (90, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (90,)))
+        cfg = digits.DigitsConfig(distortion="P", model="stcnn", epochs=1, batch_size=35, n_test=20)
+        ck = tmp_path / "ck.pt"
+        digits.train(cfg, data, checkpoint=ck, progress=False)
+        state = torch.load(ck, weights_only=False)
+        assert state["version"] == digits.CHECKPOINT_VERSION and state["epoch"] == 1
+        state["version"], state["model"] = 1, {"old.weight": torch.zeros(1)}
+        torch.save(state, ck)
+        steps = []
+        digits.train(cfg, data, checkpoint=ck, progress=False, on_epoch=lambda e, m: steps.append(e))
+        assert steps == [1]                                  # trained its epoch again
+        assert torch.load(ck, weights_only=False)["version"] == digits.CHECKPOINT_VERSION
+
+
+class TestCLI:
+    def test_both_models_on_R_write_results_and_pictures(self, tmp_path):
+        """Synthetic digits (2,000 are held out for the test set): one short epoch each."""
+        from warpaint.cli import main
+
+        n = 2100
+        write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", 2051, torch.randint(0, 256, (n, 28, 28)))
+        write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", 2049, torch.randint(0, 10, (n,)))
+        out = tmp_path / "out"
+        assert main(["stn", "digits", "--data", str(tmp_path), "--distortion", "R", "--epochs", "1",
+                     "--batch-size", "50", "--stn-localization", "small", "--out", str(out), "-q"]) == 0
+        res = json.loads((out / "results.json").read_text())
+        assert set(res) == {"R/cnn", "R/stcnn"} and res["R/stcnn"]["config"]["stn_localization"] == "small"
+        assert 0 <= res["R/cnn"]["error_pct"] <= 100 and "rotation_correlation" in res["R/stcnn"]
+        assert "scale_correlation" not in res["R/stcnn"]          # R does not scale
+        assert (out / "R_rotation.png").exists() and (out / "R_stn_grid.png").exists()
+
+    def test_bad_input_exits_2(self, tmp_path, capsys):
+        from warpaint.cli import main
+
+        assert main(["stn", "digits", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+        assert main(["stn", "digits", "--distortion", "X", "--out", str(tmp_path)]) == 2
+        assert main(["stn", "digits", "--epochs", "0", "--out", str(tmp_path)]) == 2
+        assert "Traceback" not in capsys.readouterr().err

@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distortion", default="RTS", help="R, RTS, P, E or all (default: RTS)")
     p.add_argument("--model", default="both", choices=("cnn", "stcnn", "both"),
                    help="which model(s) to train (default: both)")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: per distortion, R 40, RTS 30, P and E 25)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the distortions (default: 0)")
     p.add_argument("--stn-kind", default=None, choices=("affine", "similarity", "projective", "tps"),
@@ -165,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the rotation-equivariance term (default: per distortion)")
     p.add_argument("--stn-iterations", type=int, default=None,
                    help="localization passes, composed (default: per distortion)")
+    p.add_argument("--stn-localization", default=None, choices=("deep", "small"),
+                   help="the ST-CNN's localization network (default: per distortion, see docs/stn.md)")
     p.add_argument("--out", type=Path, default=Path("stn_digits"),
                    help="folder for checkpoints, results.json and pictures (default: stn_digits)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -562,7 +565,7 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
     names = digits.DISTORTIONS if args.distortion == "all" else (args.distortion,)
     if any(n not in digits.DISTORTIONS for n in names):
         raise InputError(f"--distortion must be one of {', '.join(digits.DISTORTIONS)} or all")
-    if args.epochs < 1 or args.batch_size < 1:
+    if (args.epochs is not None and args.epochs < 1) or args.batch_size < 1:
         raise InputError("--epochs and --batch-size must be >= 1")
     data = digits.load_mnist(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -574,13 +577,14 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
             cfg = digits.config_for(name, kind, epochs=args.epochs, batch_size=args.batch_size,
                                     seed=args.seed, stn_kind=args.stn_kind,
                                     stn_output=args.stn_output, equivariance=args.equivariance,
-                                    stn_iterations=args.stn_iterations)
+                                    stn_iterations=args.stn_iterations,
+                                    stn_localization=args.stn_localization)
             model, res, test = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",
                                             progress=not args.quiet)
             if kind == "stcnn":
                 digits.save_alignment_grid(model, test.images, args.out / f"{name}_stn_grid.png")
-                if name == "RTS":
-                    res.update(digits.rotation_check(model, test, plot=args.out / "RTS_rotation.png"))
+                if name in ("R", "RTS"):
+                    res.update(digits.rotation_check(model, test, plot=args.out / f"{name}_rotation.png"))
             results[f"{name}/{kind}"] = res
             print(json.dumps(res), file=sys.stderr)
             from .io import write_bytes_atomic

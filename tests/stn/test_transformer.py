@@ -71,6 +71,12 @@ class TestSpatialTransformer:
         assert last.weight.grad.abs().sum() > 0
         assert grads[-1] > 0
 
+    @pytest.mark.parametrize("kind", [*KINDS, "rigid"])
+    def test_parameter_count_matches_the_identity(self, kind):
+        from warpaint.stn.transformer import n_transform_params
+
+        assert SpatialTransformer(1, kind=kind, tps_grid=3).n_params == n_transform_params(kind, 3)
+
     def test_bad_kind(self):
         with pytest.raises(ValueError, match="kind"):
             SpatialTransformer(3, kind="spline")  # type: ignore[arg-type]

@@ -28,9 +28,9 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..stn.geometry import affine_grid, control_grid, rotation_matrix, sample, tps_grid
-from ..stn.transformer import SpatialTransformer, TransformKind
+from ..stn.transformer import SpatialTransformer, TransformKind, localization_net, n_transform_params
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
-from ..training import count_parameters
+from ..training import count_parameters, load_checkpoint, save_checkpoint
 
 Distortion = Literal["R", "RTS", "P", "E"]
 DISTORTIONS: tuple[str, ...] = ("R", "RTS", "P", "E")
@@ -154,30 +154,67 @@ class DigitCNN(nn.Module):
         return self.head(self.features(x))
 
 
-class STCNN(nn.Module):
-    """A :class:`SpatialTransformer` in front of a slightly narrower :class:`DigitCNN`."""
+def digit_localization_net(in_channels: int, n_params: int) -> nn.Sequential:
+    """The ST-CNN's localization network: four 3x3 conv layers (16, 32, 64, 64 channels)
+    with three 2x2 max pools, adaptive average pooling to 3x3, two linear layers.
 
-    def __init__(self, in_channels: int = 1, *, hidden: int = 104, output_size: int | None = None,
-                 kind: TransformKind = "affine", iterations: int = 1) -> None:
+    Deeper than :func:`~warpaint.stn.transformer.localization_net` (which has two 7x7 and
+    5x5 layers) for a more precise angle, and cheaper on a 42x42 canvas. The last layer
+    starts at zero weight (identity start).
+    """
+    net = nn.Sequential(
+        nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+        nn.Linear(64 * 9, 32), nn.ReLU(inplace=True), nn.Linear(32, n_params))
+    nn.init.zeros_(net[-1].weight)
+    return net
+
+
+#: The ST-CNN's localization networks: name -> (factory(in_channels, n_params), hidden
+#: width of the classifier behind it, chosen so the ST-CNN has about the CNN's parameters).
+LOCALIZATION_NETS = {
+    "deep": (digit_localization_net, 60),
+    "small": (localization_net, 104),
+}
+
+
+class STCNN(nn.Module):
+    """A :class:`SpatialTransformer` in front of a narrower :class:`DigitCNN`, so both
+    models have about the same parameter count.
+
+    ``localization``: ``"deep"`` (:func:`digit_localization_net`) or ``"small"``
+    (:func:`~warpaint.stn.transformer.localization_net`).
+    """
+
+    def __init__(self, in_channels: int = 1, *, output_size: int | None = None,
+                 kind: TransformKind = "affine", iterations: int = 1, localization: str = "deep") -> None:
         super().__init__()
+        if localization not in LOCALIZATION_NETS:
+            raise InputError(f"localization must be one of {', '.join(LOCALIZATION_NETS)}, got {localization!r}")
+        make_loc, hidden = LOCALIZATION_NETS[localization]
         out = (output_size, output_size) if output_size else None
-        self.stn = SpatialTransformer(in_channels, kind=kind, output_size=out, iterations=iterations)
+        self.stn = SpatialTransformer(in_channels, kind=kind, output_size=out, iterations=iterations,
+                                      localization=make_loc(in_channels, n_transform_params(kind)))
         self.cnn = DigitCNN(in_channels, hidden=hidden)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.cnn(self.stn(x)[0])
 
 
-def make_model(kind: Literal["cnn", "stcnn"], *, stn_output: int = 0,
-               stn_kind: TransformKind = "affine", stn_iterations: int = 1) -> nn.Module:
+def make_model(kind: Literal["cnn", "stcnn"], *, stn_output: int = 0, stn_kind: TransformKind = "affine",
+               stn_iterations: int = 1, stn_localization: str = "deep") -> nn.Module:
     """The two compared models; their parameter counts differ by under 5 %.
 
     ``stn_output``: side of the ST-CNN's transformer output (0 keeps the input size);
-    ``stn_kind``: its transform.
+    ``stn_kind``: its transform; ``stn_localization``: its localization network.
     """
     if kind == "cnn":
         return DigitCNN()
-    return STCNN(output_size=stn_output or None, kind=stn_kind, iterations=stn_iterations)
+    return STCNN(output_size=stn_output or None, kind=stn_kind, iterations=stn_iterations,
+                 localization=stn_localization)
 
 
 # -- training -------------------------------------------------------------------------------
@@ -193,6 +230,7 @@ class DigitsConfig:
     stn_kind: str = "affine"         # transform of the ST-CNN: affine, similarity, projective, tps
     equivariance: float = 0.0        # weight of the rotation-equivariance term (see train())
     stn_iterations: int = 1          # localization passes (inverse-compositional refinement)
+    stn_localization: str = "deep"   # the localization network: deep or small (LOCALIZATION_NETS)
     n_test: int = 2000
     seed: int = 0
 
@@ -202,12 +240,19 @@ STN_SETTINGS: dict[str, dict] = {
     "R": {"stn_kind": "similarity", "equivariance": 20.0},
     "RTS": {"stn_kind": "similarity", "stn_output": 28, "equivariance": 20.0},
     "P": {"stn_kind": "affine"},
-    "E": {"stn_kind": "affine"},
+    "E": {"stn_kind": "affine", "stn_localization": "small"},
 }
 
+#: Training epochs per distortion, for both models (each run stays under 10 minutes on two
+#: CPU cores; see docs/stn.md).
+EPOCHS: dict[str, int] = {"R": 40, "RTS": 30, "P": 25, "E": 25}
+
+
+#: Checkpoints of another version (another architecture) are not resumed from.
+CHECKPOINT_VERSION = 2
 
 #: The options that only concern the ST-CNN's transformer.
-STN_OPTIONS = ("stn_lr_scale", "stn_output", "stn_kind", "equivariance", "stn_iterations")
+STN_OPTIONS = ("stn_lr_scale", "stn_output", "stn_kind", "equivariance", "stn_iterations", "stn_localization")
 
 
 def config_for(distortion: str, model: str, **overrides) -> DigitsConfig:
@@ -215,6 +260,7 @@ def config_for(distortion: str, model: str, **overrides) -> DigitsConfig:
     ``overrides`` (``None`` values are ignored, and so are transformer options for the
     plain CNN)."""
     base = dict(STN_SETTINGS.get(distortion, {})) if model == "stcnn" else {}
+    base["epochs"] = EPOCHS.get(distortion, DigitsConfig.epochs)
     base.update({k: v for k, v in overrides.items()
                  if v is not None and (model == "stcnn" or k not in STN_OPTIONS)})
     return DigitsConfig(distortion=distortion, model=model, **base)
@@ -237,10 +283,16 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, *, batch: int = 5
 
 
 def make_test_set(images: Tensor, labels: Tensor, distortion: Distortion, seed: int) -> tuple[Tensor, Tensor, dict]:
-    """The fixed distorted test set (same for both models)."""
+    """The fixed distorted test set (same for both models).
+
+    ``info`` also holds ``undistorted``: the same digits upright, unscaled and centred on
+    the canvas (what the transformer does to those is each digit's own pose).
+    """
     g = torch.Generator().manual_seed(seed + 1_000)
-    x, info = distort(images.float()[:, None] / 255.0, distortion, g)
-    return x, labels, info
+    clean = images.float()[:, None] / 255.0
+    x, info = distort(clean, distortion, g)
+    pad = (canvas_size(distortion) - 28) // 2
+    return x, labels, {**info, "undistorted": F.pad(clean, (pad, pad, pad, pad))}
 
 
 @dataclass(frozen=True)
@@ -249,7 +301,7 @@ class EvalSet:
 
     images: Tensor      # (N, 1, S, S) in [0, 1]
     labels: Tensor      # (N,)
-    info: dict          # applied parameters (``angle``, ``scale`` for R and RTS)
+    info: dict          # applied parameters (``angle``, ``scale`` for R and RTS), ``undistorted``
 
 
 def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | None = None,
@@ -269,7 +321,7 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
 
     torch.manual_seed(cfg.seed)
     model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind,  # type: ignore[arg-type]
-                       stn_iterations=cfg.stn_iterations)
+                       stn_iterations=cfg.stn_iterations, stn_localization=cfg.stn_localization)
     stn_params = list(model.stn.parameters()) if isinstance(model, STCNN) else []
     ids = {id(p) for p in stn_params}
     groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": cfg.lr}]
@@ -281,8 +333,8 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total)
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if ck.get("config") == asdict(cfg):
+        ck = load_checkpoint(checkpoint)
+        if ck.get("config") == asdict(cfg) and ck.get("version") == CHECKPOINT_VERSION:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
@@ -313,9 +365,9 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
                 bar.set_postfix_str(f"loss={loss.item():.3f}", refresh=False)
                 bar.update(1)
         if checkpoint is not None:
-            torch.save({"format": "warpaint.digits", "version": 1, "epoch": epoch + 1,
-                        "config": asdict(cfg), "model": model.state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, checkpoint)
+            save_checkpoint({"format": "warpaint.digits", "version": CHECKPOINT_VERSION, "epoch": epoch + 1,
+                             "config": asdict(cfg), "model": model.state_dict(),
+                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, checkpoint)
         if on_epoch is not None:
             on_epoch(epoch + 1, model)
     if bar is not None:
@@ -366,21 +418,42 @@ def save_alignment_grid(model: STCNN, x: Tensor, path: Path, *, n: int = 16) -> 
 
 
 def rotation_check(model: STCNN, test: EvalSet, plot: Path | None = None) -> dict:
-    """On an RTS test set: correlation of applied vs recovered rotation and scale."""
+    """On an R or RTS test set: how the rotation and scale the transformer applies track the
+    applied ones.
+
+    Returns the correlations of applied vs recovered rotation and scale, the slope of
+    recovered on applied rotation, the spread of the rotation the transformer gives the
+    undistorted digits (``own_pose_sd_deg``: its notion of upright differs from MNIST's by
+    this much, digit to digit) and the rotation correlation once that own pose is
+    subtracted (``rotation_correlation_own_pose_removed``).
+    """
     x, info = test.images, test.info
     model.eval()
     angle, scale = recovered_rotation(model, x)
-    r_angle = correlation(info["angle"], angle)
-    r_scale = correlation(info["scale"], scale)
+    applied = info["angle"]
+    scaled = bool(info["scale"].std() > 0)           # R only turns the digits
+    out = {"rotation_correlation": round(correlation(applied, angle), 4),
+           "rotation_slope": round(float(torch.cov(torch.stack([applied, angle]))[0, 1] / applied.var()), 3)}
+    if scaled:
+        out["scale_correlation"] = round(correlation(info["scale"], scale), 4)
+    if "undistorted" in info:
+        own, _ = recovered_rotation(model, info["undistorted"])
+        out["own_pose_sd_deg"] = round(float(own.rad2deg().std()), 2)
+        out["rotation_correlation_own_pose_removed"] = round(correlation(applied, angle - own), 4)
     if plot is not None:
         from ..plots import pyplot, save_figure
 
-        fig, ax = pyplot().subplots(1, 2, figsize=(8, 3.6), dpi=100)
-        ax[0].scatter(info["angle"].rad2deg(), angle.rad2deg(), s=3)
-        ax[0].set(xlabel="applied rotation (deg)", ylabel="STN rotation (deg)", title=f"r = {r_angle:.3f}")
-        ax[1].scatter(info["scale"], scale, s=3)
-        ax[1].set(xlabel="applied scale", ylabel="STN scale (sqrt det)", title=f"r = {r_scale:.3f}")
-        fig.suptitle(f"RTS test set, {x.shape[0]} digits, 42x42, CPU float32", fontsize=9)
+        fig, ax = pyplot().subplots(1, 2 if scaled else 1, figsize=(8 if scaled else 4.4, 3.6), dpi=100,
+                                    squeeze=False)
+        ax[0, 0].scatter(applied.rad2deg(), angle.rad2deg(), s=3)
+        ax[0, 0].set(xlabel="applied rotation (deg)", ylabel="STN rotation (deg)",
+                     title=f"r = {out['rotation_correlation']:.3f}")
+        if scaled:
+            ax[0, 1].scatter(info["scale"], scale, s=3)
+            ax[0, 1].set(xlabel="applied scale", ylabel="STN scale (sqrt det)",
+                         title=f"r = {out['scale_correlation']:.3f}")
+        side = x.shape[-1]
+        fig.suptitle(f"{x.shape[0]} test digits, {side}x{side}, CPU float32", fontsize=9)
         fig.tight_layout()
         save_figure(fig, plot)
-    return {"rotation_correlation": round(r_angle, 4), "scale_correlation": round(r_scale, 4)}
+    return out

@@ -27,6 +27,19 @@ TransformKind = Literal["affine", "similarity", "rigid", "projective", "tps"]
 KINDS: tuple[str, ...] = ("affine", "similarity", "rigid", "projective", "tps")
 
 
+def n_transform_params(kind: TransformKind, tps_grid: int = 4) -> int:
+    """How many numbers the localization network outputs for a transform ``kind``.
+
+    Example:
+        >>> n_transform_params("affine"), n_transform_params("similarity"), n_transform_params("tps", 3)
+        (6, 4, 18)
+    """
+    sizes = {"affine": 6, "similarity": 4, "rigid": 4, "projective": 8, "tps": 2 * tps_grid * tps_grid}
+    if kind not in sizes:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return sizes[kind]
+
+
 def localization_net(in_channels: int, n_params: int, *, width: int = 32) -> nn.Sequential:
     """A small localization network for any input size and channel count.
 
