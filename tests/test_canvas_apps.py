@@ -252,6 +252,29 @@ class TestWrappers:
 
 # -- training -------------------------------------------------------------------------------
 class TestTraining:
+    def test_stop_request_flags_the_first_ctrl_c_and_raises_on_the_second(self):
+        import os
+        import signal
+
+        before = signal.getsignal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            with training.StopRequest(second_press_raises=True) as stop:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):          # let the handler run
+                    if stop.requested:
+                        break
+                assert stop.requested
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(10_000):
+                    pass
+        assert signal.getsignal(signal.SIGINT) is before
+        with training.StopRequest() as stop:  # without second_press_raises: only the flag
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+        assert stop.requested
+
     def test_detector_steps_lower_the_loss(self, digits_data):
         torch.manual_seed(0)
         model = detection.make_model(detection.Config(stn=True, size=64, width=8))

@@ -277,8 +277,9 @@ def _write(image, dest: str) -> None:
 class _Run:
     """Callback of one CLI run: progress bar, snapshots, loss history, last image."""
 
-    def __init__(self, args: argparse.Namespace, output: str, label: str) -> None:
+    def __init__(self, args: argparse.Namespace, output: str, label: str, stop=None) -> None:
         self.args, self.history, self.scale_starts = args, [], []
+        self.stop = stop            # a training.StopRequest: Ctrl-C is acted on after a step
         self.last = None
         self.bar = None
         self.label = label
@@ -306,6 +307,8 @@ class _Run:
             self.bar.update(1)
         if self.snap_dir is not None and it.done % self.args.snapshot_every == 0:
             save_image(it.image, self.snap_dir / f"step_{it.done:05d}.png")
+        if self.stop is not None and self.stop.requested:
+            raise KeyboardInterrupt
 
     def close(self) -> None:
         if self.bar is not None:
@@ -337,6 +340,7 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
 
     from .io import resize
     from .stylize import Stylizer
+    from .training import StopRequest
 
     cfg = _config(args)
     if args.save_warp is not None and cfg.warp == "none":
@@ -351,7 +355,8 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs
         run = _Run(args, out, label)
         t0 = time.perf_counter()
         try:
-            detail = stylizer.run_detailed(content, styles, callback=run)
+            with StopRequest(second_press_raises=True) as run.stop:
+                detail = stylizer.run_detailed(content, styles, callback=run)
         except KeyboardInterrupt:
             run.close()
             if run.last is not None:

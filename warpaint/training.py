@@ -77,20 +77,28 @@ def summary(model: nn.Module, config: dict, history: list[dict[str, float]], sec
             "threads": torch.get_num_threads()}
 
 
-class _StopRequest:
+class StopRequest:
     """Turns Ctrl-C into a flag checked between steps, so a checkpoint is never taken in the
-    middle of an update (outside the main thread, Ctrl-C is left alone)."""
+    middle of an update, and a Ctrl-C never lands in a finalizer, where Python would swallow
+    it (outside the main thread, Ctrl-C is left alone).
 
-    def __init__(self) -> None:
+    With ``second_press_raises``, a second Ctrl-C before the flag is acted on raises
+    ``KeyboardInterrupt`` at once (for work that may take long before its first step).
+    """
+
+    def __init__(self, *, second_press_raises: bool = False) -> None:
         self.requested = False
         self.previous = None
+        self.second_press_raises = second_press_raises
 
-    def __enter__(self) -> _StopRequest:
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
+        if self.requested and self.second_press_raises:
+            raise KeyboardInterrupt
         self.requested = True
 
     def __exit__(self, *exc) -> None:
@@ -156,7 +164,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
         bar = tqdm(total=steps, initial=start, desc=desc, unit="step")
     t0 = time.perf_counter()
     try:
-        with _StopRequest() as stop:
+        with StopRequest() as stop:
             for step in range(start, steps):
                 model.train()
                 torch.manual_seed(seed * 1_000_003 + step + 7_777_777)
