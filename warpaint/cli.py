@@ -277,9 +277,9 @@ def _write(image, dest: str) -> None:
 class _Run:
     """Callback of one CLI run: progress bar, snapshots, loss history, last image."""
 
-    def __init__(self, args: argparse.Namespace, output: str, label: str, stop=None) -> None:
+    def __init__(self, args: argparse.Namespace, output: str, label: str) -> None:
         self.args, self.history, self.scale_starts = args, [], []
-        self.stop = stop            # a training.StopRequest: Ctrl-C is acted on after a step
+        self.stop = None            # a training.StopRequest: Ctrl-C is acted on after a step
         self.last = None
         self.bar = None
         self.label = label
