@@ -56,19 +56,29 @@ def _rot_theta(deg: float, scale: float = 1.0, shift=(0.0, 0.0)) -> torch.Tensor
 
 # -- boxes ----------------------------------------------------------------------------------
 class TestBoxMapping:
-    def test_quarter_turn_by_hand(self):
+    # (theta, box in the output, input (H, W), output (H, W), expected box in the input)
+    HAND_CASES = {
         # theta maps output (x, y) to input (-y, x); output box edges 10..30 x 20..60 of 128 px
         # -> normalized x in {-0.84375, -0.53125}, y in {-0.6875, -0.0625}
         # -> input x = -y in {0.0625, 0.6875} = px 68..108, y = x = px 10..30
-        theta = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]])
-        out = detection.boxes_to_source(torch.tensor([[10.0, 20.0, 30.0, 60.0]]), theta, (128, 128), (128, 128))
-        torch.testing.assert_close(out, torch.tensor([[68.0, 10.0, 108.0, 30.0]]), atol=1e-4, rtol=0)
-
-    def test_zoom_and_shift_by_hand(self):
+        "quarter_turn": ([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]], [10.0, 20.0, 30.0, 60.0],
+                         (128, 128), (128, 128), [68.0, 10.0, 108.0, 30.0]),
         # x_in = 0.5 x + 0.25, y_in = 0.5 y: the whole output is input px 48..112 x 32..96
-        theta = torch.tensor([[0.5, 0.0, 0.25], [0.0, 0.5, 0.0]])
-        out = detection.boxes_to_source(torch.tensor([[0.0, 0.0, 128.0, 128.0]]), theta, (128, 128), (128, 128))
-        torch.testing.assert_close(out, torch.tensor([[48.0, 32.0, 112.0, 96.0]]), atol=1e-4, rtol=0)
+        "zoom_and_shift": ([[0.5, 0.0, 0.25], [0.0, 0.5, 0.0]], [0.0, 0.0, 128.0, 128.0],
+                           (128, 128), (128, 128), [48.0, 32.0, 112.0, 96.0]),
+        # H = 64, W = 128; x_in = 0.5 x + 0.5, y_in = y: the whole output is input px 64..128 x 0..64
+        "wide_image": ([[0.5, 0.0, 0.5], [0.0, 1.0, 0.0]], [0.0, 0.0, 128.0, 64.0],
+                       (64, 128), (64, 128), [64.0, 0.0, 128.0, 64.0]),
+        # identity from a 32 x 64 output onto a 64 x 128 input: pixel edges scale by 2
+        "between_sizes": ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [8.0, 4.0, 20.0, 30.0],
+                          (64, 128), (32, 64), [16.0, 8.0, 40.0, 60.0]),
+    }
+
+    @pytest.mark.parametrize("case", list(HAND_CASES))
+    def test_by_hand(self, case):
+        theta, box, src_size, dst_size, expected = self.HAND_CASES[case]
+        out = detection.boxes_to_source(torch.tensor([box]), torch.tensor(theta), src_size, dst_size)
+        torch.testing.assert_close(out, torch.tensor([expected]), atol=1e-4, rtol=0)
 
     def test_turned_box_grows_to_its_corners(self):
         # a centred 32 px square turned 45 degrees spans +-16 sqrt 2 around the centre
@@ -76,18 +86,6 @@ class TestBoxMapping:
                                         (128, 128), (128, 128))
         r = 16 * math.sqrt(2)
         torch.testing.assert_close(out, torch.tensor([[64 - r, 64 - r, 64 + r, 64 + r]]), atol=1e-3, rtol=0)
-
-    def test_wide_image_by_hand(self):
-        # H = 64, W = 128; x_in = 0.5 x + 0.5, y_in = y: the whole output is input px 64..128 x 0..64
-        theta = torch.tensor([[0.5, 0.0, 0.5], [0.0, 1.0, 0.0]])
-        out = detection.boxes_to_source(torch.tensor([[0.0, 0.0, 128.0, 64.0]]), theta, (64, 128), (64, 128))
-        torch.testing.assert_close(out, torch.tensor([[64.0, 0.0, 128.0, 64.0]]), atol=1e-4, rtol=0)
-
-    def test_between_sizes_by_hand(self):
-        # identity from a 32 x 64 output onto a 64 x 128 input: pixel edges scale by 2
-        theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-        out = detection.boxes_to_source(torch.tensor([[8.0, 4.0, 20.0, 30.0]]), theta, (64, 128), (32, 64))
-        torch.testing.assert_close(out, torch.tensor([[16.0, 8.0, 40.0, 60.0]]), atol=1e-4, rtol=0)
 
     def test_agrees_with_the_image_warp(self):
         # a filled rectangle in the input; the view samples it with theta; the view's tight box

@@ -106,6 +106,16 @@ class StopRequest:
             signal.signal(signal.SIGINT, self.previous)
 
 
+def param_groups(model: nn.Module, lr: float, lr_scales: dict[str, float] | None = None) -> list[dict]:
+    """Optimizer parameter groups: everything at ``lr``, then one group per submodule named
+    in ``lr_scales`` (e.g. ``{"stn": 0.1}``) at ``lr`` times its factor."""
+    scales = lr_scales or {}
+    scaled = {name: list(model.get_submodule(name).parameters()) for name in scales}
+    ids = {id(p) for ps in scaled.values() for p in ps}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": lr}]
+    return groups + [{"params": ps, "lr": lr * scales[name]} for name, ps in scaled.items() if ps]
+
+
 def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: int, config: dict,
         checkpoint: Path | None = None, every: int = 250, progress: bool = True,
         desc: str = "train", fmt: str = "warpaint.app",
@@ -125,11 +135,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     generator (used inside some models, e.g. torchvision's proposal sampling) from
     ``(seed, t)`` too, so a resumed run repeats the uninterrupted one exactly.
     """
-    scales = lr_scales or {}
-    scaled = {name: list(model.get_submodule(name).parameters()) for name in scales}
-    ids = {id(p) for ps in scaled.values() for p in ps}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": lr}]
-    groups += [{"params": ps, "lr": lr * scales[name]} for name, ps in scaled.items() if ps]
+    groups = param_groups(model, lr, lr_scales)
     opt = torch.optim.Adam(groups)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
                                                 pct_start=0.15)

@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..stn.geometry import affine_grid, control_grid, rotation_matrix, sample, tps_grid
 from ..stn.transformer import SpatialTransformer, TransformKind, localization_net, n_transform_params
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
-from ..training import count_parameters, load_checkpoint, save_checkpoint
+from ..training import count_parameters, load_checkpoint, param_groups, save_checkpoint
 
 Distortion = Literal["R", "RTS", "P", "E"]
 DISTORTIONS: tuple[str, ...] = ("R", "RTS", "P", "E")
@@ -322,11 +322,7 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     torch.manual_seed(cfg.seed)
     model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind,  # type: ignore[arg-type]
                        stn_iterations=cfg.stn_iterations, stn_localization=cfg.stn_localization)
-    stn_params = list(model.stn.parameters()) if isinstance(model, STCNN) else []
-    ids = {id(p) for p in stn_params}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": cfg.lr}]
-    if stn_params:
-        groups.append({"params": stn_params, "lr": cfg.lr * cfg.stn_lr_scale})
+    groups = param_groups(model, cfg.lr, {"stn": cfg.stn_lr_scale} if isinstance(model, STCNN) else None)
     opt = torch.optim.Adam(groups)
     steps_per_epoch = math.ceil(x_train.shape[0] / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
