@@ -11,7 +11,8 @@ import torch
 from warpaint.cli import main
 from warpaint.feedforward import build, load, shipped_model_path
 from warpaint.feedforward.nets import StyleEncoder, TransformerNet
-from warpaint.feedforward.train import TrainConfig, from_checkpoint, losses, style_targets, train
+from warpaint.feedforward.train import (TrainConfig, code_inputs, from_checkpoint, losses,
+                                        style_targets, train)
 from warpaint.io import save_image
 from warpaint.vgg import VGGFeatures
 
@@ -55,6 +56,41 @@ class TestNets:
         assert not torch.allclose(model.style_code([a]), model.style_code([b]))
         mix = model.style_code([a, b], [1.0, 3.0])
         torch.testing.assert_close(mix, 0.25 * model.style_code([a]) + 0.75 * model.style_code([b]))
+
+    def test_training_reads_styles_as_inference_does(self, vgg):
+        """The code a style gets in training (whole image at code_size, no augmentation) is
+        the code :meth:`style_code` gives it at inference."""
+        model = build("arbitrary", code_dim=8, width=4, blocks=1)
+        model.vgg, model.style_size = vgg, 40
+        style = _smooth(6, 50, 90)
+        torch.testing.assert_close(model.encoder(code_inputs(vgg, [style[0]], 40)[0]), model.style_code([style]))
+        g = torch.Generator().manual_seed(0)
+        augmented = code_inputs(vgg, [style[0]] * 2, 40, g)[0]
+        again = code_inputs(vgg, [style[0]] * 2, 40, torch.Generator().manual_seed(0))[0]
+        torch.testing.assert_close(augmented, again)                   # seeded
+        assert not torch.allclose(augmented[0], augmented[1])          # two different crops
+
+    def test_color_transfer_takes_the_style_palette(self, vgg):
+        model = build("arbitrary", code_dim=8, width=4, blocks=1)
+        model.vgg, model.style_size, model.color_transfer = vgg, 48, True
+        from warpaint.color import color_moments
+
+        content, style = _smooth(7), _smooth(8) * torch.tensor([1.0, 0.3, 0.1])[:, None, None]
+        code = model.style_code([style])
+        assert code.shape == (1, 8 + 6)
+        out = model.stylize(content, code=code)
+        # the style's moments (as encoded, at style_size), up to clamping to [0, 1]
+        torch.testing.assert_close(color_moments(out), code[:, 8:], atol=0.05, rtol=0)
+        plain = model.net(content, code[:, :8])
+        assert (color_moments(out) - code[:, 8:]).abs().sum() < 0.2 * (color_moments(plain) - code[:, 8:]).abs().sum()
+
+    def test_normalization_keeps_the_function(self):
+        enc = StyleEncoder(4)
+        stats = torch.rand(5, 1920) * 30
+        before = enc(stats)
+        enc.set_normalization(torch.rand(20, 1920) * 30)
+        assert enc.center.abs().sum() > 0
+        torch.testing.assert_close(enc(stats), before, atol=1e-4, rtol=1e-4)
 
     def test_encoder_sees_log_statistics(self):
         enc = StyleEncoder(4)
@@ -117,6 +153,37 @@ class TestTraining:
         state = torch.load(tmp_path / "m.pt", weights_only=True)["state"]
         assert {v.dtype for part in state.values() for v in part.values()} == {torch.float16}
 
+    def test_style_size_is_stored(self, tmp_path):
+        from warpaint.feedforward.model import STYLE_SIZE
+
+        model = build("arbitrary", code_dim=8, width=4, blocks=1)
+        model.style_size = 96
+        model.save(tmp_path / "m.pt")
+        assert load(tmp_path / "m.pt").style_size == 96
+        ck = torch.load(tmp_path / "m.pt", weights_only=True)
+        del ck["style_size"]                     # files written before it was stored
+        torch.save(ck, tmp_path / "old.pt")
+        assert load(tmp_path / "old.pt").style_size == STYLE_SIZE
+
+    def test_init_starts_from_a_model(self, tmp_path):
+        pool = [_smooth(i, 40, 44)[0] for i in range(3)]
+        start = build("arbitrary", code_dim=8, width=4, blocks=1)
+        for p in [*start.net.parameters(), *start.encoder.parameters()]:
+            torch.nn.init.normal_(p, std=0.1)
+        start.save(tmp_path / "start.pt")
+        start = load(tmp_path / "start.pt")
+        cfg = TrainConfig(steps=1, batch_size=2, size=32, style_size=32, code_dim=8, width=4, blocks=1,
+                          lr=1e-7, code_size=32, init=str(tmp_path / "start.pt"))
+        model, _ = train(cfg, pool, pool, progress=False)
+        for a, b in zip(model.net.state_dict().values(), start.net.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+        assert model.style_size == 32
+        from warpaint.errors import InputError
+
+        build("single", width=4, blocks=1).save(tmp_path / "single.pt")
+        with pytest.raises(InputError, match="single-style model cannot start"):
+            train(TrainConfig(**{**cfg.__dict__, "init": str(tmp_path / "single.pt")}), pool, pool, progress=False)
+
 
 class TestShippedModel:
     def test_loads_and_runs_at_64px(self):
@@ -147,8 +214,10 @@ class TestCLI:
         common = ["--content-dir", str(t / "c"), "--steps", "2", "--batch-size", "2", "--size", "32",
                   "--style-size", "32", "-q", "--device", "cpu"]
         assert main(["train", *common, "--style-dir", str(t / "s"), "-o", str(t / "any.pt"),
-                     "--sample-every", "1"]) == 0
+                     "--sample-every", "1", "--work-size", "48", "--code-size", "40", "--color-transfer"]) == 0
         assert (t / "any.pt").is_file() and (t / "any_loss.png").is_file()
+        trained = load(t / "any.pt")
+        assert (trained.work_size, trained.style_size, trained.color_transfer) == (48, 40, True)
         assert (t / "any_samples" / "step_000002.png").is_file()
         assert main(["train", *common, "--style", str(t / "s" / "s0.jpg"), "-o", str(t / "one.pt")]) == 0
         capsys.readouterr()
@@ -175,6 +244,12 @@ class TestCLI:
                      str(t / "m.pt")]) == 2
         assert main(["train", "--content-dir", str(t / "c"), "--style-dir", str(t / "s"), "-o",
                      str(t / "m.txt")]) == 2
-        assert not (t / "x.png").exists()
+        assert main(["train", "--content-dir", str(t / "c"), "--style-dir", str(t / "s"), "-o",
+                     str(t / "m.pt"), "--init", str(t / "nope.pt")]) == 2
+        assert main(["train", "--content-dir", str(t / "c"), "--style-dir", str(t / "s"), "-o",
+                     str(t / "m.pt"), "--size", "64", "--content-scale", "50"]) == 2
+        assert main(["train", "--content-dir", str(t / "c"), "--style", str(t / "s" / "s0.jpg"), "-o",
+                     str(t / "m.pt"), "--color-transfer"]) == 2
+        assert not (t / "x.png").exists() and not (t / "m.pt").exists()
         err = capsys.readouterr().err
-        assert "Traceback" not in err and err.count("warpaint: error:") == 8
+        assert "Traceback" not in err and err.count("warpaint: error:") == 11

@@ -133,12 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     for name, text in (("steps", "training steps"), ("batch_size", "crops per step"),
                        ("size", "content crop side, px"), ("style_size", "style crop side, px"),
+                       ("content_scale", "short side the photos are loaded at, px; 0 = 1.25 x --size"),
+                       ("style_scale", "short side the paintings are loaded at, px; 0 = 1.5 x --style-size"),
+                       ("code_size", "long side at which a whole style image is encoded, px"),
                        ("lr", "peak learning rate"), ("style_weight", "style loss weight"),
                        ("content_weight", "content loss weight"), ("tv_weight", "total variation weight"),
                        ("seed", "seed of crops and initialization")):
         default = getattr(defaults, name)
         p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
                        help=f"{text} (default: {default})")
+    p.add_argument("--color-transfer", action="store_true",
+                   help="arbitrary-style models: move the output to the style's colour mean and spread "
+                        "(in training and when stylizing)")
+    p.add_argument("--work-size", type=int, default=None, metavar="PX",
+                   help="default long side the model runs at when stylizing, stored in the model file "
+                        "(default: full size)")
+    p.add_argument("--init", type=Path, default=None, metavar="MODEL.pt",
+                   help="start from this model's weights (fine-tuning; same kind and shape)")
     p.add_argument("--sample-every", type=int, default=200, metavar="N",
                    help="save a sample grid every N steps to OUTPUT_samples/ (default: 200; 0 = never)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda (default: auto)")
@@ -498,15 +509,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     kind = "single" if args.style is not None else "arbitrary"
     cfg = TrainConfig(kind=kind, steps=args.steps, batch_size=args.batch_size, size=args.size,
                       style_size=args.style_size, lr=args.lr, style_weight=args.style_weight,
-                      content_weight=args.content_weight, tv_weight=args.tv_weight, seed=args.seed)
-    if min(cfg.steps, cfg.batch_size) < 1 or min(cfg.size, cfg.style_size) < 32:
-        raise InputError("--steps and --batch-size must be >= 1, --size and --style-size >= 32")
+                      content_weight=args.content_weight, tv_weight=args.tv_weight, seed=args.seed,
+                      content_scale=args.content_scale, style_scale=args.style_scale,
+                      code_size=args.code_size, init=str(args.init or ""), color_transfer=args.color_transfer)
+    if min(cfg.steps, cfg.batch_size) < 1 or min(cfg.size, cfg.style_size, cfg.code_size) < 32:
+        raise InputError("--steps and --batch-size must be >= 1, --size, --style-size and --code-size >= 32")
+    content_short, style_short = cfg.scales()
+    if content_short < cfg.size or style_short < cfg.style_size:
+        raise InputError("--content-scale and --style-scale must be at least --size and --style-size (or 0)")
     if args.style is not None and not args.style.is_file():
         raise InputError(f"{args.style}: style image not found")
+    if args.style is not None and args.color_transfer:
+        raise InputError("--color-transfer is for arbitrary-style models (--style-dir)")
+    if args.work_size is not None and args.work_size < 32:
+        raise InputError(f"--work-size must be >= 32, got {args.work_size}")
+    if args.init is not None and not args.init.is_file():
+        raise InputError(f"{args.init}: model file not found")
     style_paths = [args.style] if args.style is not None else list_images(args.style_dir)
-    contents = load_pool(list_images(args.content_dir), round(cfg.size * 1.25))
+    contents = load_pool(list_images(args.content_dir), content_short)
     # single style: the whole painting, short side at --style-size; arbitrary: crops of each
-    styles = load_pool(style_paths, cfg.style_size if kind == "single" else round(cfg.style_size * 1.5))
+    styles = load_pool(style_paths, style_short)
     samples = args.output.with_name(args.output.stem + "_samples") if args.sample_every > 0 else None
     ckpt = args.output.with_name(args.output.name + ".ckpt")
     device = pick_device(args.device)
@@ -517,12 +539,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .feedforward.train import from_checkpoint
 
         if ckpt.exists():
-            from_checkpoint(ckpt).save(args.output)
+            partial = from_checkpoint(ckpt)
+            partial.work_size = args.work_size
+            partial.save(args.output)
             print(f"warpaint: interrupted; wrote the model so far to {args.output} and the training "
                   f"state to {ckpt} (run the same command to resume)", file=sys.stderr)
         return 130
     model.training["content_images"] = len(contents)
     model.training["style_images"] = len(styles)
+    model.work_size = args.work_size
     model.save(args.output)
     save_loss_curve(summary["history"], args.output.with_name(args.output.stem + "_loss.png"),
                     title=f"{kind}: {cfg.steps} steps x {cfg.batch_size} crops of {cfg.size} px, "

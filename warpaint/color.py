@@ -84,3 +84,25 @@ def match_color(source: Tensor, target: Tensor) -> Tensor:
     m = _sym_sqrt(ct + eye) @ _sym_sqrt(cs + eye, inverse=True)
     out = m @ (s - mu_s) + mu_t
     return out.reshape(source.shape).to(source.dtype).clamp(0, 1)
+
+
+def color_moments(image: Tensor) -> Tensor:
+    """Per-channel mean and standard deviation of (B, 3, H, W) images, (B, 6): means first."""
+    flat = image.flatten(2)
+    return torch.cat([flat.mean(2), flat.std(2, unbiased=False)], 1)
+
+
+def match_moments(image: Tensor, moments: Tensor, eps: float = 1e-4) -> Tensor:
+    """``image`` with each channel shifted and scaled to the (B, 6) ``moments`` of
+    :func:`color_moments` (AdaIN, Huang & Belongie 2017, on pixels), clamped to [0, 1].
+    Differentiable; used by the feed-forward models to take the style's palette.
+
+    Example:
+        >>> x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 5, 5)
+        >>> torch.allclose(color_moments(match_moments(x, color_moments(y))), color_moments(y), atol=1e-3)
+        True
+    """
+    own = color_moments(image)
+    mean, std = moments[:, :3, None, None], moments[:, 3:, None, None]
+    out = (image - own[:, :3, None, None]) / (own[:, 3:, None, None] + eps) * std + mean
+    return out.clamp(0, 1)

@@ -3,9 +3,11 @@
 Two kinds share one file format:
 
 * ``"arbitrary"``: a :class:`StyleEncoder` turns any style image into a style code and the
-  :class:`TransformerNet` is conditioned on it. ``strength`` moves the code from the
-  content's own code (0: the content, as the model was trained to reproduce it) to the
-  style's (1); several styles blend by averaging their codes.
+  :class:`TransformerNet` is conditioned on it. With ``color_transfer`` the code also holds
+  the style image's per-channel colour mean and spread, and the network's output is moved
+  to them (AdaIN on pixels). ``strength`` moves the code from the content's own code (0: the
+  content, as the model was trained to reproduce it) to the style's (1); several styles
+  blend by averaging their codes.
 * ``"single"``: a Johnson-style network trained for one style; ``strength`` blends its
   output with the content.
 
@@ -31,7 +33,7 @@ from .nets import STAT_LAYERS, StyleEncoder, TransformerNet, feature_statistics
 
 Kind = Literal["arbitrary", "single"]
 FORMAT = "warpaint.feedforward"
-#: Long side at which style images are encoded.
+#: Long side at which style images are encoded, for model files that do not say (version 1).
 STYLE_SIZE = 256
 
 
@@ -49,6 +51,8 @@ class FastStylizer:
     training: dict = field(default_factory=dict)
     vgg: VGGFeatures | None = None
     work_size: int | None = None              # default long side the network runs at
+    style_size: int = STYLE_SIZE              # long side at which style images are encoded
+    color_transfer: bool = False              # output takes the style's colour moments
 
 
     @property
@@ -74,7 +78,13 @@ class FastStylizer:
 
     @torch.no_grad()
     def style_code(self, styles: list[Tensor], weights: list[float] | None = None) -> Tensor:
-        """The (1, code_dim) code of one or more (1, 3, H, W) style images (weights blend)."""
+        """The code of one or more (1, 3, H, W) style images (weights blend): (1, code_dim),
+        or (1, code_dim + 6) with :attr:`color_transfer` (then the style's colour moments,
+        :func:`~warpaint.color.color_moments`, follow the learned code).
+
+        Each image is encoded whole, resized to :attr:`style_size` on its long side (the size
+        the model was trained to read styles at).
+        """
         if self.encoder is None:
             raise InputError("a single-style model takes no style image")
         weights = weights or [1.0] * len(styles)
@@ -82,8 +92,9 @@ class FastStylizer:
             raise InputError(f"{len(weights)} style weights for {len(styles)} styles (need >= 0, sum > 0)")
         codes = []
         for s in styles:
-            s = resize(s.to(self.device), fit_long_side(tuple(s.shape[-2:]), STYLE_SIZE))
-            codes.append(self.encoder(feature_statistics(self._vgg()(s, STAT_LAYERS))))
+            s = resize(s.to(self.device), fit_long_side(tuple(s.shape[-2:]), self.style_size))
+            code = self.encoder(feature_statistics(self._vgg()(s, STAT_LAYERS)))
+            codes.append(torch.cat([code, color.color_moments(s)], 1) if self.color_transfer else code)
         return sum(w * c for w, c in zip(weights, codes, strict=True)) / sum(weights)
 
     @torch.no_grad()
@@ -119,13 +130,19 @@ class FastStylizer:
                 code = self.style_code(styles, weights)
             if strength < 1:
                 code = strength * code + (1 - strength) * self.style_code([original])
-            out = self.net(content, code)
+            out = self.render(content, code)
         out = resize(out.clamp(0, 1), full)  # type: ignore[arg-type]
         if self.encoder is None and strength < 1:     # single style: blend with the content
             out = strength * out + (1 - strength) * original
         if preserve_color == "luminance":
             out = color.join_luminance(out, original)
         return out.clamp(0, 1)
+
+    def render(self, content: Tensor, code: Tensor) -> Tensor:
+        """The network's output for (B, 3, H, W) ``content`` and a (B, ...) code from
+        :meth:`style_code` (arbitrary-style models; differentiable, used in training)."""
+        out = self.net(content, code[:, :self.net.code_dim])
+        return color.match_moments(out, code[:, self.net.code_dim:]) if self.color_transfer else out
 
     def save(self, path: str | Path, *, dtype: torch.dtype = torch.float16) -> None:
         """Write the model (weights in ``dtype``) atomically."""
@@ -137,7 +154,8 @@ class FastStylizer:
         net = {"code_dim": self.net.code_dim, "width": self.net.down[0].conv.out_channels,
                "blocks": len(self.net.res)}
         save_checkpoint({"format": FORMAT, "version": 1, "kind": self.kind, "net": net, "state": state,
-                         "training": self.training, "work_size": self.work_size}, Path(path))
+                         "training": self.training, "work_size": self.work_size,
+                         "style_size": self.style_size, "color_transfer": self.color_transfer}, Path(path))
 
 
 def build(kind: Kind, *, code_dim: int = 64, width: int = 16, blocks: int = 5) -> FastStylizer:
@@ -165,9 +183,14 @@ def load(path: str | Path | None = None, *, device: torch.device | str = "cpu") 
                   blocks=net_cfg["blocks"])
     model.net.load_state_dict({k: v.float() for k, v in ck["state"]["net"].items()})
     if model.encoder is not None:
-        model.encoder.load_state_dict({k: v.float() for k, v in ck["state"]["encoder"].items()})
+        missing, _ = model.encoder.load_state_dict({k: v.float() for k, v in ck["state"]["encoder"].items()},
+                                                   strict=False)
+        if set(missing) - {"center", "spread"}:     # older files have no input normalization
+            raise InputError(f"{path}: the style encoder's weights are incomplete")
     model.training = ck.get("training", {})
     model.work_size = ck.get("work_size")
+    model.style_size = int(ck.get("style_size", STYLE_SIZE))
+    model.color_transfer = bool(ck.get("color_transfer", False))
     model.net.eval()
     if model.encoder is not None:     # style statistics need VGG: load it now, not on first use
         model.vgg = VGGFeatures()

@@ -41,16 +41,32 @@ def feature_statistics(feats: dict[str, Tensor]) -> Tensor:
 class StyleEncoder(nn.Module):
     """Feature statistics (B, 1920) -> style code (B, ``code_dim``).
 
-    The statistics are log-compressed (they span orders of magnitude between layers) before
-    a two-layer perceptron.
+    The statistics are log-compressed (they span orders of magnitude between layers) and
+    standardized with the buffers ``center`` and ``spread`` (set from the training styles by
+    :meth:`set_normalization`; 0 and 1 until then) before a two-layer perceptron.
     """
 
     def __init__(self, code_dim: int = 64, hidden: int = 256) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(STAT_DIM, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, code_dim))
+        self.register_buffer("center", torch.zeros(STAT_DIM))
+        self.register_buffer("spread", torch.ones(STAT_DIM))
 
     def forward(self, stats: Tensor) -> Tensor:
-        return self.net(torch.log1p(stats))
+        return self.net((torch.log1p(stats) - self.center) / self.spread)
+
+    @torch.no_grad()
+    def set_normalization(self, stats: Tensor) -> None:
+        """Standardize inputs with the mean and spread of ``stats`` (N, 1920), keeping the
+        function the encoder computes (the first layer absorbs the change)."""
+        logs = torch.log1p(stats)
+        center, spread = logs.mean(0), logs.std(0, unbiased=False).clamp_min(1e-3)
+        first = self.net[0]
+        # W (l - c0) / s0 + b = W' (l - c) / s + b'  with  W' = W s / s0,  b' = b + W (c - c0) / s0
+        first.bias += first.weight @ ((center - self.center) / self.spread)
+        first.weight *= spread / self.spread
+        self.center.copy_(center)
+        self.spread.copy_(spread)
 
 
 class ConditionalInstanceNorm(nn.Module):

@@ -1,12 +1,17 @@
 """Training feed-forward stylizers with the engine's losses.
 
 Each step: a batch of random crops (with random flips) of the content photos and of the
-style images; for an arbitrary-style model the style code comes from each style crop (and,
-with probability ``identity_prob``, the content crop is its own style, so strength 0
-reproduces the content). The loss is the engine's: relative content error at relu4_2,
-relative Gram error over relu1_1..relu5_1, total variation.
+style images. For an arbitrary-style model the style code of each sample is read the way
+:meth:`FastStylizer.style_code` reads it at inference: from the whole painting (a random
+70-100 % crop of it, flipped at random, for variety) resized to ``code_size`` on its long
+side (with ``color_transfer`` the code also carries that image's colour moments, which the
+output is moved to); the Gram targets come from the style crop. With probability ``identity_prob`` the
+content crop is its own style, so strength 0 reproduces the content. The loss is the
+engine's: relative content error at relu4_2, relative Gram error over relu1_1..relu5_1,
+total variation.
 
-Images are loaded once, at a short side a little above the crop size, and kept in memory.
+Images are loaded once, at the short sides ``content_scale`` and ``style_scale``, and kept in
+memory; ``init`` starts from the weights of an earlier model (fine-tuning).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..color import color_moments
 from ..errors import InputError
-from ..io import load_image, resize
+from ..io import fit_long_side, load_image, resize
 from ..losses import content_loss, gram_matrix, style_loss, total_variation
 from ..stylize import CONTENT_LAYERS, STYLE_LAYERS
 from ..training import fit
@@ -36,15 +42,25 @@ class TrainConfig:
     batch_size: int = 4
     size: int = 192                  # content crop side, px
     style_size: int = 192            # style crop side, px
+    content_scale: int = 0           # short side photos are loaded at (0: 1.25 x size)
+    style_scale: int = 0             # short side paintings are loaded at (0: 1.5 x style_size)
+    code_size: int = 128             # long side at which a whole style image gives the code
     lr: float = 2e-3
     content_weight: float = 1.0
     style_weight: float = 4.0
     tv_weight: float = 0.0
     identity_prob: float = 0.15      # arbitrary only: the content crop is its own style
+    color_transfer: bool = False     # arbitrary only: the output takes the style's colour moments
     code_dim: int = 64
     width: int = 16
     blocks: int = 5
     seed: int = 0
+    init: str = ""                   # model file to start from ("" = random initialization)
+
+    def scales(self) -> tuple[int, int]:
+        """Short sides (content, style) at which the images are loaded."""
+        style = self.style_scale or (self.style_size if self.kind == "single" else round(self.style_size * 1.5))
+        return self.content_scale or round(self.size * 1.25), style
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -67,17 +83,45 @@ def load_pool(paths: list[Path], short_side: int) -> list[Tensor]:
     return pool
 
 
-def random_crops(pool: list[Tensor], n: int, size: int, g: torch.Generator) -> Tensor:
-    """``n`` random ``size`` x ``size`` crops, each flipped left-right at random, (n, 3, S, S)."""
-    out = []
-    for i in torch.randint(0, len(pool), (n,), generator=g).tolist():
-        img = pool[i]
-        h, w = img.shape[-2:]
-        y = int(torch.randint(0, h - size + 1, (1,), generator=g))
-        x = int(torch.randint(0, w - size + 1, (1,), generator=g))
-        crop = img[:, y: y + size, x: x + size]
-        out.append(crop.flip(-1) if torch.rand(1, generator=g).item() < 0.5 else crop)
-    return torch.stack(out)
+def _crop(img: Tensor, hw: tuple[int, int], g: torch.Generator) -> Tensor:
+    """A random ``hw`` crop of (3, H, W), flipped left-right at random."""
+    h, w = img.shape[-2:]
+    y = int(torch.randint(0, h - hw[0] + 1, (1,), generator=g))
+    x = int(torch.randint(0, w - hw[1] + 1, (1,), generator=g))
+    crop = img[:, y: y + hw[0], x: x + hw[1]]
+    return crop.flip(-1) if torch.rand(1, generator=g).item() < 0.5 else crop
+
+
+def random_crops(pool: list[Tensor], n: int, size: int, g: torch.Generator,
+                 index: list[int] | None = None) -> Tensor:
+    """``n`` random ``size`` x ``size`` crops (of the images ``index``, default random), each
+    flipped left-right at random, (n, 3, S, S)."""
+    index = index if index is not None else torch.randint(0, len(pool), (n,), generator=g).tolist()
+    return torch.stack([_crop(pool[i], (size, size), g) for i in index])
+
+
+def code_inputs(vgg: VGGFeatures, images: list[Tensor], code_size: int,
+                g: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Feature statistics (B, 1920) and colour moments (B, 6) of whole images (3, H, W)
+    resized to ``code_size`` on their long side, as :meth:`FastStylizer.style_code` reads
+    them; with a generator, each is first cropped to a random 70-100 % of its height and
+    width and flipped at random."""
+    stats, moments = [], []
+    for img in images:
+        if g is not None:
+            h, w = img.shape[-2:]
+            k = 0.7 + 0.3 * torch.rand(2, generator=g)
+            img = _crop(img, (max(1, int(h * k[0])), max(1, int(w * k[1]))), g)
+        img = resize(img[None], fit_long_side(tuple(img.shape[-2:]), code_size))  # type: ignore[arg-type]
+        stats.append(feature_statistics(vgg(img, STAT_LAYERS)))
+        moments.append(color_moments(img))
+    return torch.cat(stats), torch.cat(moments)
+
+
+def style_code(model: FastStylizer, stats: Tensor, moments: Tensor) -> Tensor:
+    """The code :meth:`FastStylizer.style_code` makes of these inputs (with gradients)."""
+    code = model.encoder(stats)  # type: ignore[misc]
+    return torch.cat([code, moments], 1) if model.color_transfer else code
 
 
 def style_targets(vgg: VGGFeatures, styles: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -129,9 +173,18 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
             raise InputError(f"{name} images must be at least {side} px on their short side")
     torch.manual_seed(cfg.seed)
     kind: Kind = cfg.kind  # type: ignore[assignment]
-    model = build(kind, code_dim=cfg.code_dim, width=cfg.width, blocks=cfg.blocks).to(device)
+    model = build(kind, code_dim=cfg.code_dim, width=cfg.width, blocks=cfg.blocks)
+    if cfg.init:
+        _start_from(model, Path(cfg.init))
+    model.style_size, model.color_transfer = cfg.code_size, cfg.color_transfer and kind == "arbitrary"
+    model.to(device)
     vgg = VGGFeatures().to(device)
     model.vgg = vgg
+    if model.encoder is not None:      # standardize the encoder's inputs over (up to 256) styles
+        pick = torch.randperm(len(style_pool), generator=torch.Generator().manual_seed(cfg.seed))[:256]
+        with torch.no_grad():
+            stats = code_inputs(vgg, [style_pool[i].to(device) for i in pick.tolist()], cfg.code_size)[0]
+        model.encoder.set_normalization(stats)
     both = _Both(model)
     fixed_grams = None
     if kind == "single":               # one style: its Gram targets never change
@@ -144,13 +197,17 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
             out = model.net(content)
             grams = {n: t.expand(cfg.batch_size, -1, -1) for n, t in fixed_grams.items()}
         else:
-            styles = random_crops(style_pool, cfg.batch_size, cfg.style_size, g).to(device)
-            own = torch.rand(cfg.batch_size, generator=g) < cfg.identity_prob
-            if own.any() and cfg.size == cfg.style_size:
-                styles[own.to(device)] = content[own.to(device)]
+            index = torch.randint(0, len(style_pool), (cfg.batch_size,), generator=g).tolist()
+            styles = random_crops(style_pool, cfg.batch_size, cfg.style_size, g, index).to(device)
+            own = (torch.rand(cfg.batch_size, generator=g) < cfg.identity_prob).tolist()
+            if cfg.size != cfg.style_size:
+                own = [False] * cfg.batch_size
             with torch.no_grad():
-                grams, stats = style_targets(vgg, styles)
-            out = model.net(content, model.encoder(stats))
+                styles[torch.tensor(own, device=device)] = content[torch.tensor(own, device=device)]
+                grams = style_targets(vgg, styles)[0]
+                stats, moments = code_inputs(vgg, [content[b] if own[b] else style_pool[i].to(device)
+                                                   for b, i in enumerate(index)], cfg.code_size, g)
+            out = model.render(content, style_code(model, stats, moments))
         return losses(vgg, out, content, grams, cfg)
 
     sample_set = None
@@ -186,12 +243,28 @@ def save_samples(model: FastStylizer, contents: Tensor, styles: Tensor, path: Pa
     rows = [contents]
     if model.encoder is not None:
         styles = resize(styles, tuple(contents.shape[-2:]))
-        code = model.encoder(feature_statistics(model._vgg()(styles.to(dev), STAT_LAYERS)))
-        rows += [styles, model.net(contents.to(dev), code).cpu()]
+        code = style_code(model, *code_inputs(model._vgg(), list(styles.to(dev)), model.style_size))
+        rows += [styles, model.render(contents.to(dev), code).cpu()]
     else:
         rows.append(model.net(contents.to(dev)).cpu())
     model.net.train(was)
     save_image(make_grid(torch.cat(rows).clamp(0, 1), nrow=contents.shape[0], padding=2)[None], path)
+
+
+def _start_from(model: FastStylizer, path: Path) -> None:
+    """Copy the weights of the model file ``path`` into ``model`` (same kind and shape)."""
+    from .model import load
+
+    start = load(path)
+    if start.kind != model.kind:
+        raise InputError(f"{path}: a {start.kind}-style model cannot start a {model.kind}-style one")
+    try:
+        model.net.load_state_dict(start.net.state_dict())
+        if model.encoder is not None and start.encoder is not None:
+            model.encoder.load_state_dict(start.encoder.state_dict())
+    except RuntimeError:
+        raise InputError(f"{path}: its network shape differs from the one being trained "
+                         f"(code_dim, width, blocks)") from None
 
 
 def from_checkpoint(path: Path) -> FastStylizer:
@@ -200,6 +273,7 @@ def from_checkpoint(path: Path) -> FastStylizer:
     cfg = TrainConfig(**ck["config"])
     model = build(cfg.kind, code_dim=cfg.code_dim, width=cfg.width, blocks=cfg.blocks)  # type: ignore[arg-type]
     _Both(model).load_state_dict(ck["model"])
+    model.style_size, model.color_transfer = cfg.code_size, cfg.color_transfer and cfg.kind == "arbitrary"
     model.training = {"config": ck["config"], "steps": ck["step"], "seconds": round(ck["seconds"], 1),
                       "interrupted": True}
     return model
