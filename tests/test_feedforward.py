@@ -71,16 +71,17 @@ class TestNets:
         assert not torch.allclose(augmented[0], augmented[1])          # two different crops
 
     def test_color_transfer_takes_the_style_palette(self, vgg):
+        torch.manual_seed(0)
         model = build("arbitrary", code_dim=8, width=4, blocks=1)
         model.vgg, model.style_size, model.color_transfer = vgg, 48, True
         from warpaint.color import color_moments
 
-        content, style = _smooth(7), _smooth(8) * torch.tensor([1.0, 0.3, 0.1])[:, None, None]
+        content, style = _smooth(7), 0.1 + 0.5 * _smooth(8) * torch.tensor([1.0, 0.6, 0.3])[:, None, None]
         code = model.style_code([style])
         assert code.shape == (1, 8 + 6)
         out = model.stylize(content, code=code)
-        # the style's moments (as encoded, at style_size), up to clamping to [0, 1]
-        torch.testing.assert_close(color_moments(out), code[:, 8:], atol=0.05, rtol=0)
+        # the style's moments (as encoded, at style_size), up to a little clamping to [0, 1]
+        torch.testing.assert_close(color_moments(out), code[:, 8:], atol=0.02, rtol=0)
         plain = model.net(content, code[:, :8])
         assert (color_moments(out) - code[:, 8:]).abs().sum() < 0.2 * (color_moments(plain) - code[:, 8:]).abs().sum()
 
