@@ -12,7 +12,9 @@ Two kinds share one file format:
   output with the content.
 
 A model file is a ``torch.save`` dict: ``format``, ``version``, ``kind``, ``net`` (the
-network's shape), ``state`` (fp16 weights) and ``training`` (how it was made).
+network's shape), ``state`` (fp16 weights), ``training`` (how it was made), and how it runs:
+``work_size``, ``style_size`` and ``color_transfer`` (absent in older files: full size, 256,
+off).
 """
 
 from __future__ import annotations
