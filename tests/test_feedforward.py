@@ -11,8 +11,7 @@ import torch
 from warpaint.cli import main
 from warpaint.feedforward import build, load, shipped_model_path
 from warpaint.feedforward.nets import StyleEncoder, TransformerNet
-from warpaint.feedforward.train import (TrainConfig, code_inputs, from_checkpoint, losses,
-                                        style_targets, train)
+from warpaint.feedforward.train import TrainConfig, code_inputs, from_checkpoint, losses, style_targets, train
 from warpaint.io import save_image
 from warpaint.vgg import VGGFeatures
 
@@ -63,7 +62,8 @@ class TestNets:
         model = build("arbitrary", code_dim=8, width=4, blocks=1)
         model.vgg, model.style_size = vgg, 40
         style = _smooth(6, 50, 90)
-        torch.testing.assert_close(model.encoder(code_inputs(vgg, [style[0]], 40)[0]), model.style_code([style]))
+        trained_view = model.encoder(code_inputs(vgg, [style[0]], 40)[0])
+        torch.testing.assert_close(trained_view, model.style_code([style]))
         g = torch.Generator().manual_seed(0)
         augmented = code_inputs(vgg, [style[0]] * 2, 40, g)[0]
         again = code_inputs(vgg, [style[0]] * 2, 40, torch.Generator().manual_seed(0))[0]
@@ -83,7 +83,8 @@ class TestNets:
         # the style's moments (as encoded, at style_size), up to a little clamping to [0, 1]
         torch.testing.assert_close(color_moments(out), code[:, 8:], atol=0.02, rtol=0)
         plain = model.net(content, code[:, :8])
-        assert (color_moments(out) - code[:, 8:]).abs().sum() < 0.2 * (color_moments(plain) - code[:, 8:]).abs().sum()
+        gap = (color_moments(out) - code[:, 8:]).abs().sum()
+        assert gap < 0.2 * (color_moments(plain) - code[:, 8:]).abs().sum()
 
     def test_normalization_keeps_the_function(self):
         enc = StyleEncoder(4)
@@ -183,7 +184,8 @@ class TestTraining:
 
         build("single", width=4, blocks=1).save(tmp_path / "single.pt")
         with pytest.raises(InputError, match="single-style model cannot start"):
-            train(TrainConfig(**{**cfg.__dict__, "init": str(tmp_path / "single.pt")}), pool, pool, progress=False)
+            wrong = TrainConfig(**{**cfg.__dict__, "init": str(tmp_path / "single.pt")})
+            train(wrong, pool, pool, progress=False)
 
 
 class TestShippedModel:

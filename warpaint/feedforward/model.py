@@ -39,6 +39,13 @@ FORMAT = "warpaint.feedforward"
 STYLE_SIZE = 256
 
 
+def style_inputs(vgg: VGGFeatures, image: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """What a model reads of a (B, 3, H, W) style image resized to ``size`` on its long side:
+    VGG feature statistics (B, 1920) and colour moments (B, 6)."""
+    image = resize(image, fit_long_side(tuple(image.shape[-2:]), size))  # type: ignore[arg-type]
+    return feature_statistics(vgg(image, STAT_LAYERS)), color.color_moments(image)
+
+
 def shipped_model_path() -> Path:
     """The arbitrary-style model that ships inside the package (``--fast``)."""
     return Path(str(resources.files("warpaint") / "models" / "fast_arbitrary.pt"))
@@ -92,12 +99,13 @@ class FastStylizer:
         weights = weights or [1.0] * len(styles)
         if len(weights) != len(styles) or min(weights) < 0 or sum(weights) <= 0:
             raise InputError(f"{len(weights)} style weights for {len(styles)} styles (need >= 0, sum > 0)")
-        codes = []
-        for s in styles:
-            s = resize(s.to(self.device), fit_long_side(tuple(s.shape[-2:]), self.style_size))
-            code = self.encoder(feature_statistics(self._vgg()(s, STAT_LAYERS)))
-            codes.append(torch.cat([code, color.color_moments(s)], 1) if self.color_transfer else code)
+        codes = [self.encode(*style_inputs(self._vgg(), s.to(self.device), self.style_size)) for s in styles]
         return sum(w * c for w, c in zip(weights, codes, strict=True)) / sum(weights)
+
+    def encode(self, stats: Tensor, moments: Tensor) -> Tensor:
+        """The code of :func:`style_inputs` (B rows; differentiable, used in training)."""
+        code = self.encoder(stats)  # type: ignore[misc]
+        return torch.cat([code, moments], 1) if self.color_transfer else code
 
     @torch.no_grad()
     def stylize(self, content: Tensor, styles: list[Tensor] | None = None, *,
@@ -185,10 +193,10 @@ def load(path: str | Path | None = None, *, device: torch.device | str = "cpu") 
                   blocks=net_cfg["blocks"])
     model.net.load_state_dict({k: v.float() for k, v in ck["state"]["net"].items()})
     if model.encoder is not None:
-        missing, _ = model.encoder.load_state_dict({k: v.float() for k, v in ck["state"]["encoder"].items()},
-                                                   strict=False)
-        if set(missing) - {"center", "spread"}:     # older files have no input normalization
-            raise InputError(f"{path}: the style encoder's weights are incomplete")
+        missing, unexpected = model.encoder.load_state_dict(
+            {k: v.float() for k, v in ck["state"]["encoder"].items()}, strict=False)
+        if set(missing) - {"center", "spread"} or unexpected:   # older files: no input normalization
+            raise InputError(f"{path}: the style encoder's weights do not fit its shape")
     model.training = ck.get("training", {})
     model.work_size = ck.get("work_size")
     model.style_size = int(ck.get("style_size", STYLE_SIZE))

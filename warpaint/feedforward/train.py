@@ -22,14 +22,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..color import color_moments
 from ..errors import InputError
-from ..io import fit_long_side, load_image, resize
+from ..io import load_image, resize
 from ..losses import content_loss, gram_matrix, style_loss, total_variation
 from ..stylize import CONTENT_LAYERS, STYLE_LAYERS
 from ..training import fit
 from ..vgg import VGGFeatures
-from .model import FastStylizer, Kind, build
+from .model import FastStylizer, Kind, build, style_inputs
 from .nets import STAT_LAYERS, feature_statistics
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -59,7 +58,8 @@ class TrainConfig:
 
     def scales(self) -> tuple[int, int]:
         """Short sides (content, style) at which the images are loaded."""
-        style = self.style_scale or (self.style_size if self.kind == "single" else round(self.style_size * 1.5))
+        whole = self.kind == "single"      # one style: the whole painting, not crops of it
+        style = self.style_scale or (self.style_size if whole else round(self.style_size * 1.5))
         return self.content_scale or round(self.size * 1.25), style
 
 
@@ -106,22 +106,14 @@ def code_inputs(vgg: VGGFeatures, images: list[Tensor], code_size: int,
     resized to ``code_size`` on their long side, as :meth:`FastStylizer.style_code` reads
     them; with a generator, each is first cropped to a random 70-100 % of its height and
     width and flipped at random."""
-    stats, moments = [], []
+    read = []
     for img in images:
         if g is not None:
             h, w = img.shape[-2:]
             k = 0.7 + 0.3 * torch.rand(2, generator=g)
             img = _crop(img, (max(1, int(h * k[0])), max(1, int(w * k[1]))), g)
-        img = resize(img[None], fit_long_side(tuple(img.shape[-2:]), code_size))  # type: ignore[arg-type]
-        stats.append(feature_statistics(vgg(img, STAT_LAYERS)))
-        moments.append(color_moments(img))
-    return torch.cat(stats), torch.cat(moments)
-
-
-def style_code(model: FastStylizer, stats: Tensor, moments: Tensor) -> Tensor:
-    """The code :meth:`FastStylizer.style_code` makes of these inputs (with gradients)."""
-    code = model.encoder(stats)  # type: ignore[misc]
-    return torch.cat([code, moments], 1) if model.color_transfer else code
+        read.append(style_inputs(vgg, img[None], code_size))
+    return torch.cat([r[0] for r in read]), torch.cat([r[1] for r in read])
 
 
 def style_targets(vgg: VGGFeatures, styles: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -173,10 +165,9 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
             raise InputError(f"{name} images must be at least {side} px on their short side")
     torch.manual_seed(cfg.seed)
     kind: Kind = cfg.kind  # type: ignore[assignment]
-    model = build(kind, code_dim=cfg.code_dim, width=cfg.width, blocks=cfg.blocks)
+    model = _build(cfg)
     if cfg.init:
         _start_from(model, Path(cfg.init))
-    model.style_size, model.color_transfer = cfg.code_size, cfg.color_transfer and kind == "arbitrary"
     model.to(device)
     vgg = VGGFeatures().to(device)
     model.vgg = vgg
@@ -203,11 +194,12 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
             if cfg.size != cfg.style_size:
                 own = [False] * cfg.batch_size
             with torch.no_grad():
-                styles[torch.tensor(own, device=device)] = content[torch.tensor(own, device=device)]
+                mask = torch.tensor(own, device=device)
+                styles[mask] = content[mask]
                 grams = style_targets(vgg, styles)[0]
                 stats, moments = code_inputs(vgg, [content[b] if own[b] else style_pool[i].to(device)
                                                    for b, i in enumerate(index)], cfg.code_size, g)
-            out = model.render(content, style_code(model, stats, moments))
+            out = model.render(content, model.encode(stats, moments))
         return losses(vgg, out, content, grams, cfg)
 
     sample_set = None
@@ -243,12 +235,19 @@ def save_samples(model: FastStylizer, contents: Tensor, styles: Tensor, path: Pa
     rows = [contents]
     if model.encoder is not None:
         styles = resize(styles, tuple(contents.shape[-2:]))
-        code = style_code(model, *code_inputs(model._vgg(), list(styles.to(dev)), model.style_size))
+        code = model.encode(*code_inputs(model._vgg(), list(styles.to(dev)), model.style_size))
         rows += [styles, model.render(contents.to(dev), code).cpu()]
     else:
         rows.append(model.net(contents.to(dev)).cpu())
     model.net.train(was)
     save_image(make_grid(torch.cat(rows).clamp(0, 1), nrow=contents.shape[0], padding=2)[None], path)
+
+
+def _build(cfg: TrainConfig) -> FastStylizer:
+    """A new model of the configuration's shape, reading styles as it was trained to."""
+    model = build(cfg.kind, code_dim=cfg.code_dim, width=cfg.width, blocks=cfg.blocks)  # type: ignore[arg-type]
+    model.style_size, model.color_transfer = cfg.code_size, cfg.color_transfer and cfg.kind == "arbitrary"
+    return model
 
 
 def _start_from(model: FastStylizer, path: Path) -> None:
@@ -271,9 +270,8 @@ def from_checkpoint(path: Path) -> FastStylizer:
     """The model in a training checkpoint (e.g. after an interrupted run)."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     cfg = TrainConfig(**ck["config"])
-    model = build(cfg.kind, code_dim=cfg.code_dim, width=cfg.width, blocks=cfg.blocks)  # type: ignore[arg-type]
+    model = _build(cfg)
     _Both(model).load_state_dict(ck["model"])
-    model.style_size, model.color_transfer = cfg.code_size, cfg.color_transfer and cfg.kind == "arbitrary"
     model.training = {"config": ck["config"], "steps": ck["step"], "seconds": round(ck["seconds"], 1),
                       "interrupted": True}
     return model
