@@ -5,9 +5,9 @@ Two kinds share one file format:
 * ``"arbitrary"``: a :class:`StyleEncoder` turns any style image into a style code and the
   :class:`TransformerNet` is conditioned on it. With ``color_transfer`` the code also holds
   the style image's per-channel colour mean and spread, and the network's output is moved
-  to them (AdaIN on pixels). ``strength`` moves the code from the content's own code (0: the
-  content, as the model was trained to reproduce it) to the style's (1); several styles
-  blend by averaging their codes.
+  to them (AdaIN on pixels). ``strength`` moves the code from the content's own code to the
+  style's and blends the result with the content by the same amount (0: exactly the
+  content, 1: the full style); several styles blend by averaging their codes.
 * ``"single"``: a Johnson-style network trained for one style; ``strength`` blends its
   output with the content.
 
@@ -142,7 +142,7 @@ class FastStylizer:
                 code = strength * code + (1 - strength) * self.style_code([original])
             out = self.render(content, code)
         out = resize(out.clamp(0, 1), full)  # type: ignore[arg-type]
-        if self.encoder is None and strength < 1:     # single style: blend with the content
+        if strength < 1:      # then blend with the content, so that 0 is exactly the content
             out = strength * out + (1 - strength) * original
         if preserve_color == "luminance":
             out = color.join_luminance(out, original)
