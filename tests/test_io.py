@@ -433,6 +433,17 @@ class TestResize:
         assert resize(x, (40, 60)).shape == (1, 3, 40, 60)
         assert resize_long_side(x, 60).shape == (1, 3, 40, 60)
 
+    def test_smooth_enlarging_is_pillows_bicubic(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(1, 3, 6, 8, generator=g)
+        x = (torch.nn.functional.interpolate(x, size=(24, 32), mode="bilinear") * 255).round() / 255
+        pil = Image.fromarray((x[0].permute(1, 2, 0) * 255).round().byte().numpy())
+        pil = pil.resize((75, 56), Image.BICUBIC)
+        ref = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1)[None].float() / 255
+        smooth, sharp = resize(x, (56, 75), smooth=True), resize(x, (56, 75))
+        assert (smooth - ref).abs().max() <= 2 / 255         # Pillow rounds to 8 bits
+        assert (sharp - ref).abs().max() > 2 / 255
+
     def test_resize_constant(self):
         x = torch.full((1, 3, 16, 16), 0.25)
         torch.testing.assert_close(resize(x, (5, 7)), torch.full((1, 3, 5, 7), 0.25))

@@ -57,8 +57,8 @@ def pil_to_tensor(im: Image.Image) -> Tensor:
 def tensor_to_pil(image: Tensor) -> Image.Image:
     """The first image of a (B, 3, H, W) tensor in [0, 1] as an 8-bit RGB Pillow image."""
     check_image(image)
-    a = image[0].detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0)
-    return Image.fromarray(a.cpu().numpy(), "RGB")
+    a = image[0].detach().float().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0)), "RGB")
 
 
 def _open(source: PathLike | BinaryIO, max_pixels: int) -> Image.Image:
@@ -128,12 +128,16 @@ def fit_long_side(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
     return max(1, round(h * s)), max(1, round(w * s))
 
 
-def resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
-    """Resize (B, C, H, W) images to ``hw`` with antialiased bicubic filtering, clamped to [0, 1]."""
+def resize(image: Tensor, hw: tuple[int, int], *, smooth: bool = False) -> Tensor:
+    """Resize (B, C, H, W) images to ``hw`` with bicubic filtering, clamped to [0, 1].
+
+    Shrinking is antialiased. ``smooth`` enlarges with Pillow's bicubic kernel (a = -0.5)
+    instead of PyTorch's sharper one (a = -0.75); on the CPU it is also about twice as fast.
+    """
     if tuple(image.shape[-2:]) == tuple(hw):
         return image
     down = hw[0] < image.shape[-2] or hw[1] < image.shape[-1]
-    out = F.interpolate(image, size=hw, mode="bicubic", align_corners=False, antialias=down)
+    out = F.interpolate(image, size=hw, mode="bicubic", align_corners=False, antialias=down or smooth)
     return out.clamp(0.0, 1.0)
 
 

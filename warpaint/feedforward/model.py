@@ -116,7 +116,7 @@ class FastStylizer:
 
         ``code`` (from :meth:`style_code`) skips encoding the styles again. ``work_size``: the
         network runs with the long side at most this many pixels and the result is resized
-        (bicubic) to the content's size; strokes then keep the scale they were trained at,
+        (Pillow's bicubic) to the content's size; strokes then keep the scale they were trained at,
         and large images are faster. ``None`` runs at full size.
         """
         if not 0.0 <= strength <= 1.0:
@@ -141,7 +141,7 @@ class FastStylizer:
             if strength < 1:
                 code = strength * code + (1 - strength) * self.style_code([original])
             out = self.render(content, code)
-        out = resize(out.clamp(0, 1), full)  # type: ignore[arg-type]
+        out = resize(out.clamp(0, 1), full, smooth=True)  # type: ignore[arg-type]
         if strength < 1:      # then blend with the content, so that 0 is exactly the content
             out = strength * out + (1 - strength) * original
         if preserve_color == "luminance":
