@@ -91,6 +91,8 @@ class TestModels:
             assert cnn.epochs == st.epochs == digits.EPOCHS[name]
         assert digits.config_for("R", "stcnn", epochs=3).epochs == 3
         assert digits.config_for("E", "stcnn").stn_localization == digits.STN_SETTINGS["E"]["stn_localization"]
+        assert digits.config_for("RTS", "stcnn").rotation_prior > 0
+        assert digits.config_for("RTS", "cnn", rotation_prior=3.0).rotation_prior == 0   # CNN: no transformer
 
     @pytest.mark.parametrize("size", [28, 42, 60])
     def test_any_size(self, size):
@@ -159,6 +161,20 @@ class TestEquivariance:
         _, theta = stn(x)
         digits.equivariance_loss(stn, x, theta, torch.Generator().manual_seed(0)).backward()
         assert stn.localization[-1].weight.grad.abs().sum() > 0
+
+
+class TestRotationPrior:
+    def test_prior_turns_the_transformer_back_towards_upright(self):
+        """The term train() adds for ``rotation_prior``: its gradient step shrinks the turn."""
+        model = TestRotationCheck.turning_model(0.5)
+        x = torch.rand(4, 1, 28, 28)
+        opt = torch.optim.SGD(model.stn.parameters(), lr=0.1)
+        before = digits.recovered_rotation(model, x)[0]
+        _, theta = model.stn(x)
+        digits.rotation_angle(theta).pow(2).mean().backward()
+        opt.step()
+        after = digits.recovered_rotation(model, x)[0]
+        assert torch.all(after.abs() < before.abs() - 0.01)
 
 
 @pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not found at ../shared/datasets/mnist")

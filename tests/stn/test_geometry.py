@@ -15,6 +15,7 @@ from warpaint.stn.geometry import (
     identity_affine,
     invert_affine,
     out_of_bounds_penalty,
+    rotation_angle,
     sample,
     to_matrix,
     to_pixel_transform,
@@ -34,6 +35,17 @@ def dot_image(h: int, w: int, x: int, y: int) -> torch.Tensor:
     img = torch.zeros(1, 1, h, w, dtype=torch.float64)
     img[0, 0, y, x] = 1.0
     return img
+
+
+class TestRotationAngle:
+    @pytest.mark.parametrize("deg", [-170.0, -45.0, 0.0, 30.0, 90.0])
+    def test_angle_of_a_similarity(self, deg):
+        theta = rot_scale(deg, 0.7, 0.2, -0.1)
+        assert rotation_angle(theta).item() == pytest.approx(math.radians(deg), abs=1e-9)
+
+    def test_composition_adds_angles(self):
+        both = compose_affine(rot_scale(20.0, 1.3), rot_scale(-50.0, 0.8))
+        assert rotation_angle(both).item() == pytest.approx(math.radians(-30.0), abs=1e-9)
 
 
 class TestCompose:

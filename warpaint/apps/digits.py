@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..stn.geometry import affine_grid, control_grid, rotation_matrix, sample, tps_grid
+from ..stn.geometry import affine_grid, control_grid, rotation_angle, rotation_matrix, sample, tps_grid
 from ..stn.transformer import SpatialTransformer, TransformKind, localization_net, n_transform_params
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
 from ..training import count_parameters, load_checkpoint, param_groups, save_checkpoint
@@ -231,6 +231,7 @@ class DigitsConfig:
     equivariance: float = 0.0        # weight of the rotation-equivariance term (see train())
     stn_iterations: int = 1          # localization passes (inverse-compositional refinement)
     stn_localization: str = "deep"   # the localization network: deep or small (LOCALIZATION_NETS)
+    rotation_prior: float = 0.0      # weight of the squared rotation angle (see train())
     n_test: int = 2000
     seed: int = 0
 
@@ -238,7 +239,7 @@ class DigitsConfig:
 #: The ST-CNN's transformer per distortion (see docs/stn.md for the measurements behind it).
 STN_SETTINGS: dict[str, dict] = {
     "R": {"stn_kind": "similarity", "equivariance": 20.0},
-    "RTS": {"stn_kind": "similarity", "stn_output": 28, "equivariance": 20.0},
+    "RTS": {"stn_kind": "similarity", "stn_output": 28, "equivariance": 20.0, "rotation_prior": 1.0},
     "P": {"stn_kind": "affine"},
     "E": {"stn_kind": "affine", "stn_localization": "small"},
 }
@@ -252,7 +253,8 @@ EPOCHS: dict[str, int] = {"R": 40, "RTS": 30, "P": 25, "E": 25}
 CHECKPOINT_VERSION = 2
 
 #: The options that only concern the ST-CNN's transformer.
-STN_OPTIONS = ("stn_lr_scale", "stn_output", "stn_kind", "equivariance", "stn_iterations", "stn_localization")
+STN_OPTIONS = ("stn_lr_scale", "stn_output", "stn_kind", "equivariance", "stn_iterations", "stn_localization",
+               "rotation_prior")
 
 
 def config_for(distortion: str, model: str, **overrides) -> DigitsConfig:
@@ -307,7 +309,16 @@ class EvalSet:
 def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | None = None,
           progress: bool = True, on_epoch=None) -> tuple[nn.Module, dict, EvalSet]:
     """Train one model on one distortion; return it, a results dict (error %, time,
-    parameters, configuration) and the test set it was evaluated on."""
+    parameters, configuration) and the test set it was evaluated on.
+
+    For the ST-CNN two self-supervised terms can join the cross-entropy (neither looks at
+    the distortions' parameters): ``equivariance`` weighs
+    :func:`~warpaint.stn.transformer.rotation_equivariance_loss` (turn the batch by a random
+    extra angle; the transformer must turn by as much more), and ``rotation_prior`` the mean
+    squared rotation angle of the transformer (the smallest turn that works: with the
+    equivariance term, each digit's upright becomes the centre of the rotations it was seen
+    under, i.e. MNIST's own upright).
+    """
     if cfg.distortion not in DISTORTIONS:
         raise InputError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {cfg.distortion!r}")
     if cfg.model not in ("cnn", "stcnn"):
@@ -347,10 +358,13 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
         model.train()
         for idx in _batches(x_train.shape[0], cfg.batch_size, gen):
             x, _ = distort(x_train[idx], cfg.distortion, gen)  # type: ignore[arg-type]
-            if cfg.equivariance > 0 and isinstance(model, STCNN):
+            if isinstance(model, STCNN) and (cfg.equivariance > 0 or cfg.rotation_prior > 0):
                 warped, theta = model.stn(x)
-                loss = F.cross_entropy(model.cnn(warped), y_train[idx]) + \
-                    cfg.equivariance * equivariance_loss(model.stn, x, theta, gen)
+                loss = F.cross_entropy(model.cnn(warped), y_train[idx])
+                if cfg.equivariance > 0:
+                    loss = loss + cfg.equivariance * equivariance_loss(model.stn, x, theta, gen)
+                if cfg.rotation_prior > 0:
+                    loss = loss + cfg.rotation_prior * rotation_angle(theta).pow(2).mean()
             else:
                 loss = F.cross_entropy(model(x), y_train[idx])
             opt.zero_grad(set_to_none=True)
@@ -384,10 +398,7 @@ def recovered_rotation(model: STCNN, x: Tensor) -> tuple[Tensor, Tensor]:
     """
     with torch.no_grad():
         _, theta = model.stn(x)
-    a = theta[:, :, :2]
-    angle = torch.atan2(a[:, 1, 0] - a[:, 0, 1], a[:, 0, 0] + a[:, 1, 1])
-    scale = torch.linalg.det(a).abs().sqrt()
-    return angle, scale
+    return rotation_angle(theta), torch.linalg.det(theta[:, :, :2]).abs().sqrt()
 
 
 def correlation(a: Tensor, b: Tensor) -> float:

@@ -45,6 +45,13 @@ def rotation_matrix(angle: Tensor) -> Tensor:
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
+def rotation_angle(theta: Tensor) -> Tensor:
+    """The rotation (B,) in radians of (B, 2, 3) or (B, 2, 2) affine transforms: the angle
+    of the rotation nearest to the linear part (exact for similarities)."""
+    a = theta[..., :2, :2]
+    return torch.atan2(a[..., 1, 0] - a[..., 0, 1], a[..., 0, 0] + a[..., 1, 1])
+
+
 def to_matrix(theta: Tensor) -> Tensor:
     """(B, 2, 3) affine or (B, 3, 3) projective transforms as (B, 3, 3) matrices."""
     if theta.shape[-2:] == (3, 3):
