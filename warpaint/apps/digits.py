@@ -358,7 +358,7 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
         model.train()
         for idx in _batches(x_train.shape[0], cfg.batch_size, gen):
             x, _ = distort(x_train[idx], cfg.distortion, gen)  # type: ignore[arg-type]
-            if isinstance(model, STCNN) and (cfg.equivariance > 0 or cfg.rotation_prior > 0):
+            if isinstance(model, STCNN):
                 warped, theta = model.stn(x)
                 loss = F.cross_entropy(model.cnn(warped), y_train[idx])
                 if cfg.equivariance > 0:
