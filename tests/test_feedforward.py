@@ -10,7 +10,7 @@ import torch
 
 from warpaint.cli import main
 from warpaint.feedforward import build, load, shipped_model_path
-from warpaint.feedforward.nets import StyleEncoder, TransformerNet
+from warpaint.feedforward.nets import StyleEncoder, TransformerNet, upsample_conv
 from warpaint.feedforward.train import TrainConfig, code_inputs, from_checkpoint, losses, style_targets, train
 from warpaint.io import save_image
 from warpaint.vgg import VGGFeatures
@@ -46,6 +46,30 @@ class TestNets:
         assert not torch.allclose(net(x, torch.zeros(1, 8)), net(x, torch.ones(1, 8)), atol=1e-3)
         with pytest.raises(ValueError):
             net(x)
+
+    @pytest.mark.parametrize("code_dim", [8, 0])
+    def test_one_image_path_matches_the_batch_path(self, code_dim):
+        """A single image runs channels-last with batch-norm kernels; a batch runs instance
+        norm. Both must compute the same function."""
+        net = TransformerNet(code_dim, width=4, blocks=1).eval()
+        for p in net.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        x, code = torch.rand(3, 3, 21, 30), torch.randn(3, code_dim) if code_dim else None
+        with torch.no_grad():
+            batch = net(x, code)
+            one = torch.cat([net(x[i:i + 1], None if code is None else code[i:i + 1]) for i in range(3)])
+        assert one.is_contiguous() and torch.allclose(one, batch, atol=1e-5)
+        assert (batch - batch.mean()).abs().max() > 0.05       # not a constant picture
+
+    def test_upsample_conv_equals_upsampling_then_convolving(self):
+        conv = torch.nn.Conv2d(5, 3, 3, padding=1, padding_mode="reflect")
+        x = torch.randn(2, 5, 7, 4, requires_grad=True)
+        ref = conv(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+        out = upsample_conv(x, conv)
+        assert out.shape == (2, 3, 14, 8) and torch.allclose(out, ref, atol=1e-5)
+        g_ref, = torch.autograd.grad(ref.square().sum(), conv.weight)
+        g, = torch.autograd.grad(out.square().sum(), conv.weight)
+        assert torch.allclose(g, g_ref, rtol=1e-4, atol=1e-4)
 
     def test_style_code_is_deterministic(self, vgg):
         model = build("arbitrary", code_dim=8, width=4, blocks=1)

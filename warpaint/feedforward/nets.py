@@ -83,25 +83,62 @@ class ConditionalInstanceNorm(nn.Module):
                 self.to_affine.bias.copy_(torch.cat([torch.ones(channels), torch.zeros(channels)]))
 
     def forward(self, x: Tensor, code: Tensor | None) -> Tensor:
-        x = self.norm(x)
-        if self.to_affine is None:
-            return x
-        if code is None:
-            raise ValueError("this network is conditioned on a style code; pass code=")
-        scale, shift = self.to_affine(code)[:, :, None, None].chunk(2, 1)
-        return x * scale + shift
+        if self.to_affine is not None:
+            if code is None:
+                raise ValueError("this network is conditioned on a style code; pass code=")
+            scale, shift = self.to_affine(code).chunk(2, 1)                      # (B, C) each
+        else:
+            scale, shift = (p.expand(x.shape[0], -1) for p in (self.norm.weight, self.norm.bias))
+        if x.shape[0] == 1:
+            # For one image, batch norm with batch statistics is exactly instance norm, and
+            # its kernel normalizes, scales and shifts in one pass in any memory layout.
+            return F.batch_norm(x, None, None, scale[0], shift[0], True, 0.0, self.norm.eps)
+        return F.instance_norm(x, eps=self.norm.eps) * scale[:, :, None, None] + shift[:, :, None, None]
+
+
+#: ``_UPSAMPLE_TAPS[a, d, l] = 1`` where tap ``d`` (0-2) of a 3x3 kernel on a 2x nearest-
+#: upsampled image, at an output pixel of phase ``a`` (its coordinate mod 2), reads the
+#: low-resolution pixel at offset ``l - 1``.
+_UPSAMPLE_TAPS = torch.tensor([[[1, 0, 0], [0, 1, 0], [0, 1, 0]],
+                               [[0, 1, 0], [0, 1, 0], [0, 0, 1]]], dtype=torch.float32)
+
+
+def upsample_conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """``conv(interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3, stride-1,
+    reflect-padded ``conv``, computed at ``x``'s resolution: (B, C, H, W) -> (B, C', 2H, 2W).
+
+    Each 2x2 phase of the output reads a 2x2 neighbourhood of ``x``, so the kernel folds into
+    a 3x3 kernel with four times the output channels, run on ``x`` (replicate padding is what
+    the upsampled image's reflect padding reads), and :func:`~torch.nn.functional.pixel_shuffle`
+    interleaves the phases. The same numbers (to float rounding) at the same cost in
+    multiply-adds, without the large upsampled and padded intermediates: on a CPU the last
+    stage of :class:`TransformerNet` runs twice as fast.
+
+    Example:
+        >>> conv = nn.Conv2d(4, 2, 3, padding=1, padding_mode="reflect")
+        >>> x = torch.rand(1, 4, 5, 6)
+        >>> ref = conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        >>> torch.allclose(upsample_conv(x, conv), ref, atol=1e-5)
+        True
+    """
+    taps = _UPSAMPLE_TAPS.to(conv.weight)
+    w = torch.einsum("ayl,bxm,oiyx->oabilm", taps, taps, conv.weight).flatten(0, 2)   # (4 C', C, 3, 3)
+    b = conv.bias.repeat_interleave(4) if conv.bias is not None else None
+    return F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, b), 2)
 
 
 class _ConvNorm(nn.Module):
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int, code_dim: int, *, relu: bool = True) -> None:
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, code_dim: int, *, relu: bool = True,
+                 upsample: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, padding_mode="reflect")
         self.norm = ConditionalInstanceNorm(c_out, code_dim)
         self.relu = relu
+        self.upsample = upsample      # 2x nearest upsampling before the convolution
 
     def forward(self, x: Tensor, code: Tensor | None) -> Tensor:
-        x = self.norm(self.conv(x), code)
-        return F.relu(x) if self.relu else x
+        x = self.norm(upsample_conv(x, self.conv) if self.upsample else self.conv(x), code)
+        return F.relu(x, inplace=True) if self.relu else x     # (the norm's backward does not read x)
 
 
 class _Residual(nn.Module):
@@ -132,12 +169,15 @@ class TransformerNet(nn.Module):
         self.down = nn.ModuleList([_ConvNorm(3, w, 5, 2, code_dim), _ConvNorm(w, 2 * w, 3, 2, code_dim),
                                    _ConvNorm(2 * w, 4 * w, 3, 2, code_dim)])
         self.res = nn.ModuleList([_Residual(4 * w, code_dim) for _ in range(blocks)])
-        self.up = nn.ModuleList([_ConvNorm(4 * w, 2 * w, 3, 1, code_dim), _ConvNorm(2 * w, w, 3, 1, code_dim),
-                                 _ConvNorm(w, w, 3, 1, code_dim)])
+        self.up = nn.ModuleList([_ConvNorm(4 * w, 2 * w, 3, 1, code_dim, upsample=True),
+                                 _ConvNorm(2 * w, w, 3, 1, code_dim, upsample=True),
+                                 _ConvNorm(w, w, 3, 1, code_dim, upsample=True)])
         self.out = nn.Conv2d(w, 3, 3, padding=1, padding_mode="reflect")
 
     def forward(self, x: Tensor, code: Tensor | None = None) -> Tensor:
         h, w = x.shape[-2:]
+        if x.shape[0] == 1:   # channels-last: oneDNN's kernels for few channels are 2-4x faster
+            x = x.contiguous(memory_format=torch.channels_last)
         ph, pw = (-h) % 8, (-w) % 8
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
@@ -146,5 +186,5 @@ class TransformerNet(nn.Module):
         for block in self.res:
             x = block(x, code)
         for layer in self.up:
-            x = layer(F.interpolate(x, scale_factor=2, mode="nearest"), code)
-        return torch.sigmoid(self.out(x))[..., :h, :w]
+            x = layer(x, code)
+        return torch.sigmoid(self.out(x))[..., :h, :w].contiguous()   # the usual layout again
