@@ -13,6 +13,8 @@ import torch
 
 from warpaint.apps import digits
 from warpaint.errors import InputError
+from warpaint.stn.geometry import rotation_angle
+from warpaint.stn.transformer import equivariance_error, turn_batch
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist"
 
@@ -162,6 +164,23 @@ class TestEquivariance:
         digits.equivariance_loss(stn, x, theta, torch.Generator().manual_seed(0)).backward()
         assert stn.localization[-1].weight.grad.abs().sum() > 0
 
+    def test_turned_batch_moves_points_by_the_returned_rotation(self):
+        """A blob at p in the input lies at R(d) p in the turned image."""
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, 41), torch.linspace(-1, 1, 41), indexing="ij")
+        p = torch.tensor([0.5, 0.1])
+        x = torch.exp(-((xx - p[0]) ** 2 + (yy - p[1]) ** 2) / 0.005)[None, None].repeat(6, 1, 1, 1)
+        x2, rot = turn_batch(x, torch.Generator().manual_seed(1), max_degrees=60)
+        w = x2[:, 0] / x2[:, 0].sum((1, 2), keepdim=True)
+        centre = torch.stack([(w * xx).sum((1, 2)), (w * yy).sum((1, 2))], 1)
+        assert torch.allclose(centre, rot @ p, atol=0.02)
+        assert (rotation_angle(torch.cat([rot, torch.zeros(6, 2, 1)], -1)).abs() > 0.05).any()
+
+    def test_error_is_zero_only_for_the_turned_transform(self):
+        theta = torch.tensor([[[0.6, -0.2, 0.1], [0.2, 0.6, -0.3]]]).repeat(3, 1, 1)
+        rot = digits.rotation_matrix(torch.tensor([0.3, -0.5, 0.2]))
+        assert equivariance_error(theta, rot @ theta, rot).item() < 1e-10
+        assert equivariance_error(theta, theta, rot).item() > 0.01
+
 
 class TestRotationPrior:
     def test_prior_turns_the_transformer_back_towards_upright(self):
@@ -194,6 +213,14 @@ class TestTinyTraining:
         rts = digits.EvalSet(*digits.make_test_set(images[:64], labels[:64], "RTS", 0))
         check = digits.rotation_check(model, rts, plot=tmp_path / "rot.png")
         assert -1 <= check["rotation_correlation"] <= 1 and (tmp_path / "rot.png").exists()
+
+    def test_turned_view_trains(self):
+        """The equivariance term's turned batch also feeds the classifier."""
+        images, labels = digits.load_mnist(MNIST)
+        cfg = digits.DigitsConfig(distortion="R", model="stcnn", epochs=4, batch_size=50, n_test=200,
+                                  stn_kind="similarity", equivariance=20.0, turned_view=True)
+        _, res, _ = digits.train(cfg, (images[:700], labels[:700]), progress=False)
+        assert res["error_pct"] < 60.0, res
 
 
 class TestCheckpoints:

@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the rotation-equivariance term (default: per distortion)")
     p.add_argument("--rotation-prior", type=float, default=None,
                    help="weight of the squared rotation angle (default: per distortion)")
+    p.add_argument("--turned-view", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the classifier on the equivariance term's turned batch too "
+                        "(default: per distortion)")
     p.add_argument("--stn-iterations", type=int, default=None,
                    help="localization passes, composed (default: per distortion)")
     p.add_argument("--stn-localization", default=None, choices=("deep", "small"),
@@ -609,7 +612,7 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
             cfg = digits.config_for(name, kind, epochs=args.epochs, batch_size=args.batch_size,
                                     seed=args.seed, stn_kind=args.stn_kind,
                                     stn_output=args.stn_output, equivariance=args.equivariance,
-                                    rotation_prior=args.rotation_prior,
+                                    rotation_prior=args.rotation_prior, turned_view=args.turned_view,
                                     stn_iterations=args.stn_iterations,
                                     stn_localization=args.stn_localization)
             model, res, test = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from ..errors import InputError
 from ..stn.geometry import affine_grid, control_grid, rotation_angle, rotation_matrix, sample, tps_grid
 from ..stn.transformer import SpatialTransformer, TransformKind, localization_net, n_transform_params
+from ..stn.transformer import equivariance_error, turn_batch
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
 from ..training import count_parameters, load_checkpoint, param_groups, save_checkpoint
 
@@ -232,14 +233,16 @@ class DigitsConfig:
     stn_iterations: int = 1          # localization passes (inverse-compositional refinement)
     stn_localization: str = "deep"   # the localization network: deep or small (LOCALIZATION_NETS)
     rotation_prior: float = 0.0      # weight of the squared rotation angle (see train())
+    turned_view: bool = False        # the classifier also learns from the equivariance term's turned batch
     n_test: int = 2000
     seed: int = 0
 
 
 #: The ST-CNN's transformer per distortion (see docs/stn.md for the measurements behind it).
 STN_SETTINGS: dict[str, dict] = {
-    "R": {"stn_kind": "similarity", "equivariance": 20.0},
-    "RTS": {"stn_kind": "similarity", "stn_output": 28, "equivariance": 20.0, "rotation_prior": 1.0},
+    "R": {"stn_kind": "similarity", "equivariance": 20.0, "turned_view": True},
+    "RTS": {"stn_kind": "similarity", "stn_output": 28, "equivariance": 20.0, "rotation_prior": 1.0,
+            "turned_view": True},
     "P": {"stn_kind": "affine"},
     "E": {"stn_kind": "affine", "stn_localization": "small"},
 }
@@ -254,7 +257,7 @@ CHECKPOINT_VERSION = 2
 
 #: The options that only concern the ST-CNN's transformer.
 STN_OPTIONS = ("stn_lr_scale", "stn_output", "stn_kind", "equivariance", "stn_iterations", "stn_localization",
-               "rotation_prior")
+               "rotation_prior", "turned_view")
 
 
 def config_for(distortion: str, model: str, **overrides) -> DigitsConfig:
@@ -317,7 +320,9 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     extra angle; the transformer must turn by as much more), and ``rotation_prior`` the mean
     squared rotation angle of the transformer (the smallest turn that works: with the
     equivariance term, each digit's upright becomes the centre of the rotations it was seen
-    under, i.e. MNIST's own upright).
+    under, i.e. MNIST's own upright). With ``turned_view`` the turned batch of the
+    equivariance term also goes through the classifier (one pass over both batches): every
+    step then trains the classifier on two views of each digit.
     """
     if cfg.distortion not in DISTORTIONS:
         raise InputError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {cfg.distortion!r}")
@@ -333,6 +338,9 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     torch.manual_seed(cfg.seed)
     model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind,  # type: ignore[arg-type]
                        stn_iterations=cfg.stn_iterations, stn_localization=cfg.stn_localization)
+    # Channels-last: oneDNN's kernels for these few-channel convolutions and max pools train
+    # 20-40 % faster on a CPU (and cuDNN likes the layout too); same numbers to float rounding.
+    model = model.to(memory_format=torch.channels_last)
     groups = param_groups(model, cfg.lr, {"stn": cfg.stn_lr_scale} if isinstance(model, STCNN) else None)
     opt = torch.optim.Adam(groups)
     steps_per_epoch = math.ceil(x_train.shape[0] / cfg.batch_size)
@@ -358,11 +366,20 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
         model.train()
         for idx in _batches(x_train.shape[0], cfg.batch_size, gen):
             x, _ = distort(x_train[idx], cfg.distortion, gen)  # type: ignore[arg-type]
+            x = x.contiguous(memory_format=torch.channels_last)
             if isinstance(model, STCNN):
-                warped, theta = model.stn(x)
-                loss = F.cross_entropy(model.cnn(warped), y_train[idx])
-                if cfg.equivariance > 0:
-                    loss = loss + cfg.equivariance * equivariance_loss(model.stn, x, theta, gen)
+                y = y_train[idx]
+                if cfg.equivariance > 0 and cfg.turned_view:      # both views in one pass
+                    x2, rot = turn_batch(x, gen)
+                    warped, params = model.stn(torch.cat([x, x2]))
+                    theta = params[:len(idx)]
+                    loss = 2 * F.cross_entropy(model.cnn(warped), y.repeat(2))   # summed over the views
+                    loss = loss + cfg.equivariance * equivariance_error(theta, params[len(idx):], rot)
+                else:
+                    warped, theta = model.stn(x)
+                    loss = F.cross_entropy(model.cnn(warped), y)
+                    if cfg.equivariance > 0:
+                        loss = loss + cfg.equivariance * equivariance_loss(model.stn, x, theta, gen)
                 if cfg.rotation_prior > 0:
                     loss = loss + cfg.rotation_prior * rotation_angle(theta).pow(2).mean()
             else:

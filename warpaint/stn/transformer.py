@@ -191,29 +191,45 @@ class SpatialTransformer(nn.Module):
         return out
 
 
+def turn_batch(x: Tensor, generator: torch.Generator, max_degrees: float = 30.0) -> tuple[Tensor, Tensor]:
+    """Each image of a (B, C, H, W) batch turned by its own random angle ``d`` (uniform in
+    +-``max_degrees``) about the image centre, zeros outside; returns the turned batch and
+    the (B, 2, 2) rotations ``R(d)`` (normalized coordinates, output -> input convention of
+    :func:`~warpaint.stn.geometry.affine_grid`)."""
+    b = x.shape[0]
+    d = (torch.rand(b, generator=generator) * 2 - 1).to(x.device) * math.radians(max_degrees)
+    # x2(u) = x(R(-d) u): x turned by d
+    back = torch.cat([rotation_matrix(-d).to(x.dtype), x.new_zeros(b, 2, 1)], -1)
+    x2 = sample(x, affine_grid(back, tuple(x.shape[-2:]), align_corners=False),
+                padding_mode="zeros", align_corners=False)
+    return x2, rotation_matrix(d).to(x.dtype)
+
+
+def equivariance_error(theta: Tensor, theta_turned: Tensor, rot: Tensor) -> Tensor:
+    """How far (B, 2, 3) parameters for a batch turned by ``rot`` (from :func:`turn_batch`)
+    are from ``rot @ theta``, the transform that shows the turned input in the same pose:
+    the mean squared difference divided by the transforms' squared size, so the degenerate
+    ``theta = 0`` gains nothing."""
+    if theta.shape[-2:] != (2, 3):
+        raise ValueError("the rotation-equivariance term needs (B, 2, 3) affine-family parameters")
+    num = (theta_turned - rot @ theta).pow(2).flatten(1).sum(1)
+    den = 0.5 * (theta.pow(2).flatten(1).sum(1) + theta_turned.pow(2).flatten(1).sum(1))
+    return (num / den.clamp_min(1e-6)).mean()
+
+
 def rotation_equivariance_loss(stn: SpatialTransformer, x: Tensor, theta: Tensor,
                                generator: torch.Generator, max_degrees: float = 30.0) -> Tensor:
     """Self-supervised rotation equivariance of an affine-family transformer.
 
-    The batch is turned by a random extra angle ``d`` about the image centre; for the
-    transformer to show both versions in the same pose, its parameters for the turned input
-    must be ``R(d) theta``. It uses only the extra turn it applies itself, never any known
-    distortion. The squared difference is divided by the transforms' squared size, so the
-    degenerate ``theta = 0`` gains nothing.
+    The batch is turned by a random extra angle ``d`` about the image centre
+    (:func:`turn_batch`); for the transformer to show both versions in the same pose, its
+    parameters for the turned input must be ``R(d) theta`` (:func:`equivariance_error`). It
+    uses only the extra turn it applies itself, never any known distortion.
 
     Args:
         x: (B, C, H, W) inputs; theta: (B, 2, 3) the transformer's parameters for ``x``.
     """
     if theta.shape[-2:] != (2, 3):
         raise ValueError("the rotation-equivariance term needs (B, 2, 3) affine-family parameters")
-    b = x.shape[0]
-    d = (torch.rand(b, generator=generator) * 2 - 1).to(x.device) * math.radians(max_degrees)
-    rot = rotation_matrix(d).to(x.dtype)                                  # (B, 2, 2)
-    # x2(u) = x(R(-d) u): x turned by d
-    back = torch.cat([rotation_matrix(-d).to(x.dtype), x.new_zeros(b, 2, 1)], -1)
-    x2 = sample(x, affine_grid(back, tuple(x.shape[-2:]), align_corners=False),
-                padding_mode="zeros", align_corners=False)
-    _, theta2 = stn(x2)
-    num = (theta2 - rot @ theta).pow(2).flatten(1).sum(1)
-    den = 0.5 * (theta.pow(2).flatten(1).sum(1) + theta2.pow(2).flatten(1).sum(1))
-    return (num / den.clamp_min(1e-6)).mean()
+    x2, rot = turn_batch(x, generator, max_degrees)
+    return equivariance_error(theta, stn(x2)[1], rot)
