@@ -70,6 +70,8 @@ class TestNets:
         g_ref, = torch.autograd.grad(ref.square().sum(), conv.weight)
         g, = torch.autograd.grad(out.square().sum(), conv.weight)
         assert torch.allclose(g, g_ref, rtol=1e-4, atol=1e-4)
+        with pytest.raises(ValueError, match="3x3"):
+            upsample_conv(x, torch.nn.Conv2d(5, 3, 3, padding=1))          # zero padding: not folded
 
     def test_style_code_is_deterministic(self, vgg):
         model = build("arbitrary", code_dim=8, width=4, blocks=1)

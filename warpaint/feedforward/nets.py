@@ -111,8 +111,9 @@ def upsample_conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
     a 3x3 kernel with four times the output channels, run on ``x`` (replicate padding is what
     the upsampled image's reflect padding reads), and :func:`~torch.nn.functional.pixel_shuffle`
     interleaves the phases. The same numbers (to float rounding) at the same cost in
-    multiply-adds, without the large upsampled and padded intermediates: on a CPU the last
-    stage of :class:`TransformerNet` runs twice as fast.
+    multiply-adds, without the large upsampled and padded intermediates (on this project's
+    2-core CPU: the full-resolution stage of :class:`TransformerNet` alone twice as fast, the
+    whole network at 480 x 360 px 2-3 ms faster).
 
     Example:
         >>> conv = nn.Conv2d(4, 2, 3, padding=1, padding_mode="reflect")
@@ -121,6 +122,9 @@ def upsample_conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
         >>> torch.allclose(upsample_conv(x, conv), ref, atol=1e-5)
         True
     """
+    if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) \
+            or conv.padding_mode != "reflect" or conv.dilation != (1, 1) or conv.groups != 1:
+        raise ValueError("upsample_conv needs a 3x3, stride-1, reflect-padded convolution")
     taps = _UPSAMPLE_TAPS.to(conv.weight)
     w = torch.einsum("ayl,bxm,oiyx->oabilm", taps, taps, conv.weight).flatten(0, 2)   # (4 C', C, 3, 3)
     b = conv.bias.repeat_interleave(4) if conv.bias is not None else None
