@@ -28,8 +28,14 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..stn.geometry import affine_grid, control_grid, rotation_angle, rotation_matrix, sample, tps_grid
-from ..stn.transformer import SpatialTransformer, TransformKind, localization_net, n_transform_params
-from ..stn.transformer import equivariance_error, turn_batch
+from ..stn.transformer import (
+    SpatialTransformer,
+    TransformKind,
+    equivariance_error,
+    localization_net,
+    n_transform_params,
+    turn_batch,
+)
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
 from ..training import count_parameters, load_checkpoint, param_groups, save_checkpoint
 
