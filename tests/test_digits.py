@@ -221,6 +221,9 @@ class TestTinyTraining:
                                   stn_kind="similarity", equivariance=20.0, turned_view=True)
         _, res, _ = digits.train(cfg, (images[:700], labels[:700]), progress=False)
         assert res["error_pct"] < 60.0, res
+        with pytest.raises(InputError, match="turned view"):
+            digits.train(digits.DigitsConfig(distortion="R", model="stcnn", turned_view=True),
+                         (images[:700], labels[:700]), progress=False)
 
 
 class TestCheckpoints:

@@ -334,6 +334,9 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
         raise InputError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {cfg.distortion!r}")
     if cfg.model not in ("cnn", "stcnn"):
         raise InputError(f"model must be cnn or stcnn, got {cfg.model!r}")
+    if cfg.model == "stcnn" and cfg.turned_view and cfg.equivariance <= 0:
+        raise InputError("the turned view comes from the equivariance term: give --equivariance > 0 "
+                         "or --no-turned-view")
     images, labels = data
     train_idx, test_idx = split(images.shape[0], cfg.n_test, cfg.seed)
     x_train = images[train_idx].float()[:, None] / 255.0
