@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--turned-view", action=argparse.BooleanOptionalAction, default=None,
                    help="train the classifier on the equivariance term's turned batch too "
                         "(default: per distortion)")
+    p.add_argument("--turn-degrees", type=float, default=None, metavar="DEG",
+                   help="range of the equivariance term's extra turns, +-DEG (default: per distortion)")
     p.add_argument("--stn-iterations", type=int, default=None,
                    help="localization passes, composed (default: per distortion)")
     p.add_argument("--stn-localization", default=None, choices=("deep", "small"),
@@ -613,6 +615,7 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
                                     seed=args.seed, stn_kind=args.stn_kind,
                                     stn_output=args.stn_output, equivariance=args.equivariance,
                                     rotation_prior=args.rotation_prior, turned_view=args.turned_view,
+                                    turn_degrees=args.turn_degrees,
                                     stn_iterations=args.stn_iterations,
                                     stn_localization=args.stn_localization)
             model, res, test = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",

@@ -240,6 +240,7 @@ class DigitsConfig:
     stn_localization: str = "deep"   # the localization network: deep or small (LOCALIZATION_NETS)
     rotation_prior: float = 0.0      # weight of the squared rotation angle (see train())
     turned_view: bool = False        # the classifier also learns from the equivariance term's turned batch
+    turn_degrees: float = 30.0       # the equivariance term's extra turns: uniform in +- this many degrees
     n_test: int = 2000
     seed: int = 0
 
@@ -263,7 +264,7 @@ CHECKPOINT_VERSION = 2
 
 #: The options that only concern the ST-CNN's transformer.
 STN_OPTIONS = ("stn_lr_scale", "stn_output", "stn_kind", "equivariance", "stn_iterations", "stn_localization",
-               "rotation_prior", "turned_view")
+               "rotation_prior", "turned_view", "turn_degrees")
 
 
 def config_for(distortion: str, model: str, **overrides) -> DigitsConfig:
@@ -334,6 +335,8 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
         raise InputError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {cfg.distortion!r}")
     if cfg.model not in ("cnn", "stcnn"):
         raise InputError(f"model must be cnn or stcnn, got {cfg.model!r}")
+    if not 0 < cfg.turn_degrees <= 180:
+        raise InputError(f"--turn-degrees must be in (0, 180], got {cfg.turn_degrees}")
     if cfg.model == "stcnn" and cfg.turned_view and cfg.equivariance <= 0:
         raise InputError("the turned view comes from the equivariance term: give --equivariance > 0 "
                          "or --no-turned-view")
@@ -379,7 +382,7 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
             if isinstance(model, STCNN):
                 y = y_train[idx]
                 if cfg.equivariance > 0 and cfg.turned_view:      # both views in one pass
-                    x2, rot = turn_batch(x, gen)
+                    x2, rot = turn_batch(x, gen, cfg.turn_degrees)
                     warped, params = model.stn(torch.cat([x, x2]))
                     theta = params[:len(idx)]
                     loss = 2 * F.cross_entropy(model.cnn(warped), y.repeat(2))   # summed over the views
@@ -388,7 +391,8 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
                     warped, theta = model.stn(x)
                     loss = F.cross_entropy(model.cnn(warped), y)
                     if cfg.equivariance > 0:
-                        loss = loss + cfg.equivariance * equivariance_loss(model.stn, x, theta, gen)
+                        loss = loss + cfg.equivariance * equivariance_loss(model.stn, x, theta, gen,
+                                                                           cfg.turn_degrees)
                 if cfg.rotation_prior > 0:
                     loss = loss + cfg.rotation_prior * rotation_angle(theta).pow(2).mean()
             else:
