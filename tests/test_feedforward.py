@@ -12,7 +12,7 @@ from warpaint.cli import main
 from warpaint.feedforward import build, load, shipped_model_path
 from warpaint.feedforward.nets import StyleEncoder, TransformerNet, upsample_conv
 from warpaint.feedforward.train import TrainConfig, code_inputs, from_checkpoint, losses, style_targets, train
-from warpaint.io import save_image
+from warpaint.io import pil_to_tensor, resize, resize_pil, save_image, tensor_to_pil
 from warpaint.vgg import VGGFeatures
 
 
@@ -228,6 +228,19 @@ class TestShippedModel:
         half = model.stylize(content, [style], strength=0.5)
         assert 0.01 < (half - content).abs().mean() < (out - content).abs().mean()
 
+    def test_pillow_path_matches_the_tensor_path(self):
+        model = load()
+        content, style = tensor_to_pil(_smooth(6, 90, 120)), tensor_to_pil(_smooth(7, 80, 100))
+        out = model.stylize_image(content, [style], size=160, work_size=64)
+        assert out.size == (160, 120) and out.mode == "RGB"
+        ref = model.stylize(resize(pil_to_tensor(content), (120, 160)), [pil_to_tensor(style)], work_size=64)
+        diff = (pil_to_tensor(out) - ref).abs()
+        assert diff.mean() < 1.5 / 255 and diff.max() < 0.1         # the same picture, 8-bit resizes
+        assert (pil_to_tensor(out) - pil_to_tensor(resize_pil(content, (120, 160)))).abs().mean() > 0.02
+        same = model.stylize_image(content, [style], strength=0.0)   # full-resolution blend path
+        assert same.size == content.size
+        assert (pil_to_tensor(same) - pil_to_tensor(content)).abs().max() <= 1 / 255
+
 
 class TestCLI:
     @pytest.fixture()
@@ -256,8 +269,8 @@ class TestCLI:
         info = json.loads(capsys.readouterr().out)
         assert info["kind"] == "arbitrary" and info["output_size"] == [64, 48]
         assert main(["stylize", str(t / "c" / "c0.png"), "--model", str(t / "one.pt"), "-o", str(t / "p.png"),
-                     "--size", "40", "-q"]) == 0
-        assert (t / "p.png").is_file()
+                     "--size", "40", "--original-size", "--json", "-q"]) == 0
+        assert (t / "p.png").is_file() and json.loads(capsys.readouterr().out)["output_size"] == [80, 60]
 
     def test_bad_input(self, folders, capsys):
         t = folders

