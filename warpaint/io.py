@@ -155,8 +155,7 @@ def resize(image: Tensor, hw: tuple[int, int], *, smooth: bool = False) -> Tenso
 
 def resize_pil(im: Image.Image, hw: tuple[int, int]) -> Image.Image:
     """Resize a Pillow image to ``hw`` = (H, W) with Pillow's bicubic filter: the filter of
-    :func:`resize` with ``smooth=True`` (antialiased when shrinking), run on 8-bit pixels,
-    which on a CPU is several times faster than on a float tensor."""
+    :func:`resize` with ``smooth=True`` (antialiased when shrinking), on 8-bit pixels."""
     if im.size == (hw[1], hw[0]):
         return im
     return im.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
