@@ -15,9 +15,11 @@ from warpaint.errors import InputError, OutputError, ShapeError
 from warpaint.io import (
     fit_long_side,
     load_image,
+    load_pil,
     pil_to_tensor,
     resize,
     resize_long_side,
+    resize_pil,
     save_image,
     tensor_to_pil,
     write_bytes_atomic,
@@ -200,6 +202,12 @@ class TestLoadImageModes:
         x = load_image(buf)
         _check_contract(x, 3, 4)
         assert _rgb(x, 2, 3) == [1, 2, 3]
+
+    def test_load_pil_is_load_image_before_the_tensor(self, tmp_path):
+        Image.new("LA", (5, 4), (90, 255)).save(tmp_path / "g.png")
+        im = load_pil(tmp_path / "g.png")
+        assert im.mode == "RGB" and im.size == (5, 4)
+        assert torch.equal(pil_to_tensor(im), load_image(tmp_path / "g.png"))
 
     def test_pil_to_tensor_modes(self):
         for mode in ("RGB", "L", "LA", "RGBA", "P", "CMYK", "I", "F", "1"):
@@ -443,6 +451,19 @@ class TestResize:
         smooth, sharp = resize(x, (56, 75), smooth=True), resize(x, (56, 75))
         assert (smooth - ref).abs().max() <= 2 / 255         # Pillow rounds to 8 bits
         assert (sharp - ref).abs().max() > 2 / 255
+
+    def test_resize_pil_matches_resize(self):
+        g = torch.Generator().manual_seed(1)
+        x = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 8, generator=g), size=(48, 64), mode="bilinear")
+        x = (x * 255).round() / 255
+        for hw in [(20, 27), (100, 130)]:                    # shrinking (antialiased) and enlarging
+            out = resize_pil(tensor_to_pil(x), hw)
+            assert out.size == (hw[1], hw[0]) and out.mode == "RGB"
+            assert (pil_to_tensor(out) - resize(x, hw, smooth=True)).abs().max() <= 2 / 255
+        palette = Image.new("P", (8, 6))
+        assert resize_pil(palette, (3, 4)).mode == "RGB"      # any mode comes out as RGB
+        rgb = tensor_to_pil(x)
+        assert resize_pil(rgb, (48, 64)) is rgb
 
     def test_resize_constant(self):
         x = torch.full((1, 3, 16, 16), 0.25)

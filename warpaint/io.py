@@ -154,8 +154,10 @@ def resize(image: Tensor, hw: tuple[int, int], *, smooth: bool = False) -> Tenso
 
 
 def resize_pil(im: Image.Image, hw: tuple[int, int]) -> Image.Image:
-    """Resize a Pillow image to ``hw`` = (H, W) with Pillow's bicubic filter: the filter of
-    :func:`resize` with ``smooth=True`` (antialiased when shrinking), on 8-bit pixels."""
+    """A Pillow image of any mode as 8-bit RGB resized to ``hw`` = (H, W) with Pillow's
+    bicubic filter: the filter of :func:`resize` with ``smooth=True`` (antialiased when
+    shrinking), on 8-bit pixels."""
+    im = _to_rgb(im)
     if im.size == (hw[1], hw[0]):
         return im
     return im.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)

@@ -169,7 +169,7 @@ class FastStylizer:
             full = fit_long_side(full, size)
         small = full if work_size is None or max(full) <= work_size else fit_long_side(full, work_size)
         style_images = [pil_to_tensor(resize_pil(s, fit_long_side((s.height, s.width), self.style_size)))
-                 for s in styles or []]
+                        for s in styles or []]
         if strength == 1 and preserve_color != "luminance":
             out = self.stylize(pil_to_tensor(resize_pil(content, small)), style_images, weights=weights,
                                preserve_color=preserve_color)
