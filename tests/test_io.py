@@ -454,7 +454,8 @@ class TestResize:
 
     def test_resize_pil_matches_resize(self):
         g = torch.Generator().manual_seed(1)
-        x = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 8, generator=g), size=(48, 64), mode="bilinear")
+        x = torch.rand(1, 3, 6, 8, generator=g)
+        x = torch.nn.functional.interpolate(x, size=(48, 64), mode="bilinear")
         x = (x * 255).round() / 255
         for hw in [(20, 27), (100, 130)]:                    # shrinking (antialiased) and enlarging
             out = resize_pil(tensor_to_pil(x), hw)
