@@ -227,6 +227,9 @@ class TestTinyTraining:
         with pytest.raises(InputError, match="turn-degrees"):
             digits.train(digits.DigitsConfig(distortion="R", model="stcnn", equivariance=1.0, turn_degrees=0),
                          (images[:700], labels[:700]), progress=False)
+        with pytest.raises(InputError, match="stn-lr-scale"):
+            digits.train(digits.DigitsConfig(distortion="R", model="stcnn", stn_lr_scale=0),
+                         (images[:700], labels[:700]), progress=False)
 
 
 class TestCheckpoints:

@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="range of the equivariance term's extra turns, +-DEG (default: per distortion)")
     p.add_argument("--stn-iterations", type=int, default=None,
                    help="localization passes, composed (default: per distortion)")
+    p.add_argument("--stn-lr-scale", type=float, default=None, metavar="X",
+                   help="learning-rate factor of the localization net (default: per distortion)")
     p.add_argument("--stn-localization", default=None, choices=("deep", "small"),
                    help="the ST-CNN's localization network (default: per distortion, see docs/stn.md)")
     p.add_argument("--out", type=Path, default=Path("stn_digits"),
@@ -621,7 +623,7 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
                                     rotation_prior=args.rotation_prior, turned_view=args.turned_view,
                                     turn_degrees=args.turn_degrees,
                                     stn_iterations=args.stn_iterations,
-                                    stn_localization=args.stn_localization)
+                                    stn_localization=args.stn_localization, stn_lr_scale=args.stn_lr_scale)
             model, res, test = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",
                                             progress=not args.quiet)
             if kind == "stcnn":

@@ -249,7 +249,7 @@ class DigitsConfig:
 STN_SETTINGS: dict[str, dict] = {
     "R": {"stn_kind": "similarity", "equivariance": 20.0, "turned_view": True},
     "RTS": {"stn_kind": "similarity", "stn_output": 28, "equivariance": 20.0, "rotation_prior": 1.0,
-            "turned_view": True},
+            "turned_view": True, "stn_lr_scale": 3.0},
     "P": {"stn_kind": "affine"},
     "E": {"stn_kind": "affine", "stn_localization": "small"},
 }
@@ -335,6 +335,8 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
         raise InputError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {cfg.distortion!r}")
     if cfg.model not in ("cnn", "stcnn"):
         raise InputError(f"model must be cnn or stcnn, got {cfg.model!r}")
+    if not cfg.stn_lr_scale > 0:
+        raise InputError(f"--stn-lr-scale must be > 0, got {cfg.stn_lr_scale}")
     if not 0 < cfg.turn_degrees <= 180:
         raise InputError(f"--turn-degrees must be in (0, 180], got {cfg.turn_degrees}")
     if cfg.model == "stcnn" and cfg.turned_view and cfg.equivariance <= 0:
