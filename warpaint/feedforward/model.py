@@ -160,7 +160,7 @@ class FastStylizer:
         resize (the content to the work size and the result back, the styles to
         :attr:`style_size`) is Pillow's bicubic on 8-bit pixels, the filter :meth:`stylize`
         uses on float tensors, so only the small images are converted to and from float
-        tensors: at 1024 px with a 480 px work size, 10-15 % of the call saved on a CPU.
+        tensors: at 1024 px with a 480 px work size, 9-15 % of the call saved on a CPU.
         With ``strength < 1`` or luminance preservation the result is blended with the
         content at full resolution, as :meth:`stylize` does.
         """
