@@ -481,5 +481,6 @@ class TestSubprocess:
         assert proc.returncode == 130, err
         assert "Traceback" not in err
         assert "interrupted" in err
-        assert_png(out, (64, 48))
+        assert not out.exists()            # the final name is for finished results only
+        assert_png(tmp_path / "interrupted.partial.png", (64, 48))
         assert no_temp_files(tmp_path) and no_temp_files(snaps)

@@ -9,18 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
 from .errors import InputError, OutputError, WarpaintError
-from .io import WRITE_FORMATS
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -228,124 +224,45 @@ def _add_canvas_app(sub, app: str, what: str) -> None:
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
+class _Progress:
+    """Per-step callback of the CLI: progress bar and snapshots (one bar per job)."""
 
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.bar = args, None
 
-def _probe_writable(out: Path) -> None:
-    """Fail before any work if ``out``'s folder cannot take a new file (root ignores modes)."""
-    import tempfile
-
-    try:
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
-            pass
-    except OSError as e:
-        raise OutputError(f"{out}: cannot write to {out.parent} ({e.strerror or e})") from None
-
-
-def _list_images(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in folder")
-    return files
-
-
-def _jobs(content: str, output: str, inputs: Sequence[str]) -> list[tuple[str, str]]:
-    """(content, output) pairs; validates paths before any work starts."""
-    if content != "-" and Path(content).is_dir():
-        out_dir = Path(output)
-        if output == "-" or (out_dir.exists() and not out_dir.is_dir()):
-            raise OutputError(f"{output}: for a folder of content images, -o must be a folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        pairs = [(str(c), str(out_dir / f"{c.stem}.png")) for c in _list_images(Path(content))]
-    else:
-        pairs = [(content, output)]
-    # Every input, including each content file of a batch (the output folder may be the input one).
-    all_inputs = [*inputs, *(c for c, _ in pairs if c not in inputs)]
-    for _, out in pairs:
-        if out == "-":
-            continue
-        for src in all_inputs:
-            if src != "-" and Path(out).exists() and _same_file(src, out):
-                raise OutputError(f"{out}: output is the same file as input {src}; "
-                                  "refusing to overwrite an input")
-        if Path(out).suffix.lower() not in WRITE_FORMATS:
-            raise OutputError(f"{out}: unknown output extension; use one of "
-                              f"{', '.join(sorted(WRITE_FORMATS))}")
-        parent = Path(out).parent
-        if not parent.is_dir():
-            raise OutputError(f"{out}: output folder {parent} does not exist")
-        _probe_writable(Path(out))
-    return pairs
-
-
-def _read(src: str):
-    from .io import load_image
-
-    return load_image(sys.stdin.buffer if src == "-" else src)
-
-
-def _read_pil(src: str):
-    from .io import load_pil
-
-    return load_pil(sys.stdin.buffer if src == "-" else src)
-
-
-def _write(image, dest: str) -> None:
-    from .io import save_image
-
-    save_image(image, sys.stdout.buffer if dest == "-" else dest)
-
-
-class _Run:
-    """Callback of one CLI run: progress bar, snapshots, loss history, last image."""
-
-    def __init__(self, args: argparse.Namespace, output: str, label: str) -> None:
-        self.args, self.history, self.scale_starts = args, [], []
-        self.stop = None            # a training.StopRequest: Ctrl-C is acted on after a step
-        self.last = None
-        self.bar = None
-        self.label = label
-        self.snap_dir = None
-        if args.snapshot_every > 0:
-            base = Path(output if output != "-" else "warpaint")
-            self.snap_dir = args.snapshot_dir or base.with_name(base.stem + "_snapshots")
-            self.snap_dir.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, it) -> None:
+    def __call__(self, job, it) -> None:
         from .io import save_image
 
         if self.bar is None and not self.args.quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=it.total, desc=self.label, unit="step", file=sys.stderr,
-                            dynamic_ncols=True)
-        if it.step == 1:
-            self.scale_starts.append(it.done - 1)
-        self.history.append(it.losses)
-        self.last = it
+            label = {"-": "stdin", "demo-content": "demo"}.get(job.content, Path(job.content).name)
+            self.bar = tqdm(total=it.total, desc=label, unit="step", file=sys.stderr, dynamic_ncols=True)
         if self.bar is not None:
             self.bar.set_postfix_str(f"{it.size[1]}x{it.size[0]} " + " ".join(
                 f"{k}={v:.3g}" for k, v in it.losses.items()), refresh=False)
             self.bar.update(1)
-        if self.snap_dir is not None and it.done % self.args.snapshot_every == 0:
-            save_image(it.image, self.snap_dir / f"step_{it.done:05d}.png")
-        if self.stop is not None and self.stop.requested:
-            raise KeyboardInterrupt
+        if self.args.snapshot_every > 0 and it.done % self.args.snapshot_every == 0:
+            save_image(it.image, _snapshot_dir(self.args, job.output) / f"step_{it.done:05d}.png")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        self.bar = None
+
+
+def _snapshot_dir(args: argparse.Namespace, output: str) -> Path:
+    base = Path(output if output != "-" else "warpaint")
+    folder = args.snapshot_dir or base.with_name(base.stem + "_snapshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _write_json(dest: str | None, summaries: list[dict]) -> None:
     """``--json``: the run summaries (one object for one run) to stdout (``-``) or a file."""
     if dest is None:
         return
-    text = json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2)
+    text = json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, allow_nan=False)
     if dest == "-":
         print(text)
     else:
@@ -355,209 +272,203 @@ def _write_json(dest: str | None, summaries: list[dict]) -> None:
 
 
 def _config(args: argparse.Namespace):
+    """The StylizeConfig of the options; its errors name the flag (``--style-weight``)."""
     from .stylize import StylizeConfig
 
-    return StylizeConfig(**{f.name: getattr(args, f.name) for f in fields(StylizeConfig)})
+    names = [f.name for f in fields(StylizeConfig)]
+    try:
+        return StylizeConfig(**{n: getattr(args, n) for n in names})
+    except InputError as e:
+        field, _, rest = str(e).partition(" ")
+        if field in names:
+            raise InputError(f"--{field.replace('_', '-')} {rest}") from None
+        raise
 
 
-def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, str]], style_srcs: Sequence[str],
-              *, loaded: dict[str, Any] | None = None) -> int:
-    import torch
+def _guard_side_outputs(args: argparse.Namespace, inputs: Sequence[str]) -> None:
+    """--json FILE, --loss-curve, --snapshot-dir and --save-warp never replace an input, and
+    --json without FILE does not share stdout with -o -."""
+    from .jobs import guard_output, same_file
 
-    from .io import resize
-    from .stylize import Stylizer
-    from .training import StopRequest
-
-    cfg = _config(args)
-    if args.save_warp is not None and cfg.warp == "none":
-        raise InputError("--save-warp needs --warp affine or --warp tps")
-    loaded = loaded or {}
-    styles = [loaded.get(s) if s in loaded else _read(s) for s in style_srcs]
-    stylizer = Stylizer(cfg)
-    summaries = []
-    for content_src, out in pairs:
-        content = loaded.get(content_src) if content_src in loaded else _read(content_src)
-        label = {"-": "stdin", "demo-content": "demo"}.get(content_src, Path(content_src).name)
-        run = _Run(args, out, label)
-        t0 = time.perf_counter()
-        try:
-            with StopRequest(second_press_raises=True) as run.stop:
-                detail = stylizer.run_detailed(content, styles, callback=run)
-        except KeyboardInterrupt:
-            run.close()
-            if run.last is not None:
-                hw = cfg.scales(tuple(content.shape[-2:]))[-1]
-                img = resize(run.last.image.detach().float().cpu(), hw)
-                if args.original_size:
-                    img = resize(img, tuple(content.shape[-2:]))
-                _write(img, out)
-                print(f"warpaint: interrupted; wrote the current image (step {run.last.done} of "
-                      f"{run.last.total}) to {out}", file=sys.stderr)
-            else:
-                print("warpaint: interrupted before the first step; nothing written",
-                      file=sys.stderr)
-            return 130
-        run.close()
-        seconds = time.perf_counter() - t0
-        result = detail.image
-        if args.original_size:
-            result = resize(result, tuple(content.shape[-2:]))
-        _write(result, out)
-        title = (f"{result.shape[-1]}x{result.shape[-2]} px, {len(run.history)} steps, "
-                 f"{stylizer.device.type}, {str(stylizer.dtype).removeprefix('torch.')}")
-        extra: dict[str, Any] = {}
-        if detail.geometry is not None:
-            extra["warp"] = detail.geometry.describe(tuple(result.shape[-2:]))  # type: ignore[arg-type]
-            if args.save_warp is not None:
-                from .stn.visualize import save_warp_pictures
-
-                folder = args.save_warp if len(pairs) == 1 else args.save_warp / Path(out).stem
-                save_warp_pictures(folder, content, styles[detail.main_style], detail.unwarped, detail.image,
-                                   detail.geometry, caption=title)
-        if detail.aligned:
-            extra["align_style"] = [g.describe(tuple(result.shape[-2:])) for g in detail.aligned]
-        if args.loss_curve is not None:
-            from .plots import save_loss_curve
-
-            curve = args.loss_curve if len(pairs) == 1 else \
-                args.loss_curve.with_name(f"{args.loss_curve.stem}_{Path(out).stem}.png")
-            save_loss_curve(run.history, curve, scale_starts=run.scale_starts, title=title)
-        summaries.append({
-            "content": content_src, "styles": list(style_srcs), "output": out,
-            "content_size": [int(content.shape[-1]), int(content.shape[-2])],
-            "output_size": [int(result.shape[-1]), int(result.shape[-2])],
-            "scales": [[w, h] for h, w in cfg.scales(tuple(content.shape[-2:]))],
-            "steps": len(run.history), "seconds": round(seconds, 3),
-            "device": str(stylizer.device), "dtype": str(stylizer.dtype).removeprefix("torch."),
-            "final_losses": run.history[-1] if run.history else {},
-            "config": asdict(cfg), "torch_threads": torch.get_num_threads(), **extra,
-        })
-        if not args.quiet and out != "-":
-            print(f"wrote {out} ({title}, {seconds:.1f} s)", file=sys.stderr)
-    _write_json(args.json, summaries)
-    return 0
-
-
-# -- commands -------------------------------------------------------------------------------
-def cmd_stylize(args: argparse.Namespace) -> int:
-    if args.fast or args.model is not None:
-        return cmd_stylize_fast(args)
-    if not args.styles:
-        raise InputError("give at least one style image (or --fast / --model for a trained model)")
-    inputs = [args.content, *args.styles]
-    if inputs.count("-") > 1:
-        raise InputError("only one input can be read from stdin (-)")
     if args.output == "-" and args.json == "-":
         raise InputError("--json without FILE prints to stdout, which -o - already uses")
-    pairs = _jobs(args.content, args.output, inputs)
-    _config(args)  # validate options before reading any image
-    return _run_jobs(args, pairs, args.styles)
+    if args.json not in (None, "-"):
+        guard_output(args.json, inputs, what="--json file", formats=None)
+    if getattr(args, "loss_curve", None) is not None:
+        guard_output(args.loss_curve, inputs, what="--loss-curve file", formats=(".png",))
+    for flag in ("snapshot_dir", "save_warp"):
+        folder = getattr(args, flag, None)
+        if folder is not None and folder.exists() and (not folder.is_dir() or any(
+                s != "-" and same_file(s, folder) for s in inputs)):
+            raise OutputError(f"{folder}: --{flag.replace('_', '-')} must be a folder, not a file")
 
 
-def cmd_stylize_fast(args: argparse.Namespace) -> int:
-    """``stylize --fast`` / ``--model``: one forward pass of a feed-forward model."""
-    import torch
+def _engine_method(args: argparse.Namespace, cfg, style_srcs: Sequence[str], loaded: dict):
+    from .jobs import EngineMethod, read_pil
 
+    if args.save_warp is not None and cfg.warp == "none":
+        raise InputError("--save-warp needs --warp affine or --warp tps")
+    # Styles are shrunk to what the result needs before they become tensors.
+    need = max(16, round(cfg.size * cfg.style_scale))
+    styles = [loaded[s] if s in loaded else read_pil(s, long_side=need) for s in style_srcs]
+    return EngineMethod(cfg, styles)
+
+
+def _fast_method(args: argparse.Namespace, cfg):
     from .device import pick_device
+    from .errors import check_number
     from .feedforward import load
-    from .io import resize_pil
+    from .jobs import FastMethod, read_pil
 
-    cfg = _config(args)
     for flag, used in (("--warp", cfg.warp != "none"), ("--align-style", cfg.align_style != "none"),
                        ("--snapshot-every", args.snapshot_every > 0), ("--loss-curve", args.loss_curve),
                        ("--save-warp", args.save_warp)):
         if used:
             raise InputError(f"{flag} works with the optimization engine, not with --fast / --model")
-    if not 0 <= args.strength <= 1:
-        raise InputError(f"--strength must be between 0 and 1, got {args.strength}")
-    inputs = [args.content, *args.styles]
-    if inputs.count("-") > 1:
-        raise InputError("only one input can be read from stdin (-)")
-    pairs = _jobs(args.content, args.output, inputs)
-    t0 = time.perf_counter()
+    check_number("--strength", args.strength, lo=0, hi=1)
+    if args.work_size is not None and args.work_size != 0:
+        check_number("--work-size", args.work_size, lo=32, hi=16384, integer=True)
     model = load(args.model, device=pick_device(cfg.device))
-    load_seconds = time.perf_counter() - t0
     if model.kind == "single" and args.styles:
         raise InputError(f"{args.model}: a single-style model takes no style image")
     if model.kind == "arbitrary" and not args.styles:
         raise InputError("give at least one style image for an arbitrary-style model")
-    styles = [_read_pil(s) for s in args.styles]
-    weights = list(cfg.style_blend) or None
-    if args.work_size is not None and args.work_size < 0:
-        raise InputError(f"--work-size must be >= 0, got {args.work_size}")
     work_size = model.work_size if args.work_size is None else (args.work_size or None)
-    summaries = []
-    for content_src, out in pairs:
-        content = _read_pil(content_src)
-        t0 = time.perf_counter()
-        result = model.stylize_image(content, styles, size=cfg.size, weights=weights, strength=args.strength,
-                                     preserve_color=cfg.preserve_color, work_size=work_size)
-        seconds = time.perf_counter() - t0
-        if args.original_size:
-            result = resize_pil(result, (content.height, content.width))
-        _write(result, out)
-        title = (f"{result.width}x{result.height} px, one forward pass, {model.device.type}, float32")
-        summaries.append({"content": content_src, "styles": list(args.styles), "output": out,
-                          "model": str(args.model or "shipped"), "kind": model.kind,
-                          "output_size": [result.width, result.height],
-                          "strength": args.strength, "work_size": work_size, "seconds": round(seconds, 4),
-                          "load_seconds": round(load_seconds, 4), "device": str(model.device),
-                          "dtype": "float32", "torch_threads": torch.get_num_threads()})
-        if not args.quiet and out != "-":
-            print(f"wrote {out} ({title}, {seconds:.2f} s)", file=sys.stderr)
-    _write_json(args.json, summaries)
-    return 0
+    styles = [read_pil(s, long_side=model.style_size) for s in args.styles]
+    return FastMethod(model, styles, size=cfg.size, weights=list(cfg.style_blend) or None,
+                      strength=args.strength, preserve_color=cfg.preserve_color, work_size=work_size,
+                      max_memory=cfg.max_memory, label=str(args.model or "shipped"))
+
+
+def _extra_outputs(args: argparse.Namespace, outcome, method, many: bool) -> None:
+    """Loss curve, warp pictures and the warp report of a finished engine job."""
+    summary = outcome.summary
+    detail = summary.get("_detail")
+    w, h = summary["output_size"]
+    title = f"{w}x{h} px, {summary['steps']} steps, {method.device.type}, {method.dtype}"
+    stem = Path(outcome.job.output).stem
+    if detail is not None and detail.geometry is not None:
+        summary["warp"] = detail.geometry.describe((h, w))
+        if args.save_warp is not None:
+            from .stn.visualize import save_warp_pictures
+
+            folder = args.save_warp / stem if many else args.save_warp
+            save_warp_pictures(folder, summary["_content"], method.styles[detail.main_style], detail.unwarped,
+                               detail.image, detail.geometry, caption=title)
+    if detail is not None and detail.aligned:
+        summary["align_style"] = [g.describe((h, w)) for g in detail.aligned]
+    if getattr(args, "loss_curve", None) is not None and method.name == "optimize":
+        from .plots import save_loss_curve
+
+        curve = args.loss_curve.with_name(f"{args.loss_curve.stem}_{stem}.png") if many else args.loss_curve
+        save_loss_curve(outcome.history, curve, scale_starts=outcome.scale_starts, title=title)
+
+
+def _run(args: argparse.Namespace, jobs, method, style_srcs: Sequence[str], loaded: dict | None = None) -> int:
+    """Run the jobs; print one line per result or error; exit 2 when any job failed."""
+    from .errors import Interrupted
+    from .jobs import run_jobs, summary_of
+
+    progress, outcomes = _Progress(args), []
+    try:
+        for outcome in run_jobs(jobs, method, original_size=args.original_size, on_step=progress,
+                                loaded=loaded):
+            progress.close()
+            outcomes.append(outcome)
+            if outcome.status == "error":
+                print(f"warpaint: error: {outcome.error}", file=sys.stderr)
+                continue
+            outcome.summary["styles"] = list(style_srcs)
+            _extra_outputs(args, outcome, method, len(jobs) > 1)
+            s = outcome.summary
+            if not args.quiet and outcome.job.output != "-":
+                print(f"wrote {outcome.job.output} ({s['output_size'][0]}x{s['output_size'][1]} px, "
+                      f"{s['steps']} steps, {method.device.type}, {method.dtype}, {s['seconds']:.2f} s)",
+                      file=sys.stderr)
+    except Interrupted as e:
+        progress.close()
+        o = e.outcome  # type: ignore[attr-defined]
+        outcomes.append(o)
+        where = f"wrote the current image (step {len(o.history)}) to {o.partial}" if o.partial else \
+            "nothing written"
+        print(f"warpaint: interrupted; {where}", file=sys.stderr)
+        _write_json(args.json, [summary_of(x) for x in outcomes])
+        return e.exit_code
+    if len(jobs) > 1 or outcomes[0].status == "ok":
+        _write_json(args.json, [summary_of(x) for x in outcomes])
+    failed = sum(o.status == "error" for o in outcomes)
+    if failed and len(jobs) > 1:
+        print(f"warpaint: error: {failed} of {len(jobs)} images failed (see above)", file=sys.stderr)
+    return 2 if failed else 0
+
+
+# -- commands -------------------------------------------------------------------------------
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from .jobs import guard_jobs, plan
+
+    fast = args.fast or args.model is not None
+    if not fast and not args.styles:
+        raise InputError("give at least one style image (or --fast / --model for a trained model)")
+    cfg = _config(args)   # validate options before any work
+    inputs = [args.content, *args.styles]
+    jobs = plan(args.content, args.output)
+    guard_jobs(jobs, inputs)
+    _guard_side_outputs(args, [*inputs, *(j.content for j in jobs)])
+    method = _fast_method(args, cfg) if fast else _engine_method(args, cfg, args.styles, {})
+    return _run(args, jobs, method, args.styles)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``warpaint train``: a feed-forward model from folders of images."""
     from .device import pick_device
-    from .feedforward.train import TrainConfig, list_images, load_pool, train
+    from .errors import Interrupted
+    from .feedforward.train import TrainConfig, from_checkpoint, list_images, load_pool, train
+    from .jobs import guard_output, partial_path
     from .plots import save_loss_curve
 
-    if args.output.suffix != ".pt":
-        raise InputError(f"{args.output}: the model file must end in .pt")
-    if args.output.parent and not args.output.parent.is_dir():
-        raise OutputError(f"{args.output.parent}: folder not found")
     kind = "single" if args.style is not None else "arbitrary"
     cfg = TrainConfig(kind=kind, steps=args.steps, batch_size=args.batch_size, size=args.size,
                       style_size=args.style_size, lr=args.lr, style_weight=args.style_weight,
                       content_weight=args.content_weight, tv_weight=args.tv_weight, seed=args.seed,
                       content_scale=args.content_scale, style_scale=args.style_scale,
                       code_size=args.code_size, init=str(args.init or ""), color_transfer=args.color_transfer)
-    if min(cfg.steps, cfg.batch_size) < 1 or min(cfg.size, cfg.style_size, cfg.code_size) < 32:
-        raise InputError("--steps and --batch-size must be >= 1, --size, --style-size and --code-size >= 32")
-    content_short, style_short = cfg.scales()
-    if content_short < cfg.size or style_short < cfg.style_size:
-        raise InputError("--content-scale and --style-scale must be at least --size and --style-size (or 0)")
+    if args.output.suffix != ".pt":
+        raise InputError(f"{args.output}: the model file must end in .pt")
     if args.style is not None and not args.style.is_file():
         raise InputError(f"{args.style}: style image not found")
     if args.style is not None and args.color_transfer:
         raise InputError("--color-transfer is for arbitrary-style models (--style-dir)")
-    if args.work_size is not None and args.work_size < 32:
-        raise InputError(f"--work-size must be >= 32, got {args.work_size}")
+    if args.work_size is not None:
+        from .errors import check_number
+
+        check_number("--work-size", args.work_size, lo=32, hi=16384, integer=True)
+    if args.sample_every < 0:
+        raise InputError(f"--sample-every must be >= 0, got {args.sample_every}")
     if args.init is not None and not args.init.is_file():
         raise InputError(f"{args.init}: model file not found")
     style_paths = [args.style] if args.style is not None else list_images(args.style_dir)
-    contents = load_pool(list_images(args.content_dir), content_short)
+    content_paths = list_images(args.content_dir)
+    guard_output(args.output, [str(p) for p in (*style_paths, *content_paths, args.init) if p],
+                 what="model file", formats=(".pt",))
+    device = pick_device(args.device)
+    content_short, style_short = cfg.scales()
+    contents = load_pool(content_paths, content_short)
     # single style: the whole painting, short side at --style-size; arbitrary: crops of each
     styles = load_pool(style_paths, style_short)
     samples = args.output.with_name(args.output.stem + "_samples") if args.sample_every > 0 else None
     ckpt = args.output.with_name(args.output.name + ".ckpt")
-    device = pick_device(args.device)
     try:
         model, summary = train(cfg, contents, styles, checkpoint=ckpt, samples=samples,
                                sample_every=max(args.sample_every, 1), device=device, progress=not args.quiet)
-    except KeyboardInterrupt:
-        from .feedforward.train import from_checkpoint
-
+    except Interrupted as e:
         if ckpt.exists():
             partial = from_checkpoint(ckpt)
             partial.work_size = args.work_size
-            partial.save(args.output)
-            print(f"warpaint: interrupted; wrote the model so far to {args.output} and the training "
-                  f"state to {ckpt} (run the same command to resume)", file=sys.stderr)
-        return 130
+            dest = Path(partial_path(str(args.output)))
+            partial.save(dest)
+            print(f"warpaint: interrupted; wrote the model so far to {dest} and the training state to "
+                  f"{ckpt} (run the same command to resume)", file=sys.stderr)
+        return e.exit_code
     model.training["content_images"] = len(contents)
     model.training["style_images"] = len(styles)
     model.work_size = args.work_size
@@ -571,29 +482,41 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo_content, demo_style
-    from .io import save_image
+    from .io import save_image, tensor_to_pil
+    from .jobs import Job, guard_jobs
 
-    pairs = _jobs("demo-content", args.output, [])
-    _config(args)
-    content, style = demo_content(), demo_style()
+    cfg = _config(args)
+    jobs = [Job("demo-content", args.output)]
+    guard_jobs(jobs, [])
+    _guard_side_outputs(args, [])
+    content, style = tensor_to_pil(demo_content()), tensor_to_pil(demo_style())
     if args.save_inputs is not None:
         args.save_inputs.mkdir(parents=True, exist_ok=True)
         save_image(content, args.save_inputs / "demo_content.png")
         save_image(style, args.save_inputs / "demo_style.png")
-    return _run_jobs(args, pairs, ["demo-style"],
-                     loaded={"demo-content": content, "demo-style": style})
+    loaded = {"demo-content": content, "demo-style": style}
+    return _run(args, jobs, _engine_method(args, cfg, ["demo-style"], loaded), ["demo-style"], loaded)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .device import pick_device
+    from .errors import check_number
+    from .jobs import read_pil
+    from .io import fit_long_side, pil_to_tensor
+    from .memory import check_budget, engine_peak_bytes
     from .score import score
+    from .stylize import StylizeConfig
     from .vgg import VGGFeatures
 
-    if args.size < 16:
-        raise InputError(f"--size must be at least 16, got {args.size}")
-    c, s, o = _read(args.content), _read(args.style), _read(args.output)
-    vgg = VGGFeatures().to(pick_device(args.device))
-    result = score(c, s, o, size=args.size, vgg=vgg)
+    check_number("--size", args.size, lo=16, hi=4096, integer=True)
+    device = pick_device(args.device)
+    c, s, o = (read_pil(p) for p in (args.content, args.style, args.output))
+    hw = fit_long_side((c.height, c.width), args.size)
+    # three forward passes without gradients: well under one engine step at the same size
+    check_budget(engine_peak_bytes(StylizeConfig(size=args.size), hw, hw, []) // 2, 0, device,
+                 f"scoring at {args.size} px")
+    vgg = VGGFeatures().to(device)
+    result = score(*(pil_to_tensor(im) for im in (c, s, o)), size=args.size, vgg=vgg)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
@@ -709,20 +632,38 @@ def cmd_stn(args: argparse.Namespace) -> int:
     return cmd_stn_digits(args) if args.stn_command == "digits" else cmd_stn_app(args)
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM outside a run's own handler: treated like Ctrl-C (temporary files removed)."""
+    from .errors import Interrupted
+
+    raise Interrupted(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
+    from .errors import Interrupted
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
     command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score, "train": cmd_train,
                "stn": cmd_stn}[args.command]
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return command(args)
     except WarpaintError as e:
         print(f"warpaint: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("warpaint: interrupted", file=sys.stderr)
-        return 130
+        return e.exit_code if isinstance(e, Interrupted) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def entry() -> None:

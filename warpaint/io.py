@@ -27,6 +27,9 @@ PathLike = str | os.PathLike[str]
 #: Default limit on decoded pixels (a guard against decompression bombs): 100 megapixels.
 MAX_PIXELS = 100_000_000
 
+#: Extensions of the image files a folder is searched for (content batches, training sets).
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
 #: Extensions we can write, mapped to Pillow format names.
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                  ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -211,7 +214,9 @@ def _umask() -> int:
 
 
 def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
-    """Write bytes to ``dest`` atomically: a temporary file beside it, then renamed over it.
+    """Write bytes to ``dest`` atomically: a uniquely named temporary file beside it,
+    flushed to disk, then renamed over it (removed if anything fails). Concurrent writers
+    never share a temporary file, and readers see the old file or the new one, never half.
 
     Raises:
         OutputError: missing or unwritable folder.
@@ -227,6 +232,8 @@ def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())   # the bytes are on disk before the name points at them
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException as e:

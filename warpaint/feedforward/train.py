@@ -22,16 +22,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import InputError
-from ..io import load_image, resize
+from ..errors import InputError, check_number
+from ..io import IMAGE_EXTS, load_image, resize
 from ..losses import content_loss, gram_matrix, style_loss, total_variation
 from ..stylize import CONTENT_LAYERS, STYLE_LAYERS
-from ..training import fit
+from ..training import check_finite_state, fit, load_checkpoint
 from ..vgg import VGGFeatures
-from .model import FastStylizer, Kind, build, style_inputs
+from .model import MAX_BLOCKS, MAX_CODE_DIM, MAX_WIDTH, FastStylizer, Kind, build, style_inputs
 from .nets import STAT_LAYERS, feature_statistics
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+CHECKPOINT_FORMAT = "warpaint.feedforward-train"
+#: Upper bounds of the training options.
+MAX_STEPS, MAX_BATCH, MAX_CROP, MAX_SCALE = 10_000_000, 256, 1024, 4096
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,33 @@ class TrainConfig:
     seed: int = 0
     init: str = ""                   # model file to start from ("" = random initialization)
 
+    def __post_init__(self) -> None:
+        check_train_config(self)
+
     def scales(self) -> tuple[int, int]:
         """Short sides (content, style) at which the images are loaded."""
         whole = self.kind == "single"      # one style: the whole painting, not crops of it
         style = self.style_scale or (self.style_size if whole else round(self.style_size * 1.5))
         return self.content_scale or round(self.size * 1.25), style
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Every field finite and in range, or an InputError naming it."""
+    if cfg.kind not in ("arbitrary", "single"):
+        raise InputError(f"kind must be arbitrary or single, got {cfg.kind!r}")
+    for name, lo, hi in (("steps", 1, MAX_STEPS), ("batch_size", 1, MAX_BATCH), ("size", 32, MAX_CROP),
+                         ("style_size", 32, MAX_CROP), ("code_size", 32, MAX_CROP),
+                         ("content_scale", 0, MAX_SCALE), ("style_scale", 0, MAX_SCALE),
+                         ("code_dim", 1, MAX_CODE_DIM), ("width", 4, MAX_WIDTH), ("blocks", 1, MAX_BLOCKS),
+                         ("seed", 0, 2**63 - 1)):
+        check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
+    check_number("lr", cfg.lr, lo=0, lo_open=True, hi=1)
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        check_number(name, getattr(cfg, name), lo=0, hi=1e6)
+    check_number("identity_prob", cfg.identity_prob, lo=0, hi=1)
+    content_short, style_short = cfg.scales()
+    if content_short < cfg.size or style_short < cfg.style_size:
+        raise InputError("content_scale and style_scale must be at least size and style_size (or 0)")
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -156,8 +180,6 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
     ``checkpoint`` holds the full training state (resumed from when its configuration
     matches); ``samples`` is a folder for sample grids every ``sample_every`` steps.
     """
-    if cfg.kind not in ("arbitrary", "single"):
-        raise InputError(f"kind must be arbitrary or single, got {cfg.kind!r}")
     for name, pool, side in (("content", content_pool, cfg.size), ("style", style_pool, cfg.style_size)):
         if not pool:
             raise InputError(f"no {name} images")
@@ -214,7 +236,7 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
 
     history, seconds = fit(both, step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, config=asdict(cfg),
                            checkpoint=checkpoint, progress=progress, desc=f"train {kind}",
-                           fmt="warpaint.feedforward-train", on_step=on_step)
+                           fmt=CHECKPOINT_FORMAT, on_step=on_step)
     model.net.eval()
     model.training = {"config": asdict(cfg), "seconds": round(seconds, 1), "steps": cfg.steps,
                       "device": str(torch.device(device)), "threads": torch.get_num_threads(),
@@ -267,11 +289,19 @@ def _start_from(model: FastStylizer, path: Path) -> None:
 
 
 def from_checkpoint(path: Path) -> FastStylizer:
-    """The model in a training checkpoint (e.g. after an interrupted run)."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = TrainConfig(**ck["config"])
-    model = _build(cfg)
-    _Both(model).load_state_dict(ck["model"])
+    """The model in a training checkpoint (e.g. after an interrupted run); loaded with
+    ``weights_only=True`` (:func:`~warpaint.training.load_checkpoint`)."""
+    ck = load_checkpoint(path)
+    if ck.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a warpaint training checkpoint")
+    try:
+        cfg = TrainConfig(**ck["config"])
+        model = _build(cfg)
+        check_finite_state(ck["model"], path)
+        _Both(model).load_state_dict(ck["model"])
+    except (TypeError, KeyError, RuntimeError, AttributeError) as e:
+        raise InputError(f"{path}: checkpoint does not fit this version of warpaint "
+                         f"({type(e).__name__})") from None
     model.training = {"config": ck["config"], "steps": ck["step"], "seconds": round(ck["seconds"], 1),
                       "interrupted": True}
     return model

@@ -1,0 +1,357 @@
+"""The job layer: what every front end runs to stylize files.
+
+A :class:`Job` is one content file (or stdin) and one output file (or stdout). :func:`run_jobs`
+reads the inputs, runs a method (the optimization engine, :class:`EngineMethod`, or a
+feed-forward model, :class:`FastMethod`), checks the result (finite, not flat), resizes it,
+writes it atomically and yields one :class:`Outcome` per job. A job that fails on bad input is
+reported and the next one runs; Ctrl-C or SIGTERM writes the current result under a
+``.partial`` name and stops. The CLI only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .errors import InputError, Interrupted, NumericalError, OutputError, WarpaintError
+from .io import (
+    IMAGE_EXTS,
+    WRITE_FORMATS,
+    fit_long_side,
+    load_pil,
+    pil_to_tensor,
+    resize,
+    resize_pil,
+    save_image,
+)
+from .memory import check_budget, engine_peak_bytes, fast_peak_bytes
+from .stylize import Iterate, StylizeConfig, Stylizer
+from .training import StopRequest
+
+STDIO = "-"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stylization: a content file (``-``: stdin) to an output file (``-``: stdout)."""
+
+    content: str
+    output: str
+
+
+@dataclass
+class Outcome:
+    """How a job ended: ``status`` is ``ok``, ``error`` or ``interrupted``."""
+
+    job: Job
+    status: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    partial: str | None = None          # where the partial result went (interrupted jobs)
+    history: list[dict[str, float]] = field(default_factory=list)
+    scale_starts: list[int] = field(default_factory=list)
+
+
+# -- planning -------------------------------------------------------------------------------
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted; an InputError when there are none."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in folder")
+    return files
+
+
+def batch_names(files: Sequence[Path]) -> list[str]:
+    """Output names (PNG) for a folder batch: ``stem.png``, or ``name.ext.png`` for every file
+    whose stem another file shares, so no two outputs collide.
+
+    Example:
+        >>> batch_names([Path("a.jpg"), Path("a.png"), Path("b.jpg")])
+        ['a.jpg.png', 'a.png.png', 'b.png']
+    """
+    stems = [f.stem.lower() for f in files]
+    return [f"{f.name}.png" if stems.count(f.stem.lower()) > 1 else f"{f.stem}.png" for f in files]
+
+
+def plan(content: str, output: str) -> list[Job]:
+    """The jobs for a content file or folder (then ``output`` is a folder, created if needed)."""
+    if content != STDIO and Path(content).is_dir():
+        out_dir = Path(output)
+        if output == STDIO or (out_dir.exists() and not out_dir.is_dir()):
+            raise OutputError(f"{output}: for a folder of content images, -o must be a folder")
+        files = list_images(Path(content))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return [Job(str(c), str(out_dir / name)) for c, name in zip(files, batch_names(files))]
+    return [Job(content, output)]
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _probe_writable(out: Path) -> None:
+    """Fail before any work if ``out``'s folder cannot take a new file (root ignores modes)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write to {out.parent} ({e.strerror or e})") from None
+
+
+def guard_output(out: str | Path, inputs: Sequence[str], *, what: str = "output",
+                 formats: Sequence[str] | None = tuple(WRITE_FORMATS)) -> None:
+    """Refuse an output path that is an input file, has an unknown extension (``formats``;
+    ``None``: any) or lies in a missing or unwritable folder."""
+    path = Path(out)
+    for src in inputs:
+        if src != STDIO and path.exists() and same_file(src, path):
+            raise OutputError(f"{out}: {what} is the same file as input {src}; refusing to overwrite "
+                              "an input")
+    if path.is_dir():
+        raise OutputError(f"{out}: {what} is a directory, expected a file name")
+    if formats is not None and path.suffix.lower() not in formats:
+        raise OutputError(f"{out}: unknown {what} extension; use one of {', '.join(sorted(formats))}")
+    if not path.parent.is_dir():
+        raise OutputError(f"{out}: {what} folder {path.parent} does not exist")
+    _probe_writable(path)
+
+
+def guard_jobs(jobs: Sequence[Job], inputs: Sequence[str]) -> None:
+    """Check every job's output against every input (each content file of a batch too)."""
+    everything = [*inputs, *(j.content for j in jobs if j.content not in inputs)]
+    if everything.count(STDIO) > 1:
+        raise InputError("only one input can be read from stdin (-)")
+    for job in jobs:
+        if job.output != STDIO:
+            guard_output(job.output, everything)
+
+
+def partial_path(out: str) -> str:
+    """Where an interrupted job's result goes: ``out.partial.png`` beside ``out.png``.
+
+    Example:
+        >>> partial_path("results/out.png")
+        'results/out.partial.png'
+    """
+    p = Path(out)
+    return str(p.with_name(f"{p.stem}.partial{p.suffix}"))
+
+
+# -- reading and checking -----------------------------------------------------------------------
+def read_pil(src: str, *, long_side: int | None = None) -> Image.Image:
+    """An input as 8-bit RGB (``-``: stdin), shrunk (never enlarged) to ``long_side``."""
+    im = load_pil(sys.stdin.buffer if src == STDIO else src)
+    if long_side is not None and max(im.size) > long_side:
+        im = resize_pil(im, fit_long_side((im.height, im.width), long_side))
+    return im
+
+
+def check_result(image: Tensor | Image.Image, content_hw: tuple[int, int] | None = None) -> None:
+    """A NumericalError for a result no one should receive: non-finite values, or a flat
+    (e.g. all-black) image."""
+    a = np.asarray(image) if isinstance(image, Image.Image) else image.detach().float().cpu().numpy()
+    if not np.isfinite(a).all():
+        raise NumericalError("the result holds NaN or infinite values; nothing was written")
+    span = float(a.max()) - float(a.min())
+    if span <= (0.5 if isinstance(image, Image.Image) else 0.5 / 255):
+        raise NumericalError("the result is a flat image of one colour (the optimization diverged); "
+                             "nothing was written")
+
+
+# -- methods ----------------------------------------------------------------------------------
+class Method(Protocol):
+    """A way to stylize: the engine or a feed-forward model."""
+
+    name: str
+    device: torch.device
+    dtype: str
+
+    def check(self, content: Image.Image) -> None: ...
+    def run(self, content: Image.Image, on_step: Callable[[Iterate], None]) -> tuple[Any, dict]: ...
+    def current(self) -> Tensor | None: ...
+
+
+class EngineMethod:
+    """The optimization engine (:class:`~warpaint.stylize.Stylizer`) with fixed styles."""
+
+    name = "optimize"
+
+    def __init__(self, cfg: StylizeConfig, styles: Sequence[Image.Image]) -> None:
+        self.cfg = cfg
+        self.stylizer = Stylizer(cfg)
+        self.device = self.stylizer.device
+        self.dtype = str(self.stylizer.dtype).removeprefix("torch.")
+        self.styles = [pil_to_tensor(s) for s in styles]
+
+    def check(self, content: Image.Image) -> None:
+        hw = self.cfg.scales((content.height, content.width))[-1]
+        need = engine_peak_bytes(self.cfg, hw, (content.height, content.width),
+                                 [tuple(s.shape[-2:]) for s in self.styles])
+        check_budget(need, self.cfg.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
+
+    def run(self, content: Image.Image, on_step: Callable[[Iterate], None]) -> tuple[Tensor, dict]:
+        tensor = pil_to_tensor(content)
+        detail = self.stylizer.run_detailed(tensor, self.styles, callback=on_step)
+        scales = self.cfg.scales((content.height, content.width))
+        # keys with "_" are for the caller (pictures of the warp), not for the JSON summary
+        extra: dict[str, Any] = {"scales": [[w, h] for h, w in scales], "config": asdict(self.cfg),
+                                 "_detail": detail, "_content": tensor}
+        return detail.image, extra
+
+    def current(self) -> Tensor | None:
+        return self.stylizer.current_result()
+
+
+class FastMethod:
+    """A feed-forward model (:mod:`warpaint.feedforward`): one forward pass."""
+
+    name = "fast"
+    dtype = "float32"
+
+    def __init__(self, model, styles: Sequence[Image.Image], *, size: int, weights: list[float] | None,
+                 strength: float, preserve_color: str, work_size: int | None, max_memory: float,
+                 label: str) -> None:
+        self.model, self.styles, self.size, self.weights = model, list(styles), size, weights
+        self.strength, self.preserve_color, self.work_size = strength, preserve_color, work_size
+        self.max_memory, self.label = max_memory, label
+        self.device = model.device
+
+    def check(self, content: Image.Image) -> None:
+        hw = fit_long_side((content.height, content.width), self.size)
+        need = fast_peak_bytes(hw, self.work_size, blend_full=self.strength < 1 or self.preserve_color != "none")
+        check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
+
+    def run(self, content: Image.Image, on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
+        out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
+                                       strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
+                                       work_size=self.work_size)
+        return out, {"model": self.label, "kind": self.model.kind, "strength": self.strength,
+                     "work_size": self.work_size}
+
+    def current(self) -> Tensor | None:
+        return None
+
+
+# -- running ----------------------------------------------------------------------------------
+def _write(image: Tensor | Image.Image, dest: str) -> None:
+    save_image(image, sys.stdout.buffer if dest == STDIO else dest)
+
+
+def _resize_to(image: Tensor | Image.Image, hw: tuple[int, int]) -> Tensor | Image.Image:
+    if isinstance(image, Image.Image):
+        return resize_pil(image, hw)
+    return resize(image, hw)
+
+
+def _size_of(image: Tensor | Image.Image) -> tuple[int, int]:
+    """(W, H) of a tensor or a Pillow image."""
+    return image.size if isinstance(image, Image.Image) else (int(image.shape[-1]), int(image.shape[-2]))
+
+
+def _save_partial(method: Method, job: Job, content_hw: tuple[int, int], original_size: bool) -> str | None:
+    """Write the current result of an interrupted job under its ``.partial`` name."""
+    current = method.current()
+    if current is None or job.output == STDIO:
+        return None
+    if original_size:
+        current = resize(current, content_hw)
+    check_result(current)
+    dest = partial_path(job.output)
+    _write(current, dest)
+    return dest
+
+
+def run_job(job: Job, method: Method, *, original_size: bool = False,
+            on_step: Callable[[Iterate], None] | None = None, loaded: dict[str, Image.Image] | None = None) -> Outcome:
+    """Run one job: read, check the memory budget, stylize, check, resize, write atomically.
+
+    ``loaded`` maps content names to images already in memory (the demo's). Bad input (a
+    WarpaintError) gives an ``error`` outcome; Ctrl-C or SIGTERM writes the
+    current result to :func:`partial_path` and raises :class:`~warpaint.errors.Interrupted`
+    with the outcome attached as ``.outcome``.
+    """
+    history: list[dict[str, float]] = []
+    scale_starts: list[int] = []
+    try:
+        content = (loaded or {}).get(job.content) or read_pil(job.content)
+        method.check(content)
+    except WarpaintError as e:
+        return Outcome(job, "error", error=str(e))
+    content_hw = (content.height, content.width)
+
+    def step(it: Iterate) -> None:
+        if it.step == 1:
+            scale_starts.append(it.done - 1)
+        history.append(it.losses)
+        if on_step is not None:
+            on_step(it)
+        stop.raise_if_requested()
+
+    t0 = time.perf_counter()
+    try:
+        with StopRequest(second_press_raises=True) as stop:
+            result, extra = method.run(content, step)
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else 2
+        outcome = Outcome(job, "interrupted", history=history, scale_starts=scale_starts,
+                          partial=_save_partial(method, job, content_hw, original_size))
+        raise _with_outcome(Interrupted(signum), outcome) from None
+    except WarpaintError as e:
+        return Outcome(job, "error", error=str(e), history=history)
+    seconds = time.perf_counter() - t0
+    try:
+        check_result(result)
+        if original_size:
+            result = _resize_to(result, content_hw)
+        _write(result, job.output)
+    except WarpaintError as e:
+        return Outcome(job, "error", error=str(e), history=history)
+    w, h = _size_of(result)
+    summary = {"content": job.content, "output": job.output, "status": "ok", "method": method.name,
+               "content_size": [content.width, content.height], "output_size": [w, h],
+               "steps": len(history), "seconds": round(seconds, 4), "device": str(method.device),
+               "dtype": method.dtype, "torch_threads": torch.get_num_threads(),
+               "final_losses": history[-1] if history else {}, **extra}
+    return Outcome(job, "ok", summary, history=history, scale_starts=scale_starts)
+
+
+def _with_outcome(e: Interrupted, outcome: Outcome) -> Interrupted:
+    e.outcome = outcome  # type: ignore[attr-defined]
+    return e
+
+
+def run_jobs(jobs: Sequence[Job], method: Method, *, original_size: bool = False,
+             on_step: Callable[[Job, Iterate], None] | None = None,
+             loaded: dict[str, Image.Image] | None = None) -> Iterator[Outcome]:
+    """:func:`run_job` for each job in turn, yielding each outcome; a job that fails on bad
+    input does not stop the others."""
+    for job in jobs:
+        hook = None if on_step is None else (lambda it, job=job: on_step(job, it))
+        yield run_job(job, method, original_size=original_size, on_step=hook, loaded=loaded)
+
+
+def summary_of(outcome: Outcome) -> dict[str, Any]:
+    """The JSON-ready summary of an outcome (per-item status, error or partial output)."""
+    base = {"content": outcome.job.content, "output": outcome.job.output, "status": outcome.status}
+    if outcome.status == "ok":
+        return {k: v for k, v in outcome.summary.items() if not k.startswith("_")}
+    if outcome.error is not None:
+        base["error"] = outcome.error
+    if outcome.partial is not None:
+        base["partial_output"] = outcome.partial
+    base["steps"] = len(outcome.history)
+    return base
