@@ -10,13 +10,13 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import InputError, OutputError, WarpaintError
-
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -501,8 +501,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from .device import pick_device
     from .errors import check_number
-    from .jobs import read_pil
     from .io import fit_long_side, pil_to_tensor
+    from .jobs import read_pil
     from .memory import check_budget, engine_peak_bytes
     from .score import score
     from .stylize import StylizeConfig
@@ -527,38 +527,52 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_stn_digits(args: argparse.Namespace) -> int:
     from .apps import digits
+    from .apps.results import read_results, write_results
 
     names = digits.DISTORTIONS if args.distortion == "all" else (args.distortion,)
     if any(n not in digits.DISTORTIONS for n in names):
         raise InputError(f"--distortion must be one of {', '.join(digits.DISTORTIONS)} or all")
-    if (args.epochs is not None and args.epochs < 1) or args.batch_size < 1:
-        raise InputError("--epochs and --batch-size must be >= 1")
+    models = ("cnn", "stcnn") if args.model == "both" else (args.model,)
+    keys = ("epochs", "batch_size", "seed", "stn_kind", "stn_output", "equivariance", "rotation_prior",
+            "turned_view", "turn_degrees", "stn_iterations", "stn_localization", "stn_lr_scale")
+    configs = [_flag_errors(digits.config_for, name, kind, **{k: getattr(args, k) for k in keys})
+               for name in names for kind in models]      # every option checked before any work
+    if args.out.exists() and not args.out.is_dir():
+        raise OutputError(f"{args.out}: exists and is not a folder")
+    results_path = args.out / "results.json"
+    results = read_results(results_path)
     data = digits.load_mnist(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    results_path = args.out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    models = ("cnn", "stcnn") if args.model == "both" else (args.model,)
-    for name in names:
-        for kind in models:
-            cfg = digits.config_for(name, kind, epochs=args.epochs, batch_size=args.batch_size,
-                                    seed=args.seed, stn_kind=args.stn_kind,
-                                    stn_output=args.stn_output, equivariance=args.equivariance,
-                                    rotation_prior=args.rotation_prior, turned_view=args.turned_view,
-                                    turn_degrees=args.turn_degrees,
-                                    stn_iterations=args.stn_iterations,
-                                    stn_localization=args.stn_localization, stn_lr_scale=args.stn_lr_scale)
-            model, res, test = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",
-                                            progress=not args.quiet)
-            if kind == "stcnn":
-                digits.save_alignment_grid(model, test.images, args.out / f"{name}_stn_grid.png")
-                if name in ("R", "RTS"):
-                    res.update(digits.rotation_check(model, test, plot=args.out / f"{name}_rotation.png"))
-            results[f"{name}/{kind}"] = res
-            print(json.dumps(res), file=sys.stderr)
-            from .io import write_bytes_atomic
-
-            write_bytes_atomic((json.dumps(results, indent=2) + "\n").encode(), results_path)
+    for cfg in configs:
+        name, kind = cfg.distortion, cfg.model
+        model, res, test = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",
+                                        progress=not args.quiet)
+        if kind == "stcnn":
+            digits.save_alignment_grid(model, test.images, args.out / f"{name}_stn_grid.png")
+            if name in ("R", "RTS"):
+                res.update(digits.rotation_check(model, test, plot=args.out / f"{name}_rotation.png"))
+        results[f"{name}/{kind}"] = res
+        print(json.dumps(res), file=sys.stderr)
+        write_results(results, results_path)
     return 0
+
+
+def _flag_errors(make, *a, **kw):
+    """``make(*a, **kw)``, with an error's leading field name, when it is one of ``kw``, given
+    as its flag (``--turn-degrees``)."""
+    try:
+        return make(*a, **kw)
+    except InputError as e:
+        field, _, rest = str(e).partition(" ")
+        if field in kw:
+            raise InputError(f"--{field.replace('_', '-')} {rest}") from None
+        raise
+
+
+def _checked_app_config(app, **kw):
+    cfg = app.Config(**kw)
+    app.check_config(cfg)
+    return cfg
 
 
 def _canvas_app(name: str):
@@ -572,7 +586,7 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
     """``stn detect-train | detect-eval | seg-train | seg-eval``."""
     from .apps import canvas
     from .apps.digits import load_mnist
-    from .io import write_bytes_atomic
+    from .apps.results import read_results, write_results
     from .plots import save_loss_curve
     from .training import count_parameters
 
@@ -584,16 +598,11 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
         keys = ("steps", "batch_size", "stn_kind", "equivariance", "stn_encoder", "test_canvases", "seed")
         given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
         for variant in variants:
-            configs[variant] = app.Config(stn=variant == "stn", **given)
-            app.check_config(configs[variant])
+            configs[variant] = _flag_errors(_checked_app_config, app, stn=variant == "stn", **given)
     if args.out.exists() and not args.out.is_dir():
         raise OutputError(f"{args.out}: exists and is not a folder")
     results_path = args.out / f"{name}_results.json"
-    try:
-        results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    except (OSError, ValueError) as e:
-        raise InputError(f"{results_path}: cannot read ({type(e).__name__}); "
-                         "move it away to start a new one") from None
+    results = read_results(results_path)
     data = load_mnist(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     for variant in variants:
@@ -624,7 +633,7 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
             app.save_predictions(model, sets["distorted"], args.out / f"{name}_{variant}_predictions.png")
         results.setdefault(variant, {}).update({verb: summary})
         print(json.dumps({"app": name, "variant": variant, verb: summary}), file=sys.stderr)
-        write_bytes_atomic((json.dumps(results, indent=2) + "\n").encode(), results_path)
+        write_results(results, results_path)
     return 0
 
 

@@ -23,7 +23,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.rpn import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
-from ..errors import InputError
+from ..errors import InputError, check_number
 from ..stn.geometry import sample, to_pixel_transform, transform_boxes
 from ..stn.transformer import KINDS, SpatialTransformer, localization_net, rotation_equivariance_loss
 from ..training import fit, restore, summary
@@ -186,13 +186,13 @@ def check_config(cfg) -> None:
     """One-line errors for impossible canvas-app configurations (detection and segmentation)."""
     if cfg.stn_kind not in KINDS or cfg.stn_kind == "tps":
         raise InputError(f"--stn-kind must be affine, similarity, rigid or projective, got {cfg.stn_kind!r}")
-    if not cfg.equivariance >= 0:
-        raise InputError(f"--equivariance must be >= 0, got {cfg.equivariance}")
+    check_number("equivariance", cfg.equivariance, lo=0, hi=1e4)
     if cfg.stn and cfg.stn_kind == "projective" and cfg.equivariance > 0:
         raise InputError("the equivariance term needs an affine-family transformer: use --equivariance 0 "
                          "with --stn-kind projective")
-    if min(cfg.steps, cfg.batch_size, cfg.test_canvases) < 1:
-        raise InputError("--steps, --batch-size and --test-canvases must be >= 1")
+    for name, hi in (("steps", 10_000_000), ("batch_size", 1024), ("test_canvases", 100_000)):
+        check_number(name, getattr(cfg, name), lo=1, hi=hi, integer=True)
+    check_number("seed", cfg.seed, lo=0, hi=2**63 - 1, integer=True)
 
 
 def resume_ignores(cfg) -> tuple[str, ...]:
