@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a feed-forward model with the engine's losses: an "
                                    "arbitrary-style model from a folder of paintings (--style-dir) "
                                    "or a single-style model from one painting (--style). Re-running "
-                                   "the same command resumes from OUTPUT.ckpt.")
+                                   "the same command resumes from OUTPUT.pt.ckpt (e.g. my.pt.ckpt).")
     p.add_argument("--content-dir", type=Path, required=True, help="folder of content photos")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--style-dir", type=Path, help="folder of style images (arbitrary-style model)")
@@ -460,7 +460,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         model, summary = train(cfg, contents, styles, checkpoint=ckpt, samples=samples,
                                sample_every=max(args.sample_every, 1), device=device, progress=not args.quiet)
-    except Interrupted as e:
+    except KeyboardInterrupt as e:
         if ckpt.exists():
             partial = from_checkpoint(ckpt)
             partial.work_size = args.work_size
@@ -468,7 +468,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             partial.save(dest)
             print(f"warpaint: interrupted; wrote the model so far to {dest} and the training state to "
                   f"{ckpt} (run the same command to resume)", file=sys.stderr)
-        return e.exit_code
+        return e.exit_code if isinstance(e, Interrupted) else 130
     model.training["content_images"] = len(contents)
     model.training["style_images"] = len(styles)
     model.work_size = args.work_size

@@ -373,8 +373,8 @@ def _digits_loss(model: nn.Module, cfg: DigitsConfig, x: Tensor, y: Tensor, gen:
 
 def _resume(checkpoint: Path | None, cfg: DigitsConfig, model: nn.Module, opt, sched) -> dict:
     """Load a checkpoint of this configuration into the model, optimizer and schedule; return
-    where to start (``epoch``, and ``batch``, ``perm``, ``gen`` when it was stopped inside an
-    epoch). A checkpoint of another configuration is moved aside, never destroyed."""
+    where to start (``epoch``, and ``batch``, ``perm``, ``gen``, ``rng`` when it was stopped
+    inside an epoch). A checkpoint of another configuration is moved aside, never destroyed."""
     if checkpoint is None or not checkpoint.exists():
         return {"epoch": 0}
     ck = load_checkpoint(checkpoint)
@@ -392,7 +392,7 @@ def _resume(checkpoint: Path | None, cfg: DigitsConfig, model: nn.Module, opt, s
             raise
         raise InputError(f"{checkpoint}: damaged checkpoint ({type(e).__name__}); move it away to start "
                          "over") from None
-    return {k: ck[k] for k in ("epoch", "batch", "perm", "gen") if k in ck}
+    return {k: ck[k] for k in ("epoch", "batch", "perm", "gen", "rng") if k in ck}
 
 
 def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | None = None,
@@ -434,6 +434,7 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     gen = torch.Generator().manual_seed(cfg.seed + state["epoch"])
     if "gen" in state:                       # stopped inside an epoch: continue exactly there
         gen.set_state(state["gen"])
+        torch.set_rng_state(state["rng"])    # dropout draws from the global generator
     bar = None
     if progress:
         from tqdm import tqdm
@@ -468,7 +469,7 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
                         bar.set_postfix_str(f"loss={loss.item():.3f}", refresh=False)
                         bar.update(1)
                     if stop.requested:       # Ctrl-C / SIGTERM: keep the state, resume exactly here
-                        save(epoch, batch=b + 1, perm=perm, gen=gen.get_state())
+                        save(epoch, batch=b + 1, perm=perm, gen=gen.get_state(), rng=torch.get_rng_state())
                         stop.raise_if_requested()
                 save(epoch + 1)
                 if on_epoch is not None:
