@@ -46,17 +46,24 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
                    help="write the result at the content image's own resolution (upsampled)")
     g.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                    help="save the current image every N steps (default: 0 = never)")
-    g.add_argument("--snapshot-dir", type=Path, default=None, metavar="DIR",
+    g.add_argument("--snapshot-dir", type=_path, default=None, metavar="DIR",
                    help="folder for snapshots (default: OUTPUT_STEM_snapshots beside the output)")
-    g.add_argument("--loss-curve", type=Path, default=None, metavar="PNG",
+    g.add_argument("--loss-curve", type=_path, default=None, metavar="PNG",
                    help="save a plot of the losses per step to this PNG")
     g.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="write a JSON summary (sizes, steps, seconds, device, dtype, losses) "
                         "to FILE, or to stdout without FILE")
-    g.add_argument("--save-warp", type=Path, default=None, metavar="DIR",
+    g.add_argument("--save-warp", type=_path, default=None, metavar="DIR",
                    help="with --warp: write pictures of the warp (matches, grid, displacement, "
                         "without/with) to DIR")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _path(text: str) -> Path:
+    """A path option's value; an empty one is refused (it would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("feed-forward options (one forward pass instead of optimization)")
     g.add_argument("--fast", action="store_true",
                    help="use the arbitrary-style model that ships with warpaint")
-    g.add_argument("--model", type=Path, default=None, metavar="PT",
+    g.add_argument("--model", type=_path, default=None, metavar="PT",
                    help="use a model trained with `warpaint train` (implies --fast)")
     g.add_argument("--strength", type=float, default=1.0,
                    help="0 = the content, 1 = full style (default: 1)")
@@ -99,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Stylize matplotlib's sample photo with warpaint's own "
                                    "generated swirling-night painting.")
     p.add_argument("-o", "--output", default="warpaint_demo.png", help="output file")
-    p.add_argument("--save-inputs", type=Path, default=None, metavar="DIR",
+    p.add_argument("--save-inputs", type=_path, default=None, metavar="DIR",
                    help="also write the two built-in input images to DIR")
     _add_config_flags(p)
     _add_output_flags(p)
@@ -119,11 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "arbitrary-style model from a folder of paintings (--style-dir) "
                                    "or a single-style model from one painting (--style). Re-running "
                                    "the same command resumes from OUTPUT.pt.ckpt (e.g. my.pt.ckpt).")
-    p.add_argument("--content-dir", type=Path, required=True, help="folder of content photos")
+    p.add_argument("--content-dir", type=_path, required=True, help="folder of content photos")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--style-dir", type=Path, help="folder of style images (arbitrary-style model)")
-    src.add_argument("--style", type=Path, help="one style image (single-style model)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.pt)")
+    src.add_argument("--style-dir", type=_path, help="folder of style images (arbitrary-style model)")
+    src.add_argument("--style", type=_path, help="one style image (single-style model)")
+    p.add_argument("-o", "--output", type=_path, required=True, help="model file to write (.pt)")
     from .feedforward.train import TrainConfig
 
     defaults = TrainConfig()
@@ -144,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-size", type=int, default=None, metavar="PX",
                    help="default long side the model runs at when stylizing, stored in the model file "
                         "(default: full size)")
-    p.add_argument("--init", type=Path, default=None, metavar="MODEL.pt",
+    p.add_argument("--init", type=_path, default=None, metavar="MODEL.pt",
                    help="start from this model's weights (fine-tuning; same kind and shape)")
     p.add_argument("--sample-every", type=int, default=200, metavar="N",
                    help="save a sample grid every N steps to OUTPUT_samples/ (default: 200; 0 = never)")
@@ -156,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = stn_sub.add_parser("digits", help="distorted MNIST: plain CNN vs ST-CNN",
                            description="Train and evaluate a CNN and an ST-CNN on distorted MNIST "
                                        "digits (R, RTS, P, E as in Jaderberg et al. 2015).")
-    p.add_argument("--data", type=Path, default=Path("../shared/datasets/mnist"),
+    p.add_argument("--data", type=_path, default=Path("../shared/datasets/mnist"),
                    help="folder with the MNIST IDX files (default: ../shared/datasets/mnist)")
     p.add_argument("--distortion", default="RTS", help="R, RTS, P, E or all (default: RTS)")
     p.add_argument("--model", default="both", choices=("cnn", "stcnn", "both"),
@@ -184,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate factor of the localization net (default: per distortion)")
     p.add_argument("--stn-localization", default=None, choices=("deep", "small"),
                    help="the ST-CNN's localization network (default: per distortion, see docs/stn.md)")
-    p.add_argument("--out", type=Path, default=Path("stn_digits"),
+    p.add_argument("--out", type=_path, default=Path("stn_digits"),
                    help="folder for checkpoints, results.json and pictures (default: stn_digits)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     for app, what in (("detect", "Faster R-CNN detector"), ("seg", "U-Net segmenter")):
@@ -200,11 +207,11 @@ def _add_canvas_app(sub, app: str, what: str) -> None:
                                        "synthetic 128 px canvases of cluttered MNIST digits under a "
                                        "random affine distortion, with and without a spatial "
                                        "transformer in front (see docs/stn.md).")
-        p.add_argument("--data", type=Path, default=Path("../shared/datasets/mnist"),
+        p.add_argument("--data", type=_path, default=Path("../shared/datasets/mnist"),
                        help="folder with the MNIST IDX files (default: ../shared/datasets/mnist)")
         p.add_argument("--model", default="both", choices=("plain", "stn", "both"),
                        help="without STN, with STN, or both (default: both)")
-        p.add_argument("--out", type=Path, default=Path(f"stn_{app}"),
+        p.add_argument("--out", type=_path, default=Path(f"stn_{app}"),
                        help=f"folder of checkpoints, results and pictures (default: stn_{app})")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         if verb == "eval":
@@ -603,6 +610,10 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
         raise OutputError(f"{args.out}: exists and is not a folder")
     results_path = args.out / f"{name}_results.json"
     results = read_results(results_path)
+    for variant in variants if verb == "eval" else ():
+        if not (args.out / f"{name}_{variant}.pt").exists():
+            raise InputError(f"{args.out / f'{name}_{variant}.pt'}: no checkpoint (run `warpaint stn "
+                             f"{name}-train` first)")
     data = load_mnist(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     for variant in variants:
@@ -615,8 +626,6 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
                                   f"{cfg.size} px, CPU float32, {summary['threads']} threads",
                             xlabel="training step")
         else:
-            if not ckpt.exists():
-                raise InputError(f"{ckpt}: no checkpoint (run `warpaint stn {name}-train` first)")
             model, ck = app.load(ckpt)
             cfg = app.Config(**ck["config"])
             if ck["step"] < cfg.steps:
