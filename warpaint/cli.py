@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-every", type=int, default=200, metavar="N",
                    help="save a sample grid every N steps to OUTPUT_samples/ (default: 200; 0 = never)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda (default: auto)")
+    p.add_argument("--max-memory", type=float, default=0.0, metavar="GB",
+                   help="memory budget for a training step's estimated peak (default: 0 = what the "
+                        "device has free)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     stn = sub.add_parser("stn", help="spatial transformer network applications")
@@ -428,8 +431,9 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``warpaint train``: a feed-forward model from folders of images."""
     from .device import pick_device
-    from .errors import Interrupted
+    from .errors import Interrupted, check_number
     from .feedforward.train import TrainConfig, from_checkpoint, list_images, load_pool, train
+    from .memory import check_budget, training_peak_bytes
     from .jobs import guard_output, partial_path
     from .plots import save_loss_curve
 
@@ -446,8 +450,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.style is not None and args.color_transfer:
         raise InputError("--color-transfer is for arbitrary-style models (--style-dir)")
     if args.work_size is not None:
-        from .errors import check_number
-
         check_number("--work-size", args.work_size, lo=32, hi=16384, integer=True)
     if args.sample_every < 0:
         raise InputError(f"--sample-every must be >= 0, got {args.sample_every}")
@@ -458,6 +460,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     guard_output(args.output, [str(p) for p in (*style_paths, *content_paths, args.init) if p],
                  what="model file", formats=(".pt",))
     device = pick_device(args.device)
+    check_number("--max-memory", args.max_memory, lo=0)
+    check_budget(training_peak_bytes(cfg.batch_size, cfg.size, cfg.style_size), args.max_memory, device,
+                 f"training on {cfg.batch_size} crops of {cfg.size} px")
     content_short, style_short = cfg.scales()
     contents = load_pool(content_paths, content_short)
     # single style: the whole painting, short side at --style-size; arbitrary: crops of each

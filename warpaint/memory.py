@@ -20,10 +20,12 @@ GB = 1e9
 ENGINE_BASE = 1.0e9
 #: One optimizer step at one pixel of the current scale: VGG19 activations kept for the
 #: backward pass, their gradients, L-BFGS history (bytes per pixel, float32).
-ENGINE_PER_PIXEL = 3400
+ENGINE_PER_PIXEL = 2900
+#: A style image's forward pass through VGG19 without gradients, per pixel.
+STYLE_PER_PIXEL = 300
 #: A feed-forward model's forward pass, per pixel of the size it runs at (no gradients).
-FAST_BASE = 0.9e9
-FAST_PER_PIXEL = 700
+FAST_BASE = 0.85e9
+FAST_PER_PIXEL = 300
 #: Full-resolution images held beside the work (float32 RGB tensor plus 8-bit copies).
 IMAGE_PER_PIXEL = 24
 
@@ -57,7 +59,7 @@ def engine_peak_bytes(cfg, hw: tuple[int, int], content_hw: tuple[int, int],
     style_long = max(16, round(max(hw) * cfg.style_scale))
     style_px = sum(style_long * style_long * min(h, w) // max(h, w) for h, w in style_hws)
     images = IMAGE_PER_PIXEL * (content_hw[0] * content_hw[1] + sum(h * w for h, w in style_hws))
-    return int(ENGINE_BASE + passes * ENGINE_PER_PIXEL * hw[0] * hw[1] + 600 * style_px + images)
+    return int(ENGINE_BASE + passes * ENGINE_PER_PIXEL * hw[0] * hw[1] + STYLE_PER_PIXEL * style_px + images)
 
 
 def fast_peak_bytes(hw: tuple[int, int], work_size: int | None, *, blend_full: bool = False) -> int:
@@ -67,6 +69,12 @@ def fast_peak_bytes(hw: tuple[int, int], work_size: int | None, *, blend_full: b
     net_px = hw[0] * hw[1] * scale * scale
     full = IMAGE_PER_PIXEL * hw[0] * hw[1] * (3 if blend_full else 1)
     return int(FAST_BASE + FAST_PER_PIXEL * net_px + full)
+
+
+def training_peak_bytes(batch: int, size: int, style_size: int) -> int:
+    """Estimated peak of one feed-forward training step: a batch of ``size`` crops through the
+    network and VGG19 with gradients, and the style crops through VGG19."""
+    return int(ENGINE_BASE + batch * (ENGINE_PER_PIXEL * size * size + STYLE_PER_PIXEL * style_size * style_size))
 
 
 def check_budget(need: int, max_memory_gb: float, device: torch.device, what: str) -> None:
