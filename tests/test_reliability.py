@@ -218,7 +218,7 @@ class TestNonFinite:
     def test_flat_result_never_written(self, capsys, image_files, tmp_path, monkeypatch):
         from warpaint.stylize import Result
 
-        monkeypatch.setattr(Stylizer, "run_detailed", lambda self, c, s, callback=None: Result(
+        monkeypatch.setattr(Stylizer, "run_detailed", lambda self, c, s, callback=None, init=None: Result(
             torch.zeros(1, 3, 24, 32), torch.zeros(1, 3, 24, 32), None, [], 0))
         out = tmp_path / "o.png"
         rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)
@@ -362,7 +362,7 @@ class TestResourceBounds:
     def test_max_memory_budget(self, capsys, image_files, tmp_path):
         rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o",
                          tmp_path / "o.png", *TINY, "--max-memory", "0.5")
-        one_line_error(rc, err, "GB", "--max-memory")
+        one_line_error(rc, err, "GB", "max_memory")
 
     def test_score_size_bounded(self, capsys, image_files):
         rc, _, err = cli(capsys, "score", image_files["content"], image_files["style"], image_files["content"],

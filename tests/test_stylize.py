@@ -217,14 +217,30 @@ class TestInit:
         assert out.std() > 0.2  # uniform noise, not the content
 
     def test_file(self, tmp_path, content_image, style_image, images):
+        """The engine reads no file: the caller (the job layer) passes the start image."""
+        from warpaint.jobs import read_init
+
         start = images.checker(48, 64)
         save_image(start, tmp_path / "start.png")
-        out = run(content_image, [style_image], size=32, steps=0, init=str(tmp_path / "start.png"))
+        cfg = make_cfg(size=32, steps=0, init=str(tmp_path / "start.png"))
+        out = Stylizer(cfg).run(content_image, [style_image], init=read_init(cfg))
         torch.testing.assert_close(out, resize(start, (24, 32)), atol=1 / 255, rtol=0)
+        with pytest.raises(InputError, match="reads no files"):
+            Stylizer(cfg).run(content_image, [style_image])
+
+    def test_file_through_the_api(self, tmp_path, content_image, style_image, images):
+        import warpaint
+
+        save_image(images.checker(48, 64), tmp_path / "start.png")
+        out = warpaint.stylize(content_image, style_image, size=32, min_size=32, steps=0, device="cpu",
+                               init=str(tmp_path / "start.png"))
+        assert out.size == (32, 24)
 
     def test_missing_file(self, tmp_path, content_image, style_image):
+        from warpaint.jobs import read_init
+
         with pytest.raises(InputError, match="nope.png"):
-            run(content_image, [style_image], size=32, steps=1, init=str(tmp_path / "nope.png"))
+            read_init(make_cfg(size=32, steps=1, init=str(tmp_path / "nope.png")))
 
     @pytest.mark.parametrize("init", ["noise", "style"])
     def test_runs_from_other_inits(self, content_image, style_image, init):

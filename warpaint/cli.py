@@ -314,14 +314,14 @@ def _guard_side_outputs(args: argparse.Namespace, inputs: Sequence[str]) -> None
 
 
 def _engine_method(args: argparse.Namespace, cfg, style_srcs: Sequence[str], loaded: dict):
-    from .jobs import EngineMethod, read_pil
+    from .jobs import EngineMethod, read_init, read_pil
 
     if args.save_warp is not None and cfg.warp == "none":
         raise InputError("--save-warp needs --warp affine or --warp tps")
     # Styles are shrunk to what the result needs before they become tensors.
     need = max(16, round(cfg.size * cfg.style_scale))
     styles = [loaded[s] if s in loaded else read_pil(s, long_side=need) for s in style_srcs]
-    return EngineMethod(cfg, styles)
+    return EngineMethod(cfg, styles, init=read_init(cfg))
 
 
 def _fast_method(args: argparse.Namespace, cfg):

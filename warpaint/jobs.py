@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from .io import (
     resize,
     resize_pil,
     save_image,
+    tensor_to_pil,
 )
 from .memory import check_budget, engine_peak_bytes, fast_peak_bytes
 from .stylize import Iterate, StylizeConfig, Stylizer
@@ -44,19 +46,24 @@ STDIO = "-"
 
 @dataclass(frozen=True)
 class Job:
-    """One stylization: a content file (``-``: stdin) to an output file (``-``: stdout)."""
+    """One stylization: a content file (``-``: stdin) or image to an output file (``-``:
+    stdout; ``None``: not written, the result is only in the :class:`Outcome`)."""
 
-    content: str
-    output: str
+    content: str | Image.Image | Tensor
+    output: str | None
 
 
 @dataclass
 class Outcome:
-    """How a job ended: ``status`` is ``ok``, ``error`` or ``interrupted``."""
+    """How a job ended: ``status`` is ``ok``, ``error``, ``stopped`` (its ``stop`` event) or
+    ``interrupted`` (Ctrl-C, SIGTERM). ``image`` is the result (the current one when stopped),
+    a tensor (engine) or a Pillow image (fast)."""
 
     job: Job
     status: str
     summary: dict[str, Any] = field(default_factory=dict)
+    image: Tensor | Image.Image | None = None
+    exception: WarpaintError | None = None   # what made an ``error`` outcome
     error: str | None = None
     partial: str | None = None          # where the partial result went (interrupted jobs)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -160,6 +167,13 @@ def read_pil(src: str, *, long_side: int | None = None) -> Image.Image:
     return im
 
 
+def read_init(cfg: StylizeConfig) -> Tensor | None:
+    """The start image when ``cfg.init`` names a file, else None."""
+    if cfg.init in ("content", "noise", "style"):
+        return None
+    return pil_to_tensor(read_pil(cfg.init))
+
+
 def check_result(image: Tensor | Image.Image, content_hw: tuple[int, int] | None = None) -> None:
     """A NumericalError for a result no one should receive: non-finite values, or a flat
     (e.g. all-black) image."""
@@ -190,23 +204,24 @@ class EngineMethod:
 
     name = "optimize"
 
-    def __init__(self, cfg: StylizeConfig, styles: Sequence[Image.Image]) -> None:
+    def __init__(self, cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *,
+                 init: Tensor | None = None) -> None:
         self.cfg = cfg
         self.stylizer = Stylizer(cfg)
         self.device = self.stylizer.device
         self.dtype = str(self.stylizer.dtype).removeprefix("torch.")
-        self.styles = [pil_to_tensor(s) for s in styles]
+        self.styles = [_as_tensor(s) for s in styles]
+        self.init = init
 
-    def check(self, content: Image.Image) -> None:
-        hw = self.cfg.scales((content.height, content.width))[-1]
-        need = engine_peak_bytes(self.cfg, hw, (content.height, content.width),
-                                 [tuple(s.shape[-2:]) for s in self.styles])
+    def check(self, content: Image.Image | Tensor) -> None:
+        hw = self.cfg.scales(_hw(content))[-1]
+        need = engine_peak_bytes(self.cfg, hw, _hw(content), [tuple(s.shape[-2:]) for s in self.styles])
         check_budget(need, self.cfg.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
 
-    def run(self, content: Image.Image, on_step: Callable[[Iterate], None]) -> tuple[Tensor, dict]:
-        tensor = pil_to_tensor(content)
-        detail = self.stylizer.run_detailed(tensor, self.styles, callback=on_step)
-        scales = self.cfg.scales((content.height, content.width))
+    def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Tensor, dict]:
+        tensor = _as_tensor(content)
+        detail = self.stylizer.run_detailed(tensor, self.styles, callback=on_step, init=self.init)
+        scales = self.cfg.scales(_hw(content))
         # keys with "_" are for the caller (pictures of the warp), not for the JSON summary
         extra: dict[str, Any] = {"scales": [[w, h] for h, w in scales], "config": asdict(self.cfg),
                                  "_detail": detail, "_content": tensor}
@@ -230,12 +245,14 @@ class FastMethod:
         self.max_memory, self.label = max_memory, label
         self.device = model.device
 
-    def check(self, content: Image.Image) -> None:
-        hw = fit_long_side((content.height, content.width), self.size)
+    def check(self, content: Image.Image | Tensor) -> None:
+        hw = fit_long_side(_hw(content), self.size)
         need = fast_peak_bytes(hw, self.work_size, blend_full=self.strength < 1 or self.preserve_color != "none")
         check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
 
-    def run(self, content: Image.Image, on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
+    def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
+        if isinstance(content, Tensor):
+            content = tensor_to_pil(content)
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
                                        strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
                                        work_size=self.work_size)
@@ -262,36 +279,59 @@ def _size_of(image: Tensor | Image.Image) -> tuple[int, int]:
     return image.size if isinstance(image, Image.Image) else (int(image.shape[-1]), int(image.shape[-2]))
 
 
-def _save_partial(method: Method, job: Job, content_hw: tuple[int, int], original_size: bool) -> str | None:
-    """Write the current result of an interrupted job under its ``.partial`` name."""
-    current = method.current()
-    if current is None or job.output == STDIO:
+def _hw(image: Tensor | Image.Image) -> tuple[int, int]:
+    """(H, W) of a tensor or a Pillow image."""
+    w, h = _size_of(image)
+    return h, w
+
+
+def _as_tensor(image: Tensor | Image.Image) -> Tensor:
+    return image if isinstance(image, Tensor) else pil_to_tensor(image)
+
+
+def _save_partial(current: Tensor | None, job: Job) -> str | None:
+    """Write the current result of a stopped job under its ``.partial`` name."""
+    if current is None or job.output in (None, STDIO):
         return None
-    if original_size:
-        current = resize(current, content_hw)
     check_result(current)
-    dest = partial_path(job.output)
+    dest = partial_path(job.output)  # type: ignore[arg-type]
     _write(current, dest)
     return dest
 
 
+class _Stop(Exception):
+    """Raised between steps when a job's ``stop`` event is set."""
+
+
+def _current(method: Method, content_hw: tuple[int, int], original_size: bool) -> Tensor | None:
+    current = method.current()
+    if current is not None and original_size:
+        current = resize(current, content_hw)
+    return current
+
+
 def run_job(job: Job, method: Method, *, original_size: bool = False,
-            on_step: Callable[[Iterate], None] | None = None, loaded: dict[str, Image.Image] | None = None) -> Outcome:
-    """Run one job: read, check the memory budget, stylize, check, resize, write atomically.
+            on_step: Callable[[Iterate], None] | None = None, loaded: dict[str, Image.Image] | None = None,
+            stop: threading.Event | None = None) -> Outcome:
+    """Run one job: read, check the memory budget, stylize, check, resize, write atomically
+    (unless ``job.output`` is None); the outcome holds the result image.
 
     ``loaded`` maps content names to images already in memory (the demo's). Bad input (a
-    WarpaintError) gives an ``error`` outcome; Ctrl-C or SIGTERM writes the
-    current result to :func:`partial_path` and raises :class:`~warpaint.errors.Interrupted`
-    with the outcome attached as ``.outcome``.
+    WarpaintError) gives an ``error`` outcome. ``stop`` (set from another thread, e.g. a web
+    page's Stop button) ends the job after the current step with a ``stopped`` outcome that
+    holds the current result. Ctrl-C or SIGTERM (main thread) writes the current result to
+    :func:`partial_path` and raises :class:`~warpaint.errors.Interrupted` with the outcome
+    attached as ``.outcome``.
     """
     history: list[dict[str, float]] = []
     scale_starts: list[int] = []
     try:
-        content = (loaded or {}).get(job.content) or read_pil(job.content)
+        content = job.content if not isinstance(job.content, str) else \
+            (loaded or {}).get(job.content) or read_pil(job.content)
         method.check(content)
     except WarpaintError as e:
-        return Outcome(job, "error", error=str(e))
-    content_hw = (content.height, content.width)
+        return Outcome(job, "error", error=str(e), exception=e)
+    content_hw = _hw(content)
 
     def step(it: Iterate) -> None:
         if it.step == 1:
@@ -299,34 +339,46 @@ def run_job(job: Job, method: Method, *, original_size: bool = False,
         history.append(it.losses)
         if on_step is not None:
             on_step(it)
-        stop.raise_if_requested()
+        signals.raise_if_requested()
+        if stop is not None and stop.is_set():
+            raise _Stop
 
     t0 = time.perf_counter()
     try:
-        with StopRequest(second_press_raises=True) as stop:
+        with StopRequest(second_press_raises=True) as signals:
             result, extra = method.run(content, step)
-    except KeyboardInterrupt as e:
-        signum = e.signum if isinstance(e, Interrupted) else 2
-        outcome = Outcome(job, "interrupted", history=history, scale_starts=scale_starts,
-                          partial=_save_partial(method, job, content_hw, original_size))
-        raise _with_outcome(Interrupted(signum), outcome) from None
+    except (KeyboardInterrupt, _Stop) as e:
+        current = _current(method, content_hw, original_size)
+        outcome = Outcome(job, "stopped" if isinstance(e, _Stop) else "interrupted", history=history,
+                          scale_starts=scale_starts, image=current, partial=_save_partial(current, job))
+        if isinstance(e, _Stop):
+            return outcome
+        raise _with_outcome(Interrupted(e.signum if isinstance(e, Interrupted) else 2), outcome) from None
     except WarpaintError as e:
-        return Outcome(job, "error", error=str(e), history=history)
-    seconds = time.perf_counter() - t0
+        return Outcome(job, "error", error=str(e), history=history, exception=e)
+    return _finish(job, method, content, result, extra, time.perf_counter() - t0, original_size,
+                   history, scale_starts)
+
+
+def _finish(job: Job, method: Method, content: Image.Image | Tensor, result: Tensor | Image.Image, extra: dict,
+            seconds: float, original_size: bool, history: list, scale_starts: list[int]) -> Outcome:
+    """Check, resize and write a finished job's result; its outcome and summary."""
     try:
         check_result(result)
         if original_size:
-            result = _resize_to(result, content_hw)
-        _write(result, job.output)
+            result = _resize_to(result, _hw(content))
+        if job.output is not None:
+            _write(result, job.output)
     except WarpaintError as e:
-        return Outcome(job, "error", error=str(e), history=history)
+        return Outcome(job, "error", error=str(e), history=history, exception=e)
     w, h = _size_of(result)
-    summary = {"content": job.content, "output": job.output, "status": "ok", "method": method.name,
-               "content_size": [content.width, content.height], "output_size": [w, h],
+    name = job.content if isinstance(job.content, str) else "(image)"
+    summary = {"content": name, "output": job.output, "status": "ok", "method": method.name,
+               "content_size": list(_size_of(content)), "output_size": [w, h],
                "steps": len(history), "seconds": round(seconds, 4), "device": str(method.device),
                "dtype": method.dtype, "torch_threads": torch.get_num_threads(),
                "final_losses": history[-1] if history else {}, **extra}
-    return Outcome(job, "ok", summary, history=history, scale_starts=scale_starts)
+    return Outcome(job, "ok", summary, history=history, scale_starts=scale_starts, image=result)
 
 
 def _with_outcome(e: Interrupted, outcome: Outcome) -> Interrupted:
@@ -336,17 +388,22 @@ def _with_outcome(e: Interrupted, outcome: Outcome) -> Interrupted:
 
 def run_jobs(jobs: Sequence[Job], method: Method, *, original_size: bool = False,
              on_step: Callable[[Job, Iterate], None] | None = None,
-             loaded: dict[str, Image.Image] | None = None) -> Iterator[Outcome]:
+             loaded: dict[str, Image.Image] | None = None,
+             stop: threading.Event | None = None) -> Iterator[Outcome]:
     """:func:`run_job` for each job in turn, yielding each outcome; a job that fails on bad
-    input does not stop the others."""
+    input does not stop the others; a set ``stop`` ends the batch after the current job's step."""
     for job in jobs:
         hook = None if on_step is None else (lambda it, job=job: on_step(job, it))
-        yield run_job(job, method, original_size=original_size, on_step=hook, loaded=loaded)
+        outcome = run_job(job, method, original_size=original_size, on_step=hook, loaded=loaded, stop=stop)
+        yield outcome
+        if outcome.status == "stopped":
+            return
 
 
 def summary_of(outcome: Outcome) -> dict[str, Any]:
     """The JSON-ready summary of an outcome (per-item status, error or partial output)."""
-    base = {"content": outcome.job.content, "output": outcome.job.output, "status": outcome.status}
+    name = outcome.job.content if isinstance(outcome.job.content, str) else "(image)"
+    base = {"content": name, "output": outcome.job.output, "status": outcome.status}
     if outcome.status == "ok":
         return {k: v for k, v in outcome.summary.items() if not k.startswith("_")}
     if outcome.error is not None:

@@ -81,9 +81,9 @@ def check_budget(need: int, max_memory_gb: float, device: torch.device, what: st
     """Refuse ``what`` with a :class:`~warpaint.errors.ResourceError` when its estimated peak
     ``need`` (bytes) exceeds ``max_memory_gb`` (0: what ``device`` has free)."""
     if max_memory_gb > 0:
-        budget, source = int(max_memory_gb * GB), "the --max-memory budget"
+        budget, source = int(max_memory_gb * GB), "the max_memory budget"
     else:
         budget, source = available_bytes(device), f"what the {device.type} has free"
     if need > budget:
         raise ResourceError(f"{what} needs about {need / GB:.1f} GB, more than {source} "
-                            f"({budget / GB:.1f} GB); lower the size (or raise --max-memory)")
+                            f"({budget / GB:.1f} GB); lower the size (or raise max_memory)")

@@ -19,7 +19,7 @@ from torch import Tensor
 from . import color
 from .device import check_device_name, enable_fast_math, pick_device, pick_dtype, use_channels_last
 from .errors import InputError, NumericalError, check_number, check_pixels
-from .io import fit_long_side, load_image, resize
+from .io import fit_long_side, resize
 from .losses import blend_grams, content_loss, gram_matrix, region_grams, style_loss, total_variation
 from .stn.geometry import sample
 from .stn.geostyle import WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
@@ -302,7 +302,8 @@ class Stylizer:
         out["total"] = sum(out.values())  # type: ignore[assignment]
         return out
 
-    def _init_image(self, content: Tensor, styles: Sequence[Tensor], hw: tuple[int, int]) -> Tensor:
+    def _init_image(self, content: Tensor, styles: Sequence[Tensor], hw: tuple[int, int],
+                    image: Tensor | None) -> Tensor:
         init = self.cfg.init
         if init == "content":
             return resize(content, hw)
@@ -311,7 +312,11 @@ class Stylizer:
             return torch.rand((1, 3, *hw), generator=g).to(content.device)
         if init == "style":
             return resize(styles[0], hw)
-        return resize(load_image(init).to(content.device), hw)
+        if image is None:
+            raise InputError(f"init is the file {init!r}: load it and pass the image as init= (the "
+                             "engine reads no files)")
+        check_pixels(image, "init")
+        return resize(image.to(content.device, torch.float32), hw)
 
     def align_style(self, style: Tensor, content: Tensor) -> tuple[Tensor, Geometry]:
         """The style image warped toward the content's layout (``cfg.align_style``).
@@ -327,7 +332,7 @@ class Stylizer:
         except InputError:
             geo, matches, scale = None, 0, float("nan")
         if geo is None or matches < 12 or not 0.5 <= scale <= 2.0:
-            log.warning("--align-style: %d matches, scale %.2f: no shared layout to align to; "
+            log.warning("align_style: %d matches, scale %.2f: no shared layout to align to; "
                         "using the style as it is", matches, scale)
             none = torch.zeros(0, 2)
             return style, Geometry(AffineWarp(), none, none, none, torch.zeros(0))
@@ -338,7 +343,7 @@ class Stylizer:
 
     # -- the run --------------------------------------------------------------------------
     def run(self, content: Tensor, styles: Sequence[Tensor], *,
-            callback: Callback | None = None) -> Tensor:
+            callback: Callback | None = None, init: Tensor | None = None) -> Tensor:
         """Stylize ``content`` with the (blended) ``styles``.
 
         Args:
@@ -349,11 +354,12 @@ class Stylizer:
             (1, 3, h, w) in [0, 1] on the CPU, with ``max(h, w) == cfg.size`` and the
             content's aspect ratio (warped when ``cfg.warp`` is set).
         """
-        return self.run_detailed(content, styles, callback=callback).image
+        return self.run_detailed(content, styles, callback=callback, init=init).image
 
     def run_detailed(self, content: Tensor, styles: Sequence[Tensor], *,
-                     callback: Callback | None = None) -> Result:
-        """:meth:`run`, also returning the unwarped image and the fitted geometry.
+                     callback: Callback | None = None, init: Tensor | None = None) -> Result:
+        """:meth:`run`, also returning the unwarped image and the fitted geometry. ``init`` is
+        the start image when ``cfg.init`` names a file (the caller loads it).
 
         Raises:
             InputError: images outside the contract (shape, NaN, values outside [0, 1]).
@@ -365,7 +371,7 @@ class Stylizer:
         styles, blend, scales = prepared.styles, prepared.blend, prepared.scales
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
         done = 0
-        image = self._init_image(prepared.content, styles, scales[0])
+        image = self._init_image(prepared.content, styles, scales[0], init)
         self._current = (image, prepared)
         t0 = time.perf_counter()
         for si, hw in enumerate(scales):
@@ -557,9 +563,3 @@ def apply_warp(image: Tensor, geometry: Geometry) -> Tensor:
     with torch.no_grad():
         grid = geometry.warp.grid(tuple(image.shape[-2:])).to(image)  # type: ignore[arg-type]
         return sample(image, grid, padding_mode="border", align_corners=False, mode="bicubic").clamp(0, 1)
-
-
-def stylize_tensors(content: Tensor, styles: Sequence[Tensor], cfg: StylizeConfig = StylizeConfig(),
-                    *, callback: Callback | None = None) -> Tensor:
-    """Functional form of :meth:`Stylizer.run` (builds a fresh :class:`Stylizer`)."""
-    return Stylizer(cfg).run(content, styles, callback=callback)

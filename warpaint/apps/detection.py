@@ -185,11 +185,11 @@ EVAL_ONLY = ("test_canvases",)
 def check_config(cfg) -> None:
     """One-line errors for impossible canvas-app configurations (detection and segmentation)."""
     if cfg.stn_kind not in KINDS or cfg.stn_kind == "tps":
-        raise InputError(f"--stn-kind must be affine, similarity, rigid or projective, got {cfg.stn_kind!r}")
+        raise InputError(f"stn_kind must be affine, similarity, rigid or projective, got {cfg.stn_kind!r}")
     check_number("equivariance", cfg.equivariance, lo=0, hi=1e4)
     if cfg.stn and cfg.stn_kind == "projective" and cfg.equivariance > 0:
-        raise InputError("the equivariance term needs an affine-family transformer: use --equivariance 0 "
-                         "with --stn-kind projective")
+        raise InputError("the equivariance term needs an affine-family transformer: use equivariance 0 "
+                         "with stn_kind projective")
     for name, hi in (("steps", 10_000_000), ("batch_size", 1024), ("test_canvases", 100_000)):
         check_number(name, getattr(cfg, name), lo=1, hi=hi, integer=True)
     check_number("seed", cfg.seed, lo=0, hi=2**63 - 1, integer=True)
