@@ -193,7 +193,7 @@ class TestNonFinite:
     def test_train_nan_weight_refused(self, capsys, tmp_path, image_files):
         rc, _, err = cli(capsys, "train", "--content-dir", tmp_path, "--style", image_files["style"],
                          "-o", tmp_path / "m.pt", "--style-weight", "nan", "-q")
-        one_line_error(rc, err, "style_weight")
+        one_line_error(rc, err, "--style-weight")
         assert not (tmp_path / "m.pt").exists()
 
     def test_model_with_nan_weights_refused(self, tmp_path):

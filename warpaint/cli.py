@@ -282,17 +282,10 @@ def _write_json(dest: str | None, summaries: list[dict]) -> None:
 
 
 def _config(args: argparse.Namespace):
-    """The StylizeConfig of the options; its errors name the flag (``--style-weight``)."""
+    """The StylizeConfig of the options (validated: its errors name fields, main() shows flags)."""
     from .stylize import StylizeConfig
 
-    names = [f.name for f in fields(StylizeConfig)]
-    try:
-        return StylizeConfig(**{n: getattr(args, n) for n in names})
-    except InputError as e:
-        field, _, rest = str(e).partition(" ")
-        if field in names:
-            raise InputError(f"--{field.replace('_', '-')} {rest}") from None
-        raise
+    return StylizeConfig(**{f.name: getattr(args, f.name) for f in fields(StylizeConfig)})
 
 
 def _guard_side_outputs(args: argparse.Namespace, inputs: Sequence[str]) -> None:
@@ -313,41 +306,20 @@ def _guard_side_outputs(args: argparse.Namespace, inputs: Sequence[str]) -> None
             raise OutputError(f"{folder}: --{flag.replace('_', '-')} must be a folder, not a file")
 
 
-def _engine_method(args: argparse.Namespace, cfg, style_srcs: Sequence[str], loaded: dict):
-    from .jobs import EngineMethod, read_init, read_pil
+def _method(args: argparse.Namespace, cfg, style_srcs: Sequence[str], loaded: dict | None = None):
+    """The job layer's method for the options: the engine, or --fast / --model."""
+    from .jobs import make_method, read_pil
 
+    fast = getattr(args, "fast", False) or getattr(args, "model", None) is not None
     if args.save_warp is not None and cfg.warp == "none":
         raise InputError("--save-warp needs --warp affine or --warp tps")
-    # Styles are shrunk to what the result needs before they become tensors.
-    need = max(16, round(cfg.size * cfg.style_scale))
-    styles = [loaded[s] if s in loaded else read_pil(s, long_side=need) for s in style_srcs]
-    return EngineMethod(cfg, styles, init=read_init(cfg))
-
-
-def _fast_method(args: argparse.Namespace, cfg):
-    from .device import pick_device
-    from .errors import check_number
-    from .feedforward import load
-    from .jobs import FastMethod, read_pil
-
-    for flag, used in (("--warp", cfg.warp != "none"), ("--align-style", cfg.align_style != "none"),
-                       ("--snapshot-every", args.snapshot_every > 0), ("--loss-curve", args.loss_curve),
+    for flag, used in (("--snapshot-every", args.snapshot_every > 0), ("--loss-curve", args.loss_curve),
                        ("--save-warp", args.save_warp)):
-        if used:
+        if used and fast:
             raise InputError(f"{flag} works with the optimization engine, not with --fast / --model")
-    check_number("--strength", args.strength, lo=0, hi=1)
-    if args.work_size is not None and args.work_size != 0:
-        check_number("--work-size", args.work_size, lo=32, hi=16384, integer=True)
-    model = load(args.model, device=pick_device(cfg.device))
-    if model.kind == "single" and args.styles:
-        raise InputError(f"{args.model}: a single-style model takes no style image")
-    if model.kind == "arbitrary" and not args.styles:
-        raise InputError("give at least one style image for an arbitrary-style model")
-    work_size = model.work_size if args.work_size is None else (args.work_size or None)
-    styles = [read_pil(s, long_side=model.style_size) for s in args.styles]
-    return FastMethod(model, styles, size=cfg.size, weights=list(cfg.style_blend) or None,
-                      strength=args.strength, preserve_color=cfg.preserve_color, work_size=work_size,
-                      max_memory=cfg.max_memory, label=str(args.model or "shipped"))
+    styles = [(loaded or {}).get(s) or read_pil(s) for s in style_srcs]
+    return make_method(cfg, styles, fast=fast, model=getattr(args, "model", None),
+                       strength=getattr(args, "strength", 1.0), work_size=getattr(args, "work_size", None))
 
 
 def _extra_outputs(args: argparse.Namespace, outcome, method, many: bool) -> None:
@@ -424,8 +396,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     jobs = plan(args.content, args.output)
     guard_jobs(jobs, inputs)
     _guard_side_outputs(args, [*inputs, *(j.content for j in jobs)])
-    method = _fast_method(args, cfg) if fast else _engine_method(args, cfg, args.styles, {})
-    return _run(args, jobs, method, args.styles)
+    return _run(args, jobs, _method(args, cfg, args.styles), args.styles)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -507,7 +478,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         save_image(content, args.save_inputs / "demo_content.png")
         save_image(style, args.save_inputs / "demo_style.png")
     loaded = {"demo-content": content, "demo-style": style}
-    return _run(args, jobs, _engine_method(args, cfg, ["demo-style"], loaded), ["demo-style"], loaded)
+    return _run(args, jobs, _method(args, cfg, ["demo-style"], loaded), ["demo-style"], loaded)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -547,7 +518,7 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
     models = ("cnn", "stcnn") if args.model == "both" else (args.model,)
     keys = ("epochs", "batch_size", "seed", "stn_kind", "stn_output", "equivariance", "rotation_prior",
             "turned_view", "turn_degrees", "stn_iterations", "stn_localization", "stn_lr_scale")
-    configs = [_flag_errors(digits.config_for, name, kind, **{k: getattr(args, k) for k in keys})
+    configs = [digits.config_for(name, kind, **{k: getattr(args, k) for k in keys})
                for name in names for kind in models]      # every option checked before any work
     if args.out.exists() and not args.out.is_dir():
         raise OutputError(f"{args.out}: exists and is not a folder")
@@ -567,18 +538,6 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
         print(json.dumps(res), file=sys.stderr)
         write_results(results, results_path)
     return 0
-
-
-def _flag_errors(make, *a, **kw):
-    """``make(*a, **kw)``, with an error's leading field name, when it is one of ``kw``, given
-    as its flag (``--turn-degrees``)."""
-    try:
-        return make(*a, **kw)
-    except InputError as e:
-        field, _, rest = str(e).partition(" ")
-        if field in kw:
-            raise InputError(f"--{field.replace('_', '-')} {rest}") from None
-        raise
 
 
 def _checked_app_config(app, **kw):
@@ -610,7 +569,7 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
         keys = ("steps", "batch_size", "stn_kind", "equivariance", "stn_encoder", "test_canvases", "seed")
         given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
         for variant in variants:
-            configs[variant] = _flag_errors(_checked_app_config, app, stn=variant == "stn", **given)
+            configs[variant] = _checked_app_config(app, stn=variant == "stn", **given)
     if args.out.exists() and not args.out.is_dir():
         raise OutputError(f"{args.out}: exists and is not a folder")
     results_path = args.out / f"{name}_results.json"
@@ -655,6 +614,23 @@ def cmd_stn(args: argparse.Namespace) -> int:
     return cmd_stn_digits(args) if args.stn_command == "digits" else cmd_stn_app(args)
 
 
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of the parser and its subcommands."""
+    names = set()
+    for action in parser._actions:  # noqa: SLF001
+        names.update(action.option_strings)
+        for sub in (action.choices or {}).values() if isinstance(action, argparse._SubParsersAction) else ():
+            names |= _options(sub)
+    return names
+
+
+def _as_flag(message: str, parser: argparse.ArgumentParser) -> str:
+    """A library error names a field (``style_weight must be ...``); the CLI names its flag."""
+    field, _, rest = message.partition(" ")
+    flag = "--" + field.replace("_", "-")
+    return f"{flag} {rest}" if field.isidentifier() and flag in _options(parser) else message
+
+
 def _terminate(signum, frame) -> None:
     """SIGTERM outside a run's own handler: treated like Ctrl-C (temporary files removed)."""
     from .errors import Interrupted
@@ -679,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except WarpaintError as e:
-        print(f"warpaint: error: {e}", file=sys.stderr)
+        print(f"warpaint: error: {_as_flag(str(e), parser)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print("warpaint: interrupted", file=sys.stderr)

@@ -263,6 +263,42 @@ class FastMethod:
         return None
 
 
+def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, fast: bool = False,
+                model: str | Path | None = None, strength: float = 1.0,
+                work_size: int | None = None) -> EngineMethod | FastMethod:
+    """The method a front end asked for: the engine with ``cfg``, or (``fast``, or a
+    ``model`` file) a feed-forward model (``None``: the shipped one) at ``strength``, run at
+    ``work_size`` (``None``: the model's own; 0: full size). Style images (Pillow) are shrunk
+    to what the method reads before they become tensors. Options the method cannot honour
+    are InputErrors."""
+    shrink = (lambda im, side: im if isinstance(im, Tensor) or max(im.size) <= side else
+              resize_pil(im, fit_long_side((im.height, im.width), side)))
+    if not (fast or model is not None):
+        if not styles:
+            raise InputError("give at least one style image (or a feed-forward model)")
+        need = max(16, round(cfg.size * cfg.style_scale))
+        return EngineMethod(cfg, [shrink(s, need) for s in styles], init=read_init(cfg))
+    from .device import pick_device
+    from .errors import check_number
+    from .feedforward import load
+
+    for name, used in (("warp", cfg.warp != "none"), ("align_style", cfg.align_style != "none")):
+        if used:
+            raise InputError(f"{name} works with the optimization engine, not with a feed-forward model")
+    check_number("strength", strength, lo=0, hi=1)
+    if work_size:
+        check_number("work_size", work_size, lo=32, hi=16384, integer=True)
+    ff = load(model, device=pick_device(cfg.device))
+    if ff.kind == "single" and styles:
+        raise InputError(f"{model}: a single-style model takes no style image")
+    if ff.kind == "arbitrary" and not styles:
+        raise InputError("give at least one style image for an arbitrary-style model")
+    pils = [tensor_to_pil(s) if isinstance(s, Tensor) else shrink(s, ff.style_size) for s in styles]
+    return FastMethod(ff, pils, size=cfg.size, weights=list(cfg.style_blend) or None, strength=strength,
+                      preserve_color=cfg.preserve_color, max_memory=cfg.max_memory, label=str(model or "shipped"),
+                      work_size=ff.work_size if work_size is None else (work_size or None))
+
+
 # -- running ----------------------------------------------------------------------------------
 def _write(image: Tensor | Image.Image, dest: str) -> None:
     save_image(image, sys.stdout.buffer if dest == STDIO else dest)
