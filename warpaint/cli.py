@@ -404,8 +404,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .device import pick_device
     from .errors import Interrupted, check_number
     from .feedforward.train import TrainConfig, from_checkpoint, list_images, load_pool, train
-    from .memory import check_budget, training_peak_bytes
     from .jobs import guard_output, partial_path
+    from .memory import check_budget, training_peak_bytes
     from .plots import save_loss_curve
 
     kind = "single" if args.style is not None else "arbitrary"
@@ -508,9 +508,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(line: dict) -> None:
+    print(json.dumps(line), file=sys.stderr)
+
+
 def cmd_stn_digits(args: argparse.Namespace) -> int:
     from .apps import digits
-    from .apps.results import read_results, write_results
+    from .apps.common import check_out_folder, load_mnist
 
     names = digits.DISTORTIONS if args.distortion == "all" else (args.distortion,)
     if any(n not in digits.DISTORTIONS for n in names):
@@ -520,93 +524,29 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
             "turned_view", "turn_degrees", "stn_iterations", "stn_localization", "stn_lr_scale")
     configs = [digits.config_for(name, kind, **{k: getattr(args, k) for k in keys})
                for name in names for kind in models]      # every option checked before any work
-    if args.out.exists() and not args.out.is_dir():
-        raise OutputError(f"{args.out}: exists and is not a folder")
-    results_path = args.out / "results.json"
-    results = read_results(results_path)
-    data = digits.load_mnist(args.data)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for cfg in configs:
-        name, kind = cfg.distortion, cfg.model
-        model, res, test = digits.train(cfg, data, checkpoint=args.out / f"{name}_{kind}.pt",
-                                        progress=not args.quiet)
-        if kind == "stcnn":
-            digits.save_alignment_grid(model, test.images, args.out / f"{name}_stn_grid.png")
-            if name in ("R", "RTS"):
-                res.update(digits.rotation_check(model, test, plot=args.out / f"{name}_rotation.png"))
-        results[f"{name}/{kind}"] = res
-        print(json.dumps(res), file=sys.stderr)
-        write_results(results, results_path)
+    check_out_folder(args.out)
+    digits.run_experiments(configs, load_mnist(args.data), args.out, progress=not args.quiet, report=_report)
     return 0
-
-
-def _checked_app_config(app, **kw):
-    cfg = app.Config(**kw)
-    app.check_config(cfg)
-    return cfg
-
-
-def _canvas_app(name: str):
-    import importlib
-
-    return importlib.import_module(f".apps.{'detection' if name == 'detect' else 'segmentation'}",
-                                   __package__)
 
 
 def cmd_stn_app(args: argparse.Namespace) -> int:
     """``stn detect-train | detect-eval | seg-train | seg-eval``."""
-    from .apps import canvas
-    from .apps.digits import load_mnist
-    from .apps.results import read_results, write_results
-    from .plots import save_loss_curve
-    from .training import count_parameters
+    import importlib
+
+    from .apps import common
 
     name, verb = args.stn_command.split("-")
-    app = _canvas_app(name)
+    app = importlib.import_module(f".apps.{'detection' if name == 'detect' else 'segmentation'}", __package__)
     variants = ("plain", "stn") if args.model == "both" else (args.model,)
-    configs = {}
-    if verb == "train":   # check every option before any work
-        keys = ("steps", "batch_size", "stn_kind", "equivariance", "stn_encoder", "test_canvases", "seed")
-        given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-        for variant in variants:
-            configs[variant] = _checked_app_config(app, stn=variant == "stn", **given)
-    if args.out.exists() and not args.out.is_dir():
-        raise OutputError(f"{args.out}: exists and is not a folder")
-    results_path = args.out / f"{name}_results.json"
-    results = read_results(results_path)
-    for variant in variants if verb == "eval" else ():
-        if not (args.out / f"{name}_{variant}.pt").exists():
-            raise InputError(f"{args.out / f'{name}_{variant}.pt'}: no checkpoint (run `warpaint stn "
-                             f"{name}-train` first)")
-    data = load_mnist(args.data)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for variant in variants:
-        ckpt = args.out / f"{name}_{variant}.pt"
-        if verb == "train":
-            cfg = configs[variant]
-            _, summary = app.train(cfg, data, checkpoint=ckpt, progress=not args.quiet)
-            save_loss_curve(summary.pop("history"), args.out / f"{name}_{variant}_loss.png",
-                            title=f"{name} {variant}: {cfg.steps} steps x {cfg.batch_size} canvases "
-                                  f"{cfg.size} px, CPU float32, {summary['threads']} threads",
-                            xlabel="training step")
-        else:
-            model, ck = app.load(ckpt)
-            cfg = app.Config(**ck["config"])
-            if ck["step"] < cfg.steps:
-                raise InputError(f"{ckpt}: training stopped at step {ck['step']} of {cfg.steps}; "
-                                 f"run `warpaint stn {name}-train` again to finish it")
-            _, test_digits = canvas.split_digits(data, cfg.n_test_digits, cfg.seed)
-            sets = canvas.held_out_sets(test_digits, cfg.test_canvases, cfg.seed,
-                                    canvas.CanvasConfig(size=cfg.size))
-            summary = {"train_seconds": round(ck["seconds"], 1), "steps": cfg.steps,
-                       "parameters": count_parameters(model), "config": ck["config"],
-                       "test_canvases": cfg.test_canvases}
-            for set_name, c in sets.items():
-                summary[set_name] = app.evaluate(model, c)
-            app.save_predictions(model, sets["distorted"], args.out / f"{name}_{variant}_predictions.png")
-        results.setdefault(variant, {}).update({verb: summary})
-        print(json.dumps({"app": name, "variant": variant, verb: summary}), file=sys.stderr)
-        write_results(results, results_path)
+    keys = ("steps", "batch_size", "stn_kind", "equivariance", "stn_encoder", "test_canvases", "seed")
+    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    common.check_out_folder(args.out)
+    if verb == "train":   # every option checked before any work
+        configs = [common.checked_config(app, stn=v == "stn", **given) for v in variants]
+        common.train_variants(app, name, configs, common.load_mnist(args.data), args.out,
+                              progress=not args.quiet, report=_report)
+    else:
+        common.evaluate_variants(app, name, variants, common.load_mnist, args.data, args.out, report=_report)
     return 0
 
 

@@ -202,7 +202,7 @@ Digits = tuple[Tensor, Tensor]
 
 def split_digits(data: Digits, n_test: int, seed: int) -> tuple[Digits, Digits]:
     """MNIST (images, labels) split with a fixed seed into training and test digits."""
-    from .digits import split
+    from .common import split
 
     images, labels = data
     train_idx, test_idx = split(images.shape[0], n_test, seed)

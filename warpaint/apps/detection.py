@@ -23,12 +23,12 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.rpn import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
-from ..errors import InputError, check_number
 from ..stn.geometry import sample, to_pixel_transform, transform_boxes
-from ..stn.transformer import KINDS, SpatialTransformer, localization_net, rotation_equivariance_loss
+from ..stn.transformer import SpatialTransformer, rotation_equivariance_loss
 from ..training import fit, restore, summary
 from . import canvas
 from .canvas import STROKE, CanvasConfig, boxes_from_masks
+from .common import check_config, input_transformer, resume_ignores  # noqa: F401  (re-exported)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -168,37 +168,6 @@ class Config:
     n_test_digits: int = 2000        # MNIST digits held out for the test canvases
     test_canvases: int = 300
     seed: int = 0
-
-
-def input_transformer(kind: str, in_channels: int = 1) -> SpatialTransformer:
-    """The transformer in front of the canvas models: its localization net looks at the
-    image at half resolution (enough to see the sheet's pose, at a quarter of the cost)."""
-    n = {"affine": 6, "similarity": 4, "rigid": 4, "projective": 8}[kind]
-    loc = nn.Sequential(nn.AvgPool2d(2, ceil_mode=True), localization_net(in_channels, n))
-    return SpatialTransformer(in_channels, kind=kind, localization=loc)  # type: ignore[arg-type]
-
-
-#: Configuration keys that do not change how a model trains (ignored when resuming).
-EVAL_ONLY = ("test_canvases",)
-
-
-def check_config(cfg) -> None:
-    """One-line errors for impossible canvas-app configurations (detection and segmentation)."""
-    if cfg.stn_kind not in KINDS or cfg.stn_kind == "tps":
-        raise InputError(f"stn_kind must be affine, similarity, rigid or projective, got {cfg.stn_kind!r}")
-    check_number("equivariance", cfg.equivariance, lo=0, hi=1e4)
-    if cfg.stn and cfg.stn_kind == "projective" and cfg.equivariance > 0:
-        raise InputError("the equivariance term needs an affine-family transformer: use equivariance 0 "
-                         "with stn_kind projective")
-    for name, hi in (("steps", 10_000_000), ("batch_size", 1024), ("test_canvases", 100_000)):
-        check_number(name, getattr(cfg, name), lo=1, hi=hi, integer=True)
-    check_number("seed", cfg.seed, lo=0, hi=2**63 - 1, integer=True)
-
-
-def resume_ignores(cfg) -> tuple[str, ...]:
-    """Keys of ``cfg`` that may change without retraining (the transformer's, without one)."""
-    stn_keys = tuple(k for k in asdict(cfg) if k.startswith("stn_") or k == "equivariance")
-    return EVAL_ONLY + (() if cfg.stn else stn_keys)
 
 
 def make_model(cfg: Config) -> STNDetector:

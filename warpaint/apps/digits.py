@@ -14,10 +14,8 @@ fly (fresh ones every training batch; fixed ones, from the seed, for the test se
 
 from __future__ import annotations
 
-import gzip
 import logging
 import math
-import struct
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,66 +45,12 @@ from ..training import (
     param_groups,
     save_checkpoint,
 )
+from .common import load_mnist, read_idx, split  # noqa: F401  (re-exported: the data of the digits app)
 
 log = logging.getLogger(__name__)
 
 Distortion = Literal["R", "RTS", "P", "E"]
 DISTORTIONS: tuple[str, ...] = ("R", "RTS", "P", "E")
-
-
-# -- data -----------------------------------------------------------------------------------
-def read_idx(path: Path, magic: int) -> Tensor:
-    """Read an IDX file (optionally gzip-compressed), checking its magic number."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read IDX file ({e})") from None
-    if len(data) < 8 or struct.unpack(">I", data[:4])[0] != magic:
-        raise InputError(f"{path}: not an IDX file with magic number {magic}")
-    ndim = data[3]
-    if len(data) < 4 + 4 * ndim:
-        raise InputError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", data[4: 4 + 4 * ndim])
-    body = data[4 + 4 * ndim:]
-    if len(body) != math.prod(dims):
-        raise InputError(f"{path}: truncated IDX file")
-    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
-
-
-def load_mnist(folder: str | Path) -> tuple[Tensor, Tensor]:
-    """MNIST images (N, 28, 28) uint8 and labels (N,) int64 from an IDX folder.
-
-    Looks for ``t10k-images-idx3-ubyte(.gz)`` and ``t10k-labels-idx1-ubyte(.gz)``.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: MNIST folder not found (expected the IDX files of "
-                         "../shared/datasets/mnist)")
-
-    def find(stem: str) -> Path:
-        for name in (stem + ".gz", stem):
-            if (folder / name).is_file():
-                return folder / name
-        raise InputError(f"{folder}: {stem}(.gz) not found")
-
-    images = read_idx(find("t10k-images-idx3-ubyte"), 2051)
-    labels = read_idx(find("t10k-labels-idx1-ubyte"), 2049).long()
-    if images.ndim != 3 or tuple(images.shape[1:]) != (28, 28) or labels.ndim != 1:
-        raise InputError(f"{folder}: expected 28x28 images and one label each, got image shape "
-                         f"{tuple(images.shape)} and label shape {tuple(labels.shape)}")
-    if images.shape[0] != labels.shape[0]:
-        raise InputError(f"{folder}: {images.shape[0]} images but {labels.shape[0]} labels")
-    if labels.numel() and int(labels.max()) > 9:
-        raise InputError(f"{folder}: a label of {int(labels.max())}; MNIST labels are 0 to 9")
-    return images, labels
-
-
-def split(n: int, n_test: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Seeded permutation split of ``range(n)`` into (train, test) indices."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[n_test:], perm[:n_test]
 
 
 # -- distortions ----------------------------------------------------------------------------
@@ -483,6 +427,29 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
               "epochs": cfg.epochs, "train_digits": int(x_train.shape[0]), "test_digits": int(x_test.shape[0]),
               "threads": torch.get_num_threads(), "config": asdict(cfg)}
     return model, result, EvalSet(x_test, y_test, info)
+
+
+def run_experiments(configs: list[DigitsConfig], data: tuple[Tensor, Tensor], out: Path, *,
+                    progress: bool = True, report=None) -> dict:
+    """Train and evaluate each configuration into ``out``: checkpoints, the transformer's
+    pictures, and its entry (``DISTORTION/MODEL``) in ``results.json``. Returns the results."""
+    from .common import read_results, write_results
+
+    results_path = out / "results.json"
+    results = read_results(results_path)
+    out.mkdir(parents=True, exist_ok=True)
+    for cfg in configs:
+        name, kind = cfg.distortion, cfg.model
+        model, res, test = train(cfg, data, checkpoint=out / f"{name}_{kind}.pt", progress=progress)
+        if kind == "stcnn":
+            save_alignment_grid(model, test.images, out / f"{name}_stn_grid.png")
+            if name in ("R", "RTS"):
+                res.update(rotation_check(model, test, plot=out / f"{name}_rotation.png"))
+        results[f"{name}/{kind}"] = res
+        if report is not None:
+            report(res)
+        write_results(results, results_path)
+    return results
 
 
 def recovered_rotation(model: STCNN, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -25,7 +25,7 @@ from ..stn.transformer import SpatialTransformer, rotation_equivariance_loss
 from ..training import fit, restore, summary
 from . import canvas
 from .canvas import CanvasConfig
-from .detection import check_config, input_transformer, resume_ignores
+from .common import check_config, input_transformer, resume_ignores
 
 
 def unwarp(y: Tensor, theta: Tensor, *, mode: Literal["bilinear", "nearest"] = "bilinear",

@@ -1,0 +1,212 @@
+"""What the STN applications share: MNIST's IDX files, the canvas apps' transformer and
+configuration rules, and the results files. The apps import this module, never each other.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InputError, check_number
+from ..io import write_bytes_atomic
+from ..stn.transformer import KINDS, SpatialTransformer, localization_net
+
+
+# -- data -----------------------------------------------------------------------------------
+def read_idx(path: Path, magic: int) -> Tensor:
+    """Read an IDX file (optionally gzip-compressed), checking its magic number."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read IDX file ({e})") from None
+    if len(data) < 8 or struct.unpack(">I", data[:4])[0] != magic:
+        raise InputError(f"{path}: not an IDX file with magic number {magic}")
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise InputError(f"{path}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", data[4: 4 + 4 * ndim])
+    body = data[4 + 4 * ndim:]
+    if len(body) != math.prod(dims):
+        raise InputError(f"{path}: truncated IDX file")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
+
+
+def load_mnist(folder: str | Path) -> tuple[Tensor, Tensor]:
+    """MNIST images (N, 28, 28) uint8 and labels (N,) int64 from an IDX folder.
+
+    Looks for ``t10k-images-idx3-ubyte(.gz)`` and ``t10k-labels-idx1-ubyte(.gz)``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: MNIST folder not found (expected the IDX files of "
+                         "../shared/datasets/mnist)")
+
+    def find(stem: str) -> Path:
+        for name in (stem + ".gz", stem):
+            if (folder / name).is_file():
+                return folder / name
+        raise InputError(f"{folder}: {stem}(.gz) not found")
+
+    images = read_idx(find("t10k-images-idx3-ubyte"), 2051)
+    labels = read_idx(find("t10k-labels-idx1-ubyte"), 2049).long()
+    if images.ndim != 3 or tuple(images.shape[1:]) != (28, 28) or labels.ndim != 1:
+        raise InputError(f"{folder}: expected 28x28 images and one label each, got image shape "
+                         f"{tuple(images.shape)} and label shape {tuple(labels.shape)}")
+    if images.shape[0] != labels.shape[0]:
+        raise InputError(f"{folder}: {images.shape[0]} images but {labels.shape[0]} labels")
+    if labels.numel() and int(labels.max()) > 9:
+        raise InputError(f"{folder}: a label of {int(labels.max())}; MNIST labels are 0 to 9")
+    return images, labels
+
+
+def split(n: int, n_test: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded permutation split of ``range(n)`` into (train, test) indices."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_test:], perm[:n_test]
+
+
+
+# -- the canvas applications (detection, segmentation) -------------------------------------
+def input_transformer(kind: str, in_channels: int = 1) -> SpatialTransformer:
+    """The transformer in front of the canvas models: its localization net looks at the
+    image at half resolution (enough to see the sheet's pose, at a quarter of the cost)."""
+    n = {"affine": 6, "similarity": 4, "rigid": 4, "projective": 8}[kind]
+    loc = nn.Sequential(nn.AvgPool2d(2, ceil_mode=True), localization_net(in_channels, n))
+    return SpatialTransformer(in_channels, kind=kind, localization=loc)  # type: ignore[arg-type]
+
+
+#: Configuration keys that do not change how a model trains (ignored when resuming).
+EVAL_ONLY = ("test_canvases",)
+
+
+def check_config(cfg) -> None:
+    """One-line errors for impossible canvas-app configurations (detection and segmentation)."""
+    if cfg.stn_kind not in KINDS or cfg.stn_kind == "tps":
+        raise InputError(f"stn_kind must be affine, similarity, rigid or projective, got {cfg.stn_kind!r}")
+    check_number("equivariance", cfg.equivariance, lo=0, hi=1e4)
+    if cfg.stn and cfg.stn_kind == "projective" and cfg.equivariance > 0:
+        raise InputError("the equivariance term needs an affine-family transformer: use equivariance 0 "
+                         "with stn_kind projective")
+    for name, hi in (("steps", 10_000_000), ("batch_size", 1024), ("test_canvases", 100_000)):
+        check_number(name, getattr(cfg, name), lo=1, hi=hi, integer=True)
+    check_number("seed", cfg.seed, lo=0, hi=2**63 - 1, integer=True)
+
+
+def resume_ignores(cfg) -> tuple[str, ...]:
+    """Keys of ``cfg`` that may change without retraining (the transformer's, without one)."""
+    stn_keys = tuple(k for k in asdict(cfg) if k.startswith("stn_") or k == "equivariance")
+    return EVAL_ONLY + (() if cfg.stn else stn_keys)
+
+
+
+# -- results files ------------------------------------------------------------------------
+def read_results(path: Path) -> dict:
+    """The results recorded so far (``{}`` when there is no file), or a one-line InputError
+    for a file that is not a JSON object."""
+    if not path.exists():
+        return {}
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read ({type(e).__name__}); move it away to start a new "
+                         "one") from None
+    if not isinstance(results, dict):
+        raise InputError(f"{path}: not a results file (expected a JSON object); move it away to start "
+                         "a new one")
+    return results
+
+
+def write_results(results: dict, path: Path) -> None:
+    """Write the results atomically, as indented JSON."""
+    write_bytes_atomic((json.dumps(results, indent=2, allow_nan=False) + "\n").encode(), path)
+
+
+def check_out_folder(out: Path) -> None:
+    """An app's ``--out`` may be a folder or not exist yet."""
+    from ..errors import OutputError
+
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+
+
+# -- running the canvas applications -----------------------------------------------------------
+Report = Callable[[dict], None]
+
+
+def checked_config(app: ModuleType, **options):
+    """``app.Config(**options)``, checked by :func:`check_config`."""
+    cfg = app.Config(**options)
+    check_config(cfg)
+    return cfg
+
+
+def train_variants(app: ModuleType, name: str, configs: list, data: tuple[Tensor, Tensor], out: Path, *,
+                   progress: bool = True, report: Report | None = None) -> dict:
+    """Train each configuration of a canvas app (``plain`` / ``stn``) into ``out``: checkpoint,
+    loss curve, and its entry in ``NAME_results.json``. Returns the results."""
+    from ..plots import save_loss_curve
+
+    results_path = out / f"{name}_results.json"
+    results = read_results(results_path)
+    out.mkdir(parents=True, exist_ok=True)
+    for cfg in configs:
+        variant = "stn" if cfg.stn else "plain"
+        _, summary = app.train(cfg, data, checkpoint=out / f"{name}_{variant}.pt", progress=progress)
+        save_loss_curve(summary.pop("history"), out / f"{name}_{variant}_loss.png",
+                        title=f"{name} {variant}: {cfg.steps} steps x {cfg.batch_size} canvases "
+                              f"{cfg.size} px, CPU float32, {summary['threads']} threads",
+                        xlabel="training step")
+        _record(results, results_path, name, variant, "train", summary, report)
+    return results
+
+
+def evaluate_variants(app: ModuleType, name: str, variants: tuple[str, ...], load_data: Callable,
+                      data_folder: Path, out: Path, *, report: Report | None = None) -> dict:
+    """Evaluate each trained variant on the held-out canvas sets (every checkpoint is checked
+    before any work); pictures of the predictions, entries in ``NAME_results.json``."""
+    from ..training import count_parameters
+    from . import canvas
+
+    results_path = out / f"{name}_results.json"
+    results = read_results(results_path)
+    for variant in variants:
+        if not (out / f"{name}_{variant}.pt").exists():
+            raise InputError(f"{out / f'{name}_{variant}.pt'}: no checkpoint (run `warpaint stn "
+                             f"{name}-train` first)")
+    data = load_data(data_folder)
+    for variant in variants:
+        ckpt = out / f"{name}_{variant}.pt"
+        model, ck = app.load(ckpt)
+        cfg = app.Config(**ck["config"])
+        if ck["step"] < cfg.steps:
+            raise InputError(f"{ckpt}: training stopped at step {ck['step']} of {cfg.steps}; "
+                             f"run `warpaint stn {name}-train` again to finish it")
+        _, test_digits = canvas.split_digits(data, cfg.n_test_digits, cfg.seed)
+        sets = canvas.held_out_sets(test_digits, cfg.test_canvases, cfg.seed,
+                                    canvas.CanvasConfig(size=cfg.size))
+        summary = {"train_seconds": round(ck["seconds"], 1), "steps": cfg.steps,
+                   "parameters": count_parameters(model), "config": ck["config"],
+                   "test_canvases": cfg.test_canvases,
+                   **{set_name: app.evaluate(model, c) for set_name, c in sets.items()}}
+        app.save_predictions(model, sets["distorted"], out / f"{name}_{variant}_predictions.png")
+        _record(results, results_path, name, variant, "eval", summary, report)
+    return results
+
+
+def _record(results: dict, path: Path, name: str, variant: str, verb: str, summary: dict,
+            report: Report | None) -> None:
+    results.setdefault(variant, {}).update({verb: summary})
+    if report is not None:
+        report({"app": name, "variant": variant, verb: summary})
+    write_results(results, path)
