@@ -20,24 +20,39 @@ from .errors import InputError, OutputError, WarpaintError
 
 
 # -- parser ---------------------------------------------------------------------------------
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    from .stylize import StylizeConfig
+def _path(text: str) -> Path:
+    """A path option's value; an empty one is refused (it would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
 
-    g = p.add_argument_group("stylization options")
-    for f in fields(StylizeConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        shown = "none" if shown is None or shown == "" else shown  # 0 and 0.0 are shown as such
-        kw: dict[str, Any] = {"default": default, "dest": f.name,
+
+def add_config_flags(p: argparse.ArgumentParser, cls, *, groups: dict[str, tuple[str, ...]] | None = None,
+                     skip: tuple[str, ...] = (), unset: bool = False) -> None:
+    """One ``--field-name`` flag per field of the dataclass ``cls``: help, choices, type and
+    metavar from the field's metadata, in the argument groups ``groups`` (or the field's
+    ``group``). With ``unset`` the flags default to None (the command fills in its own
+    defaults, e.g. per distortion). This is the only place configs become flags."""
+    group_of = {n: g for g, names in (groups or {}).items() for n in names}
+    made: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        name = group_of.get(f.name) or f.metadata.get("group", "")
+        if name not in made:
+            made[name] = p.add_argument_group(f"{name} options" if name else "options")
+        shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        shown = "none" if shown is None or shown == "" else shown   # 0 and 0.0 are shown as such
+        kw: dict[str, Any] = {"default": None if unset else f.default, "dest": f.name,
                               "help": f"{f.metadata['help']} (default: {shown})"}
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
+        for key in ("choices", "metavar"):
+            if key in f.metadata:
+                kw[key] = f.metadata[key]
         if isinstance(f.default, bool):  # bool("False") is True: use --x / --no-x instead
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = f.metadata.get("type", type(f.default))
-        g.add_argument(flag, **kw)
+        made[name].add_argument("--" + f.name.replace("_", "-"), **kw)
 
 
 def _add_output_flags(p: argparse.ArgumentParser) -> None:
@@ -59,13 +74,6 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
-def _path(text: str) -> Path:
-    """A path option's value; an empty one is refused (it would mean the current folder)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path")
-    return Path(text)
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error message (and exit code 2)."""
 
@@ -73,164 +81,118 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="warpaint", description="Neural style transfer (Gatys et al.) on VGG19.")
-    parser.add_argument("--version", action="version", version=f"warpaint {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=_Parser)
+def _stylize_parsers(sub) -> None:
+    from .stylize import OPTION_GROUPS, StylizeConfig
 
     p = sub.add_parser("stylize", help="stylize an image (or a folder of images)",
-                       description="Stylize CONTENT with one or more STYLE images. CONTENT may "
-                                   "be a file, a folder of images (batch: -o is then a folder) "
-                                   "or - for standard input.")
+                       description="Stylize CONTENT with one or more STYLE images. CONTENT may be a file, a "
+                                   "folder of images (batch: -o is then a folder) or - for standard input.")
     p.add_argument("content", help="content image, folder of images, or - (stdin)")
     p.add_argument("styles", nargs="*", metavar="style",
                    help="style image(s); several are blended (none with a single-style --model)")
     p.add_argument("-o", "--output", required=True,
                    help="output file (.png, .jpg, ...), folder for a batch, or - (PNG to stdout)")
     g = p.add_argument_group("feed-forward options (one forward pass instead of optimization)")
-    g.add_argument("--fast", action="store_true",
-                   help="use the arbitrary-style model that ships with warpaint")
+    g.add_argument("--fast", action="store_true", help="use the arbitrary-style model that ships with warpaint")
     g.add_argument("--model", type=_path, default=None, metavar="PT",
                    help="use a model trained with `warpaint train` (implies --fast)")
-    g.add_argument("--strength", type=float, default=1.0,
-                   help="0 = the content, 1 = full style (default: 1)")
+    g.add_argument("--strength", type=float, default=1.0, help="0 = the content, 1 = full style (default: 1)")
     g.add_argument("--work-size", type=int, default=None, metavar="PX",
                    help="run the network at this long side and resize the result to --size "
                         "(default: the model's own; 0 = at full size)")
-    _add_config_flags(p)
+    add_config_flags(p, StylizeConfig, groups=OPTION_GROUPS)
     _add_output_flags(p)
-
     p = sub.add_parser("demo", help="run the main job on built-in images (no download)",
-                       description="Stylize matplotlib's sample photo with warpaint's own "
-                                   "generated swirling-night painting.")
+                       description="Stylize matplotlib's sample photo with warpaint's own generated "
+                                   "swirling-night painting.")
     p.add_argument("-o", "--output", default="warpaint_demo.png", help="output file")
     p.add_argument("--save-inputs", type=_path, default=None, metavar="DIR",
                    help="also write the two built-in input images to DIR")
-    _add_config_flags(p)
+    add_config_flags(p, StylizeConfig, groups=OPTION_GROUPS)
     _add_output_flags(p)
-
     p = sub.add_parser("score", help="content and style distances of a result",
-                       description="Content distance (relu4_2) and style distance (mean Gram "
-                                   "distance over relu1_1..relu5_1) at a fixed size. Lower is better.")
-    p.add_argument("content")
-    p.add_argument("style")
-    p.add_argument("output")
+                       description="Content distance (relu4_2) and style distance (mean Gram distance over "
+                                   "relu1_1..relu5_1) at a fixed size. Lower is better.")
+    for name in ("content", "style", "output"):
+        p.add_argument(name)
     p.add_argument("--size", type=int, default=512, help="evaluation long side, px (default: 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+
+def _train_parser(sub) -> None:
+    from .feedforward.train import TrainConfig
+
     p = sub.add_parser("train", help="train a feed-forward stylizer (arbitrary or single style)",
-                       description="Train a feed-forward model with the engine's losses: an "
-                                   "arbitrary-style model from a folder of paintings (--style-dir) "
-                                   "or a single-style model from one painting (--style). Re-running "
-                                   "the same command resumes from OUTPUT.pt.ckpt (e.g. my.pt.ckpt).")
+                       description="Train a feed-forward model with the engine's losses: an arbitrary-style "
+                                   "model from a folder of paintings (--style-dir) or a single-style model "
+                                   "from one painting (--style). Re-running the same command resumes from "
+                                   "OUTPUT.pt.ckpt (e.g. my.pt.ckpt).")
     p.add_argument("--content-dir", type=_path, required=True, help="folder of content photos")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--style-dir", type=_path, help="folder of style images (arbitrary-style model)")
     src.add_argument("--style", type=_path, help="one style image (single-style model)")
     p.add_argument("-o", "--output", type=_path, required=True, help="model file to write (.pt)")
-    from .feedforward.train import TrainConfig
-
-    defaults = TrainConfig()
-    for name, text in (("steps", "training steps"), ("batch_size", "crops per step"),
-                       ("size", "content crop side, px"), ("style_size", "style crop side, px"),
-                       ("content_scale", "short side the photos are loaded at, px; 0 = 1.25 x --size"),
-                       ("style_scale", "short side the paintings are loaded at, px; 0 = 1.5 x --style-size"),
-                       ("code_size", "long side at which a whole style image is encoded, px"),
-                       ("lr", "peak learning rate"), ("style_weight", "style loss weight"),
-                       ("content_weight", "content loss weight"), ("tv_weight", "total variation weight"),
-                       ("seed", "seed of crops and initialization")):
-        default = getattr(defaults, name)
-        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
-                       help=f"{text} (default: {default})")
-    p.add_argument("--color-transfer", action="store_true",
-                   help="arbitrary-style models: move the output to the style's colour mean and spread "
-                        "(in training and when stylizing)")
-    p.add_argument("--work-size", type=int, default=None, metavar="PX",
+    add_config_flags(p, TrainConfig, skip=("kind",))
+    g = p.add_argument_group("output options")
+    g.add_argument("--work-size", type=int, default=None, metavar="PX",
                    help="default long side the model runs at when stylizing, stored in the model file "
                         "(default: full size)")
-    p.add_argument("--init", type=_path, default=None, metavar="MODEL.pt",
-                   help="start from this model's weights (fine-tuning; same kind and shape)")
-    p.add_argument("--sample-every", type=int, default=200, metavar="N",
+    g.add_argument("--sample-every", type=int, default=200, metavar="N",
                    help="save a sample grid every N steps to OUTPUT_samples/ (default: 200; 0 = never)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda (default: auto)")
-    p.add_argument("--max-memory", type=float, default=0.0, metavar="GB",
-                   help="memory budget for a training step's estimated peak (default: 0 = what the "
-                        "device has free)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda (default: auto)")
+    g.add_argument("--max-memory", type=float, default=0.0, metavar="GB",
+                   help="memory budget for a training step's estimated peak (default: 0 = what the device "
+                        "has free)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _stn_parsers(sub) -> None:
+    from .apps import detection, segmentation
+    from .apps.digits import DigitsConfig
 
     stn = sub.add_parser("stn", help="spatial transformer network applications")
     stn_sub = stn.add_subparsers(dest="stn_command", required=True, metavar="APP", parser_class=_Parser)
     p = stn_sub.add_parser("digits", help="distorted MNIST: plain CNN vs ST-CNN",
-                           description="Train and evaluate a CNN and an ST-CNN on distorted MNIST "
-                                       "digits (R, RTS, P, E as in Jaderberg et al. 2015).")
-    p.add_argument("--data", type=_path, default=Path("../shared/datasets/mnist"),
-                   help="folder with the MNIST IDX files (default: ../shared/datasets/mnist)")
+                           description="Train and evaluate a CNN and an ST-CNN on distorted MNIST digits (R, "
+                                       "RTS, P, E as in Jaderberg et al. 2015). Unset options take the "
+                                       "values of each distortion (docs/stn.md).")
     p.add_argument("--distortion", default="RTS", help="R, RTS, P, E or all (default: RTS)")
     p.add_argument("--model", default="both", choices=("cnn", "stcnn", "both"),
                    help="which model(s) to train (default: both)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="training epochs (default: per distortion, R 40, RTS 30, P and E 25)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and the distortions (default: 0)")
-    p.add_argument("--stn-kind", default=None, choices=("affine", "similarity", "projective", "tps"),
-                   help="the ST-CNN's transform (default: per distortion, see docs/stn.md)")
-    p.add_argument("--stn-output", type=int, default=None, metavar="PX",
-                   help="side of the transformer's output (default: per distortion; 0 = input size)")
-    p.add_argument("--equivariance", type=float, default=None,
-                   help="weight of the rotation-equivariance term (default: per distortion)")
-    p.add_argument("--rotation-prior", type=float, default=None,
-                   help="weight of the squared rotation angle (default: per distortion)")
-    p.add_argument("--turned-view", action=argparse.BooleanOptionalAction, default=None,
-                   help="train the classifier on the equivariance term's turned batch too "
-                        "(default: per distortion)")
-    p.add_argument("--turn-degrees", type=float, default=None, metavar="DEG",
-                   help="range of the equivariance term's extra turns, +-DEG (default: per distortion)")
-    p.add_argument("--stn-iterations", type=int, default=None,
-                   help="localization passes, composed (default: per distortion)")
-    p.add_argument("--stn-lr-scale", type=float, default=None, metavar="X",
-                   help="learning-rate factor of the localization net (default: per distortion)")
-    p.add_argument("--stn-localization", default=None, choices=("deep", "small"),
-                   help="the ST-CNN's localization network (default: per distortion, see docs/stn.md)")
-    p.add_argument("--out", type=_path, default=Path("stn_digits"),
-                   help="folder for checkpoints, results.json and pictures (default: stn_digits)")
+    _add_app_io(p, "digits")
+    add_config_flags(p, DigitsConfig, skip=("distortion", "model"), unset=True)
+    for app, what, module in (("detect", "Faster R-CNN detector", detection),
+                              ("seg", "U-Net segmenter", segmentation)):
+        for verb in ("train", "eval"):
+            p = stn_sub.add_parser(f"{app}-{verb}", help=f"{verb} the {what} with and without an STN",
+                                   description=f"{'Train' if verb == 'train' else 'Evaluate'} the {what} on "
+                                               "synthetic 128 px canvases of cluttered MNIST digits under a "
+                                               "random affine distortion, with and without a spatial "
+                                               "transformer in front (see docs/stn.md).")
+            p.add_argument("--model", default="both", choices=("plain", "stn", "both"),
+                           help="without STN, with STN, or both (default: both)")
+            _add_app_io(p, app)
+            if verb == "train":
+                add_config_flags(p, module.Config, skip=("stn",), unset=True)
+
+
+def _add_app_io(p: argparse.ArgumentParser, app: str) -> None:
+    p.add_argument("--data", type=_path, default=Path("../shared/datasets/mnist"),
+                   help="folder with the MNIST IDX files (default: ../shared/datasets/mnist)")
+    p.add_argument("--out", type=_path, default=Path(f"stn_{app}"),
+                   help=f"folder of checkpoints, results and pictures (default: stn_{app})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    for app, what in (("detect", "Faster R-CNN detector"), ("seg", "U-Net segmenter")):
-        _add_canvas_app(stn_sub, app, what)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="warpaint", description="Neural style transfer (Gatys et al.) on VGG19.")
+    parser.add_argument("--version", action="version", version=f"warpaint {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _stylize_parsers(sub)
+    _train_parser(sub)
+    _stn_parsers(sub)
     return parser
-
-
-def _add_canvas_app(sub, app: str, what: str) -> None:
-    """``stn APP-train`` and ``stn APP-eval`` for the cluttered-canvas applications."""
-    for verb in ("train", "eval"):
-        p = sub.add_parser(f"{app}-{verb}", help=f"{verb} the {what} with and without an STN",
-                           description=f"{'Train' if verb == 'train' else 'Evaluate'} the {what} on "
-                                       "synthetic 128 px canvases of cluttered MNIST digits under a "
-                                       "random affine distortion, with and without a spatial "
-                                       "transformer in front (see docs/stn.md).")
-        p.add_argument("--data", type=_path, default=Path("../shared/datasets/mnist"),
-                       help="folder with the MNIST IDX files (default: ../shared/datasets/mnist)")
-        p.add_argument("--model", default="both", choices=("plain", "stn", "both"),
-                       help="without STN, with STN, or both (default: both)")
-        p.add_argument("--out", type=_path, default=Path(f"stn_{app}"),
-                       help=f"folder of checkpoints, results and pictures (default: stn_{app})")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-        if verb == "eval":
-            continue
-        p.add_argument("--steps", type=int, default=None, help="training steps (default: per app)")
-        p.add_argument("--batch-size", type=int, default=None, help="canvases per step (default: 8)")
-        p.add_argument("--stn-kind", default=None, choices=("rigid", "similarity", "affine", "projective"),
-                       help="the transformer's transform (default: rigid, turn and shift)")
-        p.add_argument("--equivariance", type=float, default=None,
-                       help="weight of the self-supervised rotation-equivariance term (default: 1)")
-        if app == "seg":
-            p.add_argument("--stn-encoder", action=argparse.BooleanOptionalAction, default=None,
-                           help="also a transformer on the deepest encoder features (default: no)")
-        p.add_argument("--test-canvases", type=int, default=None,
-                       help="canvases in each test set, used by the eval command (default: 300)")
-        p.add_argument("--seed", type=int, default=None, help="seed (default: 0)")
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -409,11 +371,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .plots import save_loss_curve
 
     kind = "single" if args.style is not None else "arbitrary"
-    cfg = TrainConfig(kind=kind, steps=args.steps, batch_size=args.batch_size, size=args.size,
-                      style_size=args.style_size, lr=args.lr, style_weight=args.style_weight,
-                      content_weight=args.content_weight, tv_weight=args.tv_weight, seed=args.seed,
-                      content_scale=args.content_scale, style_scale=args.style_scale,
-                      code_size=args.code_size, init=str(args.init or ""), color_transfer=args.color_transfer)
+    cfg = TrainConfig(kind=kind, **{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "kind"})
     if args.output.suffix != ".pt":
         raise InputError(f"{args.output}: the model file must end in .pt")
     if args.style is not None and not args.style.is_file():
@@ -424,7 +382,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_number("--work-size", args.work_size, lo=32, hi=16384, integer=True)
     if args.sample_every < 0:
         raise InputError(f"--sample-every must be >= 0, got {args.sample_every}")
-    if args.init is not None and not args.init.is_file():
+    if args.init and not Path(args.init).is_file():
         raise InputError(f"{args.init}: model file not found")
     style_paths = [args.style] if args.style is not None else list_images(args.style_dir)
     content_paths = list_images(args.content_dir)
@@ -520,8 +478,7 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
     if any(n not in digits.DISTORTIONS for n in names):
         raise InputError(f"--distortion must be one of {', '.join(digits.DISTORTIONS)} or all")
     models = ("cnn", "stcnn") if args.model == "both" else (args.model,)
-    keys = ("epochs", "batch_size", "seed", "stn_kind", "stn_output", "equivariance", "rotation_prior",
-            "turned_view", "turn_degrees", "stn_iterations", "stn_localization", "stn_lr_scale")
+    keys = [f.name for f in fields(digits.DigitsConfig) if f.name not in ("distortion", "model")]
     configs = [digits.config_for(name, kind, **{k: getattr(args, k) for k in keys})
                for name in names for kind in models]      # every option checked before any work
     check_out_folder(args.out)
@@ -538,8 +495,8 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
     name, verb = args.stn_command.split("-")
     app = importlib.import_module(f".apps.{'detection' if name == 'detect' else 'segmentation'}", __package__)
     variants = ("plain", "stn") if args.model == "both" else (args.model,)
-    keys = ("steps", "batch_size", "stn_kind", "equivariance", "stn_encoder", "test_canvases", "seed")
-    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    given = {f.name: getattr(args, f.name) for f in fields(app.Config)
+             if f.name != "stn" and getattr(args, f.name, None) is not None}
     common.check_out_folder(args.out)
     if verb == "train":   # every option checked before any work
         configs = [common.checked_config(app, stn=v == "stn", **given) for v in variants]

@@ -40,6 +40,18 @@ def _floats(value: str | Sequence[float]) -> tuple[float, ...]:
     return tuple(float(v) for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
 
 
+#: The option groups of ``--help``: every field of :class:`StylizeConfig` in one of them.
+OPTION_GROUPS: dict[str, tuple[str, ...]] = {
+    "schedule": ("size", "steps", "coarse_steps", "min_size", "content_detail"),
+    "losses": ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
+               "style_layer_weights"),
+    "style input": ("style_blend", "style_scale", "style_regions", "preserve_color"),
+    "geometry": ("warp", "warp_strength", "warp_grid", "align_style"),
+    "optimizer": ("optimizer", "lr", "init", "pooling", "seed"),
+    "runtime": ("device", "dtype", "max_memory"),
+}
+
+
 @dataclass(frozen=True)
 class StylizeConfig:
     """Every option of the optimization engine. The CLI's flags are generated from these."""

@@ -98,9 +98,14 @@ def check_config(cfg) -> None:
     if cfg.stn and cfg.stn_kind == "projective" and cfg.equivariance > 0:
         raise InputError("the equivariance term needs an affine-family transformer: use equivariance 0 "
                          "with stn_kind projective")
-    for name, hi in (("steps", 10_000_000), ("batch_size", 1024), ("test_canvases", 100_000)):
-        check_number(name, getattr(cfg, name), lo=1, hi=hi, integer=True)
-    check_number("seed", cfg.seed, lo=0, hi=2**63 - 1, integer=True)
+    for name, lo, hi in (("steps", 1, 10_000_000), ("batch_size", 1, 1024), ("test_canvases", 1, 100_000),
+                         ("width", 4, 256), ("size", 32, 512), ("n_test_digits", 1, 1_000_000),
+                         ("seed", 0, 2**63 - 1)):
+        check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
+    check_number("lr", cfg.lr, lo=0, lo_open=True, hi=1)
+    for name, hi in (("stn_lr_scale", 100), ("background_weight", 100)):
+        if hasattr(cfg, name):
+            check_number(name, getattr(cfg, name), lo=0, lo_open=name == "stn_lr_scale", hi=hi)
 
 
 def resume_ignores(cfg) -> tuple[str, ...]:

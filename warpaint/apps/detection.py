@@ -13,7 +13,7 @@ through the transform when masks are not given).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -157,17 +157,19 @@ class STNDetector(nn.Module):
 # -- training and evaluation ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Config:
-    stn: bool = True
-    stn_kind: str = "rigid"          # rotation + shift: it may turn the sheet, not zoom away from it
-    equivariance: float = 1.0        # weight of the self-supervised rotation-equivariance term
-    steps: int = 1800
-    batch_size: int = 8
-    lr: float = 2e-3
-    width: int = 32
-    size: int = 128
-    n_test_digits: int = 2000        # MNIST digits held out for the test canvases
-    test_canvases: int = 300
-    seed: int = 0
+    """Every option of the app (the CLI's flags are generated from these)."""
+
+    stn: bool = field(default=True, metadata={"help": "with a spatial transformer in front"})
+    stn_kind: str = field(default="rigid", metadata={"help": "the transformer's transform (rigid: turn and shift)", "choices": ("rigid", "similarity", "affine", "projective")})
+    equivariance: float = field(default=1.0, metadata={"help": "weight of the self-supervised rotation-equivariance term"})
+    steps: int = field(default=1800, metadata={"help": "training steps"})
+    batch_size: int = field(default=8, metadata={"help": "canvases per step"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    width: int = field(default=32, metadata={"help": "channels of the first layer"})
+    size: int = field(default=128, metadata={"help": "canvas side, px"})
+    n_test_digits: int = field(default=2000, metadata={"help": "MNIST digits held out for the test canvases"})
+    test_canvases: int = field(default=300, metadata={"help": "canvases in each test set (used by the eval command)"})
+    seed: int = field(default=0, metadata={"help": "seed"})
 
 
 def make_model(cfg: Config) -> STNDetector:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -189,22 +189,29 @@ def make_model(kind: Literal["cnn", "stcnn"], *, stn_output: int = 0, stn_kind: 
 # -- training -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DigitsConfig:
-    distortion: str = "RTS"
-    model: str = "stcnn"
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 2e-3
-    stn_lr_scale: float = 1.0        # learning-rate factor of the localization net
-    stn_output: int = 0              # side of the transformer's output; 0 = input size
-    stn_kind: str = "affine"         # transform of the ST-CNN: affine, similarity, projective, tps
-    equivariance: float = 0.0        # weight of the rotation-equivariance term (see train())
-    stn_iterations: int = 1          # localization passes (inverse-compositional refinement)
-    stn_localization: str = "deep"   # the localization network: deep or small (LOCALIZATION_NETS)
-    rotation_prior: float = 0.0      # weight of the squared rotation angle (see train())
-    turned_view: bool = False        # the classifier also learns from the equivariance term's turned batch
-    turn_degrees: float = 30.0       # the equivariance term's extra turns: uniform in +- this many degrees
-    n_test: int = 2000
-    seed: int = 0
+    """One digits run (the CLI's flags are generated from these; see :data:`STN_SETTINGS` and
+    :data:`EPOCHS` for the values each distortion uses)."""
+
+    distortion: str = field(default="RTS", metadata={"help": "R, RTS, P or E", "choices": DISTORTIONS})
+    model: str = field(default="stcnn", metadata={"help": "cnn or stcnn", "choices": ("cnn", "stcnn")})
+    epochs: int = field(default=30, metadata={"help": "training epochs (per distortion: R 40, RTS 30, P and E 25)"})
+    batch_size: int = field(default=128, metadata={"help": "batch size"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    stn_lr_scale: float = field(default=1.0, metadata={"help": "learning-rate factor of the localization net"})
+    stn_output: int = field(default=0, metadata={"help": "side of the transformer's output, px; 0 = input size"})
+    stn_kind: str = field(default="affine", metadata={
+        "help": "the ST-CNN's transform", "choices": ("affine", "similarity", "projective", "tps")})
+    equivariance: float = field(default=0.0, metadata={"help": "weight of the rotation-equivariance term"})
+    stn_iterations: int = field(default=1, metadata={"help": "localization passes, composed"})
+    stn_localization: str = field(default="deep", metadata={
+        "help": "the ST-CNN's localization network (see docs/stn.md)", "choices": ("deep", "small")})
+    rotation_prior: float = field(default=0.0, metadata={"help": "weight of the squared rotation angle"})
+    turned_view: bool = field(default=False, metadata={
+        "help": "train the classifier on the equivariance term's turned batch too"})
+    turn_degrees: float = field(default=30.0, metadata={
+        "help": "range of the equivariance term's extra turns, +- degrees"})
+    n_test: int = field(default=2000, metadata={"help": "digits held out for the test set"})
+    seed: int = field(default=0, metadata={"help": "seed of the split and the distortions"})
 
     def __post_init__(self) -> None:
         check_digits_config(self)

@@ -16,7 +16,7 @@ memory; ``init`` starts from the weights of an earlier model (fine-tuning).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,25 +38,36 @@ MAX_STEPS, MAX_BATCH, MAX_CROP, MAX_SCALE = 10_000_000, 256, 1024, 4096
 
 @dataclass(frozen=True)
 class TrainConfig:
-    kind: str = "arbitrary"          # "arbitrary" or "single"
-    steps: int = 2000
-    batch_size: int = 4
-    size: int = 192                  # content crop side, px
-    style_size: int = 192            # style crop side, px
-    content_scale: int = 0           # short side photos are loaded at (0: 1.25 x size)
-    style_scale: int = 0             # short side paintings are loaded at (0: 1.5 x style_size)
-    code_size: int = 128             # long side at which a whole style image gives the code
-    lr: float = 2e-3
-    content_weight: float = 1.0
-    style_weight: float = 4.0
-    tv_weight: float = 0.0
-    identity_prob: float = 0.15      # arbitrary only: the content crop is its own style
-    color_transfer: bool = False     # arbitrary only: the output takes the style's colour moments
-    code_dim: int = 64
-    width: int = 16
-    blocks: int = 5
-    seed: int = 0
-    init: str = ""                   # model file to start from ("" = random initialization)
+    """Every option of ``warpaint train`` (the CLI's flags are generated from these)."""
+
+    kind: str = field(default="arbitrary", metadata={"help": "arbitrary or single"})
+    steps: int = field(default=2000, metadata={"help": "training steps", "group": "schedule"})
+    batch_size: int = field(default=4, metadata={"help": "crops per step", "group": "schedule"})
+    size: int = field(default=192, metadata={"help": "content crop side, px", "group": "data"})
+    style_size: int = field(default=192, metadata={"help": "style crop side, px", "group": "data"})
+    content_scale: int = field(default=0, metadata={
+        "help": "short side the photos are loaded at, px; 0 = 1.25 x --size", "group": "data"})
+    style_scale: int = field(default=0, metadata={
+        "help": "short side the paintings are loaded at, px; 0 = 1.5 x --style-size", "group": "data"})
+    code_size: int = field(default=128, metadata={
+        "help": "long side at which a whole style image is encoded, px", "group": "data"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate", "group": "schedule"})
+    content_weight: float = field(default=1.0, metadata={"help": "content loss weight", "group": "losses"})
+    style_weight: float = field(default=4.0, metadata={"help": "style loss weight", "group": "losses"})
+    tv_weight: float = field(default=0.0, metadata={"help": "total variation weight", "group": "losses"})
+    identity_prob: float = field(default=0.15, metadata={
+        "help": "arbitrary-style models: chance that a content crop is its own style", "group": "data"})
+    color_transfer: bool = field(default=False, metadata={
+        "help": "arbitrary-style models: move the output to the style's colour mean and spread (in "
+                "training and when stylizing)", "group": "network"})
+    code_dim: int = field(default=64, metadata={"help": "size of the style code", "group": "network"})
+    width: int = field(default=16, metadata={"help": "channels of the network's first layer",
+                                             "group": "network"})
+    blocks: int = field(default=5, metadata={"help": "residual blocks of the network", "group": "network"})
+    seed: int = field(default=0, metadata={"help": "seed of crops and initialization", "group": "schedule"})
+    init: str = field(default="", metadata={
+        "help": "start from this model file's weights (fine-tuning; same kind and shape)", "group": "network",
+        "metavar": "MODEL.pt"})
 
     def __post_init__(self) -> None:
         check_train_config(self)
