@@ -363,60 +363,20 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``warpaint train``: a feed-forward model from folders of images."""
-    from .device import pick_device
-    from .errors import Interrupted, check_number
-    from .feedforward.train import TrainConfig, from_checkpoint, list_images, load_pool, train
-    from .jobs import guard_output, partial_path
-    from .memory import check_budget, training_peak_bytes
-    from .plots import save_loss_curve
+    from .errors import Interrupted
+    from .feedforward.train import TrainConfig, train_to_file
 
     kind = "single" if args.style is not None else "arbitrary"
     cfg = TrainConfig(kind=kind, **{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "kind"})
-    if args.output.suffix != ".pt":
-        raise InputError(f"{args.output}: the model file must end in .pt")
-    if args.style is not None and not args.style.is_file():
-        raise InputError(f"{args.style}: style image not found")
-    if args.style is not None and args.color_transfer:
-        raise InputError("--color-transfer is for arbitrary-style models (--style-dir)")
-    if args.work_size is not None:
-        check_number("--work-size", args.work_size, lo=32, hi=16384, integer=True)
-    if args.sample_every < 0:
-        raise InputError(f"--sample-every must be >= 0, got {args.sample_every}")
-    if args.init and not Path(args.init).is_file():
-        raise InputError(f"{args.init}: model file not found")
-    style_paths = [args.style] if args.style is not None else list_images(args.style_dir)
-    content_paths = list_images(args.content_dir)
-    guard_output(args.output, [str(p) for p in (*style_paths, *content_paths, args.init) if p],
-                 what="model file", formats=(".pt",))
-    device = pick_device(args.device)
-    check_number("--max-memory", args.max_memory, lo=0)
-    check_budget(training_peak_bytes(cfg.batch_size, cfg.size, cfg.style_size), args.max_memory, device,
-                 f"training on {cfg.batch_size} crops of {cfg.size} px")
-    content_short, style_short = cfg.scales()
-    contents = load_pool(content_paths, content_short)
-    # single style: the whole painting, short side at --style-size; arbitrary: crops of each
-    styles = load_pool(style_paths, style_short)
-    samples = args.output.with_name(args.output.stem + "_samples") if args.sample_every > 0 else None
-    ckpt = args.output.with_name(args.output.name + ".ckpt")
     try:
-        model, summary = train(cfg, contents, styles, checkpoint=ckpt, samples=samples,
-                               sample_every=max(args.sample_every, 1), device=device, progress=not args.quiet)
+        summary = train_to_file(cfg, args.content_dir, args.style or args.style_dir, args.output,
+                                work_size=args.work_size, sample_every=args.sample_every, device=args.device,
+                                max_memory=args.max_memory, progress=not args.quiet)
     except KeyboardInterrupt as e:
-        if ckpt.exists():
-            partial = from_checkpoint(ckpt)
-            partial.work_size = args.work_size
-            dest = Path(partial_path(str(args.output)))
-            partial.save(dest)
-            print(f"warpaint: interrupted; wrote the model so far to {dest} and the training state to "
-                  f"{ckpt} (run the same command to resume)", file=sys.stderr)
+        if getattr(e, "partial", None):
+            print(f"warpaint: interrupted; wrote the model so far to {e.partial} and the training state to "
+                  f"{args.output}.ckpt (run the same command to resume)", file=sys.stderr)
         return e.exit_code if isinstance(e, Interrupted) else 130
-    model.training["content_images"] = len(contents)
-    model.training["style_images"] = len(styles)
-    model.work_size = args.work_size
-    model.save(args.output)
-    save_loss_curve(summary["history"], args.output.with_name(args.output.stem + "_loss.png"),
-                    title=f"{kind}: {cfg.steps} steps x {cfg.batch_size} crops of {cfg.size} px, "
-                          f"{device.type} float32", xlabel="training step")
     print(f"wrote {args.output} ({kind} model, {cfg.steps} steps, {summary['seconds']:.0f} s)", file=sys.stderr)
     return 0
 

@@ -316,3 +316,73 @@ def from_checkpoint(path: Path) -> FastStylizer:
     model.training = {"config": ck["config"], "steps": ck["step"], "seconds": round(ck["seconds"], 1),
                       "interrupted": True}
     return model
+
+
+def check_train_files(cfg: TrainConfig, content_dir: Path, style: Path, output: Path, *,
+                      work_size: int | None, sample_every: int) -> tuple[list[Path], list[Path]]:
+    """The content and style files of a training run, after checking every path and option
+    that :class:`TrainConfig` does not hold; nothing is read or written yet."""
+    from ..jobs import guard_output
+
+    if output.suffix != ".pt":
+        raise InputError(f"{output}: the model file must end in .pt")
+    if cfg.kind == "single" and not style.is_file():
+        raise InputError(f"{style}: style image not found")
+    if cfg.kind == "single" and cfg.color_transfer:
+        raise InputError("color_transfer is for arbitrary-style models (a folder of styles)")
+    if work_size is not None:
+        check_number("work_size", work_size, lo=32, hi=16384, integer=True)
+    check_number("sample_every", sample_every, lo=0, integer=True)
+    if cfg.init and not Path(cfg.init).is_file():
+        raise InputError(f"{cfg.init}: model file not found")
+    style_paths = [style] if cfg.kind == "single" else list_images(style)
+    content_paths = list_images(content_dir)
+    guard_output(output, [str(p) for p in (*style_paths, *content_paths, cfg.init) if p], what="model file",
+                 formats=(".pt",))
+    return content_paths, style_paths
+
+
+def train_to_file(cfg: TrainConfig, content_dir: Path, style: Path, output: Path, *,
+                  work_size: int | None = None, sample_every: int = 200, device: str = "auto",
+                  max_memory: float = 0.0, progress: bool = True) -> dict:
+    """Train a model from the photos in ``content_dir`` and ``style`` (one painting, or a
+    folder of them for an arbitrary-style model) and write it to ``output``, with a loss
+    curve (``OUTPUT_loss.png``), sample grids every ``sample_every`` steps and the training
+    state in ``OUTPUT.pt.ckpt`` (resumed from). Returns the training summary.
+
+    Ctrl-C or SIGTERM writes the model so far to ``OUTPUT.partial.pt`` (never over a
+    finished model) and re-raises, with the path as the exception's ``partial``.
+    """
+    from ..device import pick_device
+    from ..jobs import partial_path
+    from ..memory import check_budget, training_peak_bytes
+    from ..plots import save_loss_curve
+
+    content_paths, style_paths = check_train_files(cfg, content_dir, style, output, work_size=work_size,
+                                                   sample_every=sample_every)
+    dev = pick_device(device)
+    check_number("max_memory", max_memory, lo=0)
+    check_budget(training_peak_bytes(cfg.batch_size, cfg.size, cfg.style_size), max_memory, dev,
+                 f"training on {cfg.batch_size} crops of {cfg.size} px")
+    content_short, style_short = cfg.scales()
+    contents = load_pool(content_paths, content_short)
+    styles = load_pool(style_paths, style_short)  # one style: the whole painting; else crops of each
+    samples = output.with_name(output.stem + "_samples") if sample_every > 0 else None
+    ckpt = output.with_name(output.name + ".ckpt")
+    try:
+        model, summary = train(cfg, contents, styles, checkpoint=ckpt, samples=samples,
+                               sample_every=max(sample_every, 1), device=dev, progress=progress)
+    except KeyboardInterrupt as e:
+        if ckpt.exists():
+            partial = from_checkpoint(ckpt)
+            partial.work_size = work_size
+            e.partial = partial_path(str(output))  # type: ignore[attr-defined]
+            partial.save(e.partial)  # type: ignore[attr-defined]
+        raise
+    model.training.update(content_images=len(contents), style_images=len(styles))
+    model.work_size = work_size
+    model.save(output)
+    save_loss_curve(summary["history"], output.with_name(output.stem + "_loss.png"),
+                    title=f"{cfg.kind}: {cfg.steps} steps x {cfg.batch_size} crops of {cfg.size} px, "
+                          f"{dev.type} float32", xlabel="training step")
+    return summary
