@@ -66,3 +66,22 @@ def score(content: Tensor, style: Tensor, output: Tensor, *, size: int = 512,
     return Score(content=float(content_loss(fo[SCORE_CONTENT_LAYER], fc[SCORE_CONTENT_LAYER])),
                  style=sum(per_layer.values()) / len(per_layer), style_per_layer=per_layer,
                  size=size)
+
+
+def score_files(content: str, style: str, output: str, *, size: int = 512, device: str = "auto") -> Score:
+    """:func:`score` of three image files (``-``: stdin), after checking the size and the
+    memory it needs."""
+    from .device import pick_device
+    from .errors import check_number
+    from .io import pil_to_tensor
+    from .jobs import read_pil
+    from .memory import check_budget, engine_peak_bytes
+    from .stylize import StylizeConfig
+
+    check_number("size", size, lo=16, hi=4096, integer=True)
+    dev = pick_device(device)
+    images = [read_pil(p) for p in (content, style, output)]
+    hw = fit_long_side((images[0].height, images[0].width), size)
+    # three forward passes without gradients: well under one engine step at the same size
+    check_budget(engine_peak_bytes(StylizeConfig(size=size), hw, hw, []) // 2, 0, dev, f"scoring at {size} px")
+    return score(*(pil_to_tensor(im) for im in images), size=size, vgg=VGGFeatures().to(dev))
