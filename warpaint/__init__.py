@@ -13,7 +13,14 @@ __version__ = "0.1.0"
 
 from .api import stylize  # noqa: E402
 from .errors import (  # noqa: E402
-    InputError, Interrupted, NumericalError, OutputError, ResourceError, ShapeError, WarpaintError)
+    InputError,
+    Interrupted,
+    NumericalError,
+    OutputError,
+    ResourceError,
+    ShapeError,
+    WarpaintError,
+)
 from .io import load_image, save_image  # noqa: E402
 from .score import Score, score  # noqa: E402
 from .stylize import Iterate, StylizeConfig, Stylizer  # noqa: E402

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 from PIL import Image
 from torch import Tensor

@@ -24,6 +24,9 @@ from .errors import InputError, OutputError, check_image
 
 PathLike = str | os.PathLike[str]
 
+#: The shortest image side anything in warpaint works on (sizes below it are refused).
+MIN_SIDE = 16
+
 #: Default limit on decoded pixels (a guard against decompression bombs): 100 megapixels.
 MAX_PIXELS = 100_000_000
 
@@ -167,8 +170,29 @@ def resize_pil(im: Image.Image, hw: tuple[int, int]) -> Image.Image:
 
 
 def resize_long_side(image: Tensor, long_side: int) -> Tensor:
-    """Resize so the longer side is ``long_side`` px, keeping the aspect ratio."""
+    """Resize (B, C, H, W) images so the longer side is ``long_side`` px, keeping the aspect
+    ratio (:func:`resize`)."""
     return resize(image, fit_long_side(tuple(image.shape[-2:]), long_side))  # type: ignore[arg-type]
+
+
+def resize_pil_long_side(im: Image.Image, long_side: int, *, enlarge: bool = True) -> Image.Image:
+    """A Pillow image as 8-bit RGB with its longer side ``long_side`` px (:func:`resize_pil`);
+    with ``enlarge=False`` a smaller image is returned as it is."""
+    if not enlarge and max(im.size) <= long_side:
+        return _to_rgb(im)
+    return resize_pil(im, fit_long_side((im.height, im.width), long_side))
+
+
+def list_images(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """The image files (:data:`IMAGE_EXTS`) in ``folder`` (and below it, ``recursive``),
+    sorted; an InputError when there are none or the folder is missing."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: folder not found")
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in folder")
+    return files
 
 
 def save_image(image: Tensor | Image.Image, dest: PathLike | BinaryIO, *,

@@ -27,13 +27,14 @@ from torch import Tensor
 
 from .errors import InputError, Interrupted, NumericalError, OutputError, WarpaintError
 from .io import (
-    IMAGE_EXTS,
     WRITE_FORMATS,
     fit_long_side,
+    list_images,
     load_pil,
     pil_to_tensor,
     resize,
     resize_pil,
+    resize_pil_long_side,
     save_image,
     tensor_to_pil,
 )
@@ -71,14 +72,6 @@ class Outcome:
 
 
 # -- planning -------------------------------------------------------------------------------
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly in ``folder``, sorted; an InputError when there are none."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in folder")
-    return files
-
-
 def batch_names(files: Sequence[Path]) -> list[str]:
     """Output names (PNG) for a folder batch: ``stem.png``, or ``name.ext.png`` for every file
     whose stem another file shares, so no two outputs collide.
@@ -162,9 +155,7 @@ def partial_path(out: str) -> str:
 def read_pil(src: str, *, long_side: int | None = None) -> Image.Image:
     """An input as 8-bit RGB (``-``: stdin), shrunk (never enlarged) to ``long_side``."""
     im = load_pil(sys.stdin.buffer if src == STDIO else src)
-    if long_side is not None and max(im.size) > long_side:
-        im = resize_pil(im, fit_long_side((im.height, im.width), long_side))
-    return im
+    return im if long_side is None else resize_pil_long_side(im, long_side, enlarge=False)
 
 
 def read_init(cfg: StylizeConfig) -> Tensor | None:
@@ -271,8 +262,9 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     ``work_size`` (``None``: the model's own; 0: full size). Style images (Pillow) are shrunk
     to what the method reads before they become tensors. Options the method cannot honour
     are InputErrors."""
-    shrink = (lambda im, side: im if isinstance(im, Tensor) or max(im.size) <= side else
-              resize_pil(im, fit_long_side((im.height, im.width), side)))
+    def shrink(im: Image.Image | Tensor, side: int) -> Image.Image | Tensor:
+        return im if isinstance(im, Tensor) else resize_pil_long_side(im, side, enlarge=False)
+
     if not (fast or model is not None):
         if not styles:
             raise InputError("give at least one style image (or a feed-forward model)")

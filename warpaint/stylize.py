@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -19,17 +20,22 @@ from torch import Tensor
 from . import color
 from .device import check_device_name, enable_fast_math, pick_device, pick_dtype, use_channels_last
 from .errors import InputError, NumericalError, check_number, check_pixels
-from .io import fit_long_side, resize
-from .losses import blend_grams, content_loss, gram_matrix, region_grams, style_loss, total_variation
+from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
+from .losses import (
+    blend_grams,
+    gram_matrix,
+    layers_content_loss,
+    layers_style_loss,
+    region_grams,
+    total_variation,
+)
 from .stn.geometry import sample
 from .stn.geostyle import WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
 from .stn.warps import AffineWarp
-from .vgg import LAYER_INDEX, VGGFeatures, layer_stride
+from .vgg import CONTENT_LAYERS, LAYER_INDEX, STYLE_LAYERS, VGGFeatures, layer_stride
 
 log = logging.getLogger(__name__)
 
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-CONTENT_LAYERS = ("relu4_2",)
 
 
 def _layers(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -175,7 +181,7 @@ def _check_config(cfg: StylizeConfig) -> None:
     def bad(msg: str) -> None:
         raise InputError(msg)
 
-    for name, lo, hi in (("size", 16, MAX_SIZE), ("min_size", 16, MAX_SIZE), ("steps", 0, MAX_STEPS),
+    for name, lo, hi in (("size", MIN_SIDE, MAX_SIZE), ("min_size", MIN_SIDE, MAX_SIZE), ("steps", 0, MAX_STEPS),
                          ("coarse_steps", -1, MAX_STEPS), ("warp_grid", 3, 32), ("style_regions", 0, 8),
                          ("seed", 0, 2**63 - 1)):
         check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
@@ -267,8 +273,8 @@ class Stylizer:
         cfg = self.cfg
         feats = self._features(content, cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
-        style_long = max(16, round(max(hw) * cfg.style_scale))
-        feats_s = [self._features(resize(s, fit_long_side(tuple(s.shape[-2:]), style_long)),
+        style_long = max(MIN_SIDE, round(max(hw) * cfg.style_scale))
+        feats_s = [self._features(resize_long_side(s, style_long),
                                   cfg.style_layers) for s in styles]
         # Regions per side: no more than any layer's feature map has rows or columns, in the
         # image at this scale and in every style (an empty cell would give 0 / 0).
@@ -281,10 +287,7 @@ class Stylizer:
         return content_t, style_t
 
     def _style(self, feats: dict[str, Tensor], style_t: dict[str, Tensor]) -> Tensor:
-        cfg = self.cfg
-        lw = cfg.style_layer_weights or (1.0,) * len(cfg.style_layers)
-        s = sum(w * style_loss(feats[n], style_t[n]) for n, w in zip(cfg.style_layers, lw))
-        return s / sum(lw)  # type: ignore[return-value]
+        return layers_style_loss(feats, style_t, self.cfg.style_layers, self.cfg.style_layer_weights or None)
 
     def losses(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
                geometry: Geometry | None = None) -> dict[str, Tensor]:
@@ -296,8 +299,7 @@ class Stylizer:
         """
         cfg = self.cfg
         feats = self._features(image)
-        c = sum(content_loss(feats[n], content_t[n]) for n in cfg.content_layers)
-        c = c / len(cfg.content_layers)
+        c = layers_content_loss(feats, content_t, cfg.content_layers)
         s = self._style(feats, style_t)
         out = {"content": cfg.content_weight * c}
         if geometry is None:

@@ -251,5 +251,6 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     return history, seconds
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def count_parameters(*modules: nn.Module | None) -> int:
+    """Parameters of the modules together (``None`` entries are skipped)."""
+    return sum(p.numel() for m in modules if m is not None for p in m.parameters())

@@ -26,11 +26,20 @@ from typing import Literal
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import color
 from ..errors import InputError, check_number, check_pixels
-from ..io import fit_long_side, pil_to_tensor, resize, resize_pil, tensor_to_pil
+from ..io import (
+    MIN_SIDE,
+    fit_long_side,
+    pil_to_tensor,
+    resize,
+    resize_long_side,
+    resize_pil,
+    resize_pil_long_side,
+    tensor_to_pil,
+)
 from ..vgg import VGGFeatures
 from .nets import STAT_LAYERS, StyleEncoder, TransformerNet, feature_statistics
 
@@ -38,14 +47,13 @@ Kind = Literal["arbitrary", "single"]
 FORMAT = "warpaint.feedforward"
 #: Long side at which style images are encoded, for model files that do not say (version 1).
 STYLE_SIZE = 256
-#: Shortest side the network takes (two stride-2 convolutions and reflection padding).
-MIN_SIDE = 16
+#: (The shortest side the network takes, io.MIN_SIDE: two stride-2 convolutions, padding.)
 
 
 def style_inputs(vgg: VGGFeatures, image: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """What a model reads of a (B, 3, H, W) style image resized to ``size`` on its long side:
     VGG feature statistics (B, 1920) and colour moments (B, 6)."""
-    image = resize(image, fit_long_side(tuple(image.shape[-2:]), size))  # type: ignore[arg-type]
+    image = resize_long_side(image, size)
     # one image: channels-last, as in TransformerNet (the style code 5-10 % faster on a CPU)
     x = image.contiguous(memory_format=torch.channels_last) if image.shape[0] == 1 else image
     return feature_statistics(vgg(x, STAT_LAYERS)), color.color_moments(image)
@@ -135,7 +143,7 @@ class FastStylizer:
         full = tuple(original.shape[-2:])
         content = original
         if work_size is not None and max(full) > work_size:
-            content = resize(original, fit_long_side(full, work_size))  # type: ignore[arg-type]
+            content = resize_long_side(original, work_size)
         self.net.eval()
         if self.encoder is None:
             if styles:
@@ -175,7 +183,7 @@ class FastStylizer:
         if size is not None:
             full = fit_long_side(full, size)
         small = full if work_size is None or max(full) <= work_size else fit_long_side(full, work_size)
-        style_images = [pil_to_tensor(resize_pil(s, fit_long_side((s.height, s.width), self.style_size)))
+        style_images = [pil_to_tensor(resize_pil_long_side(s, self.style_size))
                         for s in styles or []]
         if strength == 1 and preserve_color != "luminance":
             out = self.stylize(pil_to_tensor(resize_pil(content, small)), style_images, weights=weights,
@@ -275,8 +283,3 @@ def _from_file(ck: dict, path: Path) -> FastStylizer:
     model.color_transfer = bool(ck.get("color_transfer", False))
     model.net.eval()
     return model
-
-
-def parameters(model: FastStylizer) -> int:
-    mods: list[nn.Module] = [model.net] + ([model.encoder] if model.encoder is not None else [])
-    return sum(p.numel() for m in mods for p in m.parameters())

@@ -23,11 +23,11 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, check_number
-from ..io import IMAGE_EXTS, load_image, resize
-from ..losses import content_loss, gram_matrix, style_loss, total_variation
-from ..stylize import CONTENT_LAYERS, STYLE_LAYERS
+from ..io import list_images as io_list_images
+from ..io import load_image, resize
+from ..losses import gram_matrix, layers_content_loss, layers_style_loss, total_variation
 from ..training import check_finite_state, fit, load_checkpoint
-from ..vgg import VGGFeatures
+from ..vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from .model import MAX_BLOCKS, MAX_CODE_DIM, MAX_WIDTH, FastStylizer, Kind, build, style_inputs
 from .nets import STAT_LAYERS, feature_statistics
 
@@ -99,12 +99,8 @@ def check_train_config(cfg: TrainConfig) -> None:
 
 
 def list_images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise InputError(f"{folder}: folder not found")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in folder")
-    return files
+    """The training images in ``folder`` and its subfolders."""
+    return io_list_images(folder, recursive=True)
 
 
 def load_pool(paths: list[Path], short_side: int) -> list[Tensor]:
@@ -163,8 +159,8 @@ def losses(vgg: VGGFeatures, out: Tensor, content: Tensor, grams: dict[str, Tens
     with torch.no_grad():
         target = vgg(content, CONTENT_LAYERS)
     feats = vgg(out, tuple(dict.fromkeys((*CONTENT_LAYERS, *STYLE_LAYERS))))
-    c = sum(content_loss(feats[n], target[n]) for n in CONTENT_LAYERS) / len(CONTENT_LAYERS)
-    s = sum(style_loss(feats[n], grams[n]) for n in STYLE_LAYERS) / len(STYLE_LAYERS)
+    c = layers_content_loss(feats, target, CONTENT_LAYERS)
+    s = layers_style_loss(feats, grams, STYLE_LAYERS)
     total = cfg.content_weight * c + cfg.style_weight * s
     parts = {"content": float(c.detach()), "style": float(s.detach())}
     if cfg.tv_weight:
