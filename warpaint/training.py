@@ -167,8 +167,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
 
     A checkpoint whose ``config`` equals ``config`` (up to the keys in ``resume_ignores``,
     which do not change training) is resumed from: model, optimizer, schedule, history.
-    ``on_step(n)`` is
-    called after step ``n`` (1-based), e.g. to save sample pictures. ``lr_scales`` maps a
+    ``on_step(n)`` is called after step ``n`` (1-based), e.g. to save sample pictures. ``lr_scales`` maps a
     submodule's name (e.g. ``"stn"``) to a factor on its learning rate. Ctrl-C or SIGTERM
     stops after the current step, saves the checkpoint and raises
     :class:`~warpaint.errors.Interrupted` (a ``KeyboardInterrupt``). A checkpoint of another
@@ -184,23 +183,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     opt = torch.optim.Adam(groups)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
                                                 pct_start=0.15)
-
-    def same(a: dict) -> bool:
-        return {k: v for k, v in a.items() if k not in resume_ignores} == \
-            {k: v for k, v in config.items() if k not in resume_ignores}
-
-    start, history, seconds = 0, [], 0.0
-    if checkpoint is not None and checkpoint.exists():
-        ck = load_checkpoint(checkpoint)
-        if ck.get("format") == fmt and isinstance(ck.get("config"), dict) and same(ck["config"]):
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            start, history, seconds = ck["step"], ck["history"], ck["seconds"]
-        else:
-            aside = move_aside(checkpoint)
-            log.warning("%s: its configuration differs from this run's; kept as %s, training from "
-                        "scratch", checkpoint, aside)
+    start, history, seconds = _resume_fit(checkpoint, fmt, config, resume_ignores, model, opt, sched)
 
     def save(step: int, spent: float) -> None:
         if checkpoint is not None:
@@ -218,19 +201,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     try:
         with StopRequest() as stop:
             for step in range(start, steps):
-                model.train()
-                torch.manual_seed(seed * 1_000_003 + step + 7_777_777)
-                loss, parts = step_loss(step_generator(seed, step))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                if not (math.isfinite(float(loss.detach())) and math.isfinite(float(norm))):
-                    raise NumericalError(f"the training loss or its gradient became non-finite at step "
-                                         f"{step + 1} (loss {float(loss.detach()):.3g}); lower the learning rate "
-                                         "or the loss weights (the last checkpoint is kept)")
-                opt.step()
-                sched.step()
-                history.append({"total": float(loss.detach()), **parts})
+                history.append(_fit_step(model, step_loss, opt, sched, seed, step))
                 if bar is not None:
                     bar.set_postfix_str(f"loss={history[-1]['total']:.3f}", refresh=False)
                     bar.update(1)
@@ -249,6 +220,48 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     seconds += time.perf_counter() - t0
     save(steps, seconds)
     return history, seconds
+
+
+def _resume_fit(checkpoint: Path | None, fmt: str, config: dict, ignores: tuple[str, ...], model: nn.Module,
+                opt, sched) -> tuple[int, list[dict[str, float]], float]:
+    """Load a :func:`fit` checkpoint of this configuration (up to ``ignores``) into the model,
+    optimizer and schedule; return (step, history, seconds) to continue from. A checkpoint
+    of another configuration is moved aside, never destroyed."""
+    if checkpoint is None or not checkpoint.exists():
+        return 0, [], 0.0
+    ck = load_checkpoint(checkpoint)
+
+    def kept(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k not in ignores}
+
+    if ck.get("format") == fmt and isinstance(ck.get("config"), dict) and kept(ck["config"]) == kept(config):
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        return ck["step"], ck["history"], ck["seconds"]
+    aside = move_aside(checkpoint)
+    log.warning("%s: its configuration differs from this run's; kept as %s, training from scratch",
+                checkpoint, aside)
+    return 0, [], 0.0
+
+
+def _fit_step(model: nn.Module, step_loss: StepLoss, opt, sched, seed: int, step: int) -> dict[str, float]:
+    """One update of :func:`fit` (step ``step``, 0-based); its losses. A non-finite loss or
+    gradient raises NumericalError before the update."""
+    model.train()
+    torch.manual_seed(seed * 1_000_003 + step + 7_777_777)
+    loss, parts = step_loss(step_generator(seed, step))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    value = float(loss.detach())
+    if not (math.isfinite(value) and math.isfinite(float(norm))):
+        raise NumericalError(f"the training loss or its gradient became non-finite at step {step + 1} (loss "
+                             f"{value:.3g}); lower the learning rate or the loss weights (the last checkpoint "
+                             "is kept)")
+    opt.step()
+    sched.step()
+    return {"total": value, **parts}
 
 
 def count_parameters(*modules: nn.Module | None) -> int:
