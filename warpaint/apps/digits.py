@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError, check_number
+from ..errors import InputError, NumericalError, check_number
 from ..stn.geometry import affine_grid, control_grid, rotation_angle, rotation_matrix, sample, tps_grid
 from ..stn.transformer import (
     SpatialTransformer,
@@ -322,6 +322,45 @@ def _digits_loss(model: nn.Module, cfg: DigitsConfig, x: Tensor, y: Tensor, gen:
     return loss
 
 
+def _split_data(cfg: DigitsConfig, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, EvalSet]:
+    """Training digits (N, 1, 28, 28) in [0, 1] with their labels, and the fixed test set."""
+    train_idx, test_idx = split(images.shape[0], cfg.n_test, cfg.seed)
+    x_test, y_test, info = make_test_set(images[test_idx], labels[test_idx], cfg.distortion,  # type: ignore[arg-type]
+                                         cfg.seed)
+    return images[train_idx].float()[:, None] / 255.0, labels[train_idx], EvalSet(x_test, y_test, info)
+
+
+def _digits_model(cfg: DigitsConfig, n_train: int) -> tuple[nn.Module, torch.optim.Optimizer, object]:
+    """The model (channels-last), Adam and the one-cycle schedule over all epochs."""
+    torch.manual_seed(cfg.seed)
+    model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind,  # type: ignore[arg-type]
+                       stn_iterations=cfg.stn_iterations, stn_localization=cfg.stn_localization)
+    # Channels-last: oneDNN's kernels for these few-channel convolutions and max pools train
+    # 20-40 % faster on a CPU (and cuDNN likes the layout too); same numbers to float rounding.
+    model = model.to(memory_format=torch.channels_last)
+    groups = param_groups(model, cfg.lr, {"stn": cfg.stn_lr_scale} if isinstance(model, STCNN) else None)
+    opt = torch.optim.Adam(groups)
+    total = cfg.epochs * math.ceil(n_train / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total)
+    return model, opt, sched
+
+
+def _digits_step(model: nn.Module, cfg: DigitsConfig, opt, sched, x: Tensor, y: Tensor,
+                 gen: torch.Generator) -> float:
+    """One update on a batch of clean digits (distorted here); its loss. A non-finite loss
+    raises NumericalError before the update."""
+    x, _ = distort(x, cfg.distortion, gen)  # type: ignore[arg-type]
+    loss = _digits_loss(model, cfg, x.contiguous(memory_format=torch.channels_last), y, gen)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NumericalError(f"the training loss became non-finite ({value}); lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return value
+
+
 def _resume(checkpoint: Path | None, cfg: DigitsConfig, model: nn.Module, opt, sched) -> dict:
     """Load a checkpoint of this configuration into the model, optimizer and schedule; return
     where to start (``epoch``, and ``batch``, ``perm``, ``gen``, ``rng`` when it was stopped
@@ -364,23 +403,10 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     images, labels = data
     if not 0 < cfg.n_test < images.shape[0]:
         raise InputError(f"n_test must be between 1 and {images.shape[0] - 1} (the digits given), got {cfg.n_test}")
-    train_idx, test_idx = split(images.shape[0], cfg.n_test, cfg.seed)
-    x_train = images[train_idx].float()[:, None] / 255.0
-    y_train = labels[train_idx]
-    x_test, y_test, info = make_test_set(images[test_idx], labels[test_idx], cfg.distortion,  # type: ignore[arg-type]
-                                         cfg.seed)
-
-    torch.manual_seed(cfg.seed)
-    model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind,  # type: ignore[arg-type]
-                       stn_iterations=cfg.stn_iterations, stn_localization=cfg.stn_localization)
-    # Channels-last: oneDNN's kernels for these few-channel convolutions and max pools train
-    # 20-40 % faster on a CPU (and cuDNN likes the layout too); same numbers to float rounding.
-    model = model.to(memory_format=torch.channels_last)
-    groups = param_groups(model, cfg.lr, {"stn": cfg.stn_lr_scale} if isinstance(model, STCNN) else None)
-    opt = torch.optim.Adam(groups)
+    x_train, y_train, test = _split_data(cfg, images, labels)
+    model, opt, sched = _digits_model(cfg, x_train.shape[0])
     steps_per_epoch = math.ceil(x_train.shape[0] / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total)
     state = _resume(checkpoint, cfg, model, opt, sched)
     gen = torch.Generator().manual_seed(cfg.seed + state["epoch"])
     if "gen" in state:                       # stopped inside an epoch: continue exactly there
@@ -409,15 +435,9 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
                 perm = torch.randperm(x_train.shape[0], generator=gen) if perm is None else perm
                 for b in range(state.pop("batch", 0), steps_per_epoch):
                     idx = perm[b * cfg.batch_size: (b + 1) * cfg.batch_size]
-                    x, _ = distort(x_train[idx], cfg.distortion, gen)  # type: ignore[arg-type]
-                    loss = _digits_loss(model, cfg, x.contiguous(memory_format=torch.channels_last),
-                                        y_train[idx], gen)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
+                    loss = _digits_step(model, cfg, opt, sched, x_train[idx], y_train[idx], gen)
                     if bar is not None:
-                        bar.set_postfix_str(f"loss={loss.item():.3f}", refresh=False)
+                        bar.set_postfix_str(f"loss={loss:.3f}", refresh=False)
                         bar.update(1)
                     if stop.requested:       # Ctrl-C / SIGTERM: keep the state, resume exactly here
                         save(epoch, batch=b + 1, perm=perm, gen=gen.get_state(), rng=torch.get_rng_state())
@@ -429,11 +449,11 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    result = {"distortion": cfg.distortion, "model": cfg.model, "error_pct": evaluate(model, x_test, y_test),
-              "train_seconds": round(seconds, 1), "parameters": count_parameters(model),
-              "epochs": cfg.epochs, "train_digits": int(x_train.shape[0]), "test_digits": int(x_test.shape[0]),
-              "threads": torch.get_num_threads(), "config": asdict(cfg)}
-    return model, result, EvalSet(x_test, y_test, info)
+    result = {"distortion": cfg.distortion, "model": cfg.model,
+              "error_pct": evaluate(model, test.images, test.labels), "train_seconds": round(seconds, 1),
+              "parameters": count_parameters(model), "epochs": cfg.epochs, "train_digits": int(x_train.shape[0]),
+              "test_digits": int(test.images.shape[0]), "threads": torch.get_num_threads(), "config": asdict(cfg)}
+    return model, result, test
 
 
 def run_experiments(configs: list[DigitsConfig], data: tuple[Tensor, Tensor], out: Path, *,
