@@ -205,11 +205,35 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
         with torch.no_grad():
             stats = code_inputs(vgg, [style_pool[i].to(device) for i in pick.tolist()], cfg.code_size)[0]
         model.encoder.set_normalization(stats)
-    both = _Both(model)
+    step_loss = _step_loss(cfg, model, vgg, content_pool, style_pool, torch.device(device))
+    sample_set = None
+    if samples is not None:
+        samples.mkdir(parents=True, exist_ok=True)
+        g = torch.Generator().manual_seed(cfg.seed + 99)
+        sample_set = (random_crops(content_pool, 4, cfg.size, g), random_crops(style_pool, 4, cfg.style_size, g))
+
+    def on_step(n: int) -> None:
+        if sample_set is not None and (n % sample_every == 0 or n == cfg.steps):
+            save_samples(model, *sample_set, samples / f"step_{n:06d}.png")
+
+    history, seconds = fit(_Both(model), step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, config=asdict(cfg),
+                           checkpoint=checkpoint, progress=progress, desc=f"train {kind}",
+                           fmt=CHECKPOINT_FORMAT, on_step=on_step)
+    model.net.eval()
+    model.training = {"config": asdict(cfg), "seconds": round(seconds, 1), "steps": cfg.steps,
+                      "device": str(torch.device(device)), "threads": torch.get_num_threads(),
+                      "final_losses": history[-1] if history else {}}
+    return model, {"history": history, "seconds": seconds}
+
+
+def _step_loss(cfg: TrainConfig, model: FastStylizer, vgg: VGGFeatures, content_pool: list[Tensor],
+               style_pool: list[Tensor], device: torch.device):
+    """The loss of one training step (for :func:`~warpaint.training.fit`): a batch of content
+    crops, each with a style (crops of the one painting, or of a random painting, or with
+    ``identity_prob`` the content crop itself), through the network and the engine's losses."""
     fixed_grams = None
-    if kind == "single":               # one style: its Gram targets never change
-        style = style_pool[0][None].to(device)
-        fixed_grams = style_targets(vgg, style)[0]
+    if cfg.kind == "single":               # one style: its Gram targets never change
+        fixed_grams = style_targets(vgg, style_pool[0][None].to(device))[0]
 
     def step_loss(g: torch.Generator):
         content = random_crops(content_pool, cfg.batch_size, cfg.size, g).to(device)
@@ -231,24 +255,7 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
             out = model.render(content, model.encode(stats, moments))
         return losses(vgg, out, content, grams, cfg)
 
-    sample_set = None
-    if samples is not None:
-        samples.mkdir(parents=True, exist_ok=True)
-        g = torch.Generator().manual_seed(cfg.seed + 99)
-        sample_set = (random_crops(content_pool, 4, cfg.size, g), random_crops(style_pool, 4, cfg.style_size, g))
-
-    def on_step(n: int) -> None:
-        if sample_set is not None and (n % sample_every == 0 or n == cfg.steps):
-            save_samples(model, *sample_set, samples / f"step_{n:06d}.png")
-
-    history, seconds = fit(both, step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, config=asdict(cfg),
-                           checkpoint=checkpoint, progress=progress, desc=f"train {kind}",
-                           fmt=CHECKPOINT_FORMAT, on_step=on_step)
-    model.net.eval()
-    model.training = {"config": asdict(cfg), "seconds": round(seconds, 1), "steps": cfg.steps,
-                      "device": str(torch.device(device)), "threads": torch.get_num_threads(),
-                      "final_losses": history[-1] if history else {}}
-    return model, {"history": history, "seconds": seconds}
+    return step_loss
 
 
 @torch.no_grad()
