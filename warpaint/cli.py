@@ -201,22 +201,20 @@ def cmd_stn_digits(args: argparse.Namespace) -> int:
 
 def cmd_stn_app(args: argparse.Namespace) -> int:
     """``stn detect-train | detect-eval | seg-train | seg-eval``."""
-    import importlib
-
-    from .apps import common
+    from .apps import common, detection, runs, segmentation
 
     name, verb = args.stn_command.split("-")
-    app = importlib.import_module(f".apps.{'detection' if name == 'detect' else 'segmentation'}", __package__)
+    app = detection if name == "detect" else segmentation
     variants = ("plain", "stn") if args.model == "both" else (args.model,)
     given = {f.name: getattr(args, f.name) for f in fields(app.Config)
              if f.name != "stn" and getattr(args, f.name, None) is not None}
     common.check_out_folder(args.out)
     if verb == "train":   # every option checked before any work
-        configs = [common.checked_config(app, stn=v == "stn", **given) for v in variants]
-        common.train_variants(app, name, configs, common.load_mnist(args.data), args.out,
-                              progress=not args.quiet, report=_report)
+        configs = [runs.checked_config(app, stn=v == "stn", **given) for v in variants]
+        runs.train_variants(app, name, configs, common.load_mnist(args.data), args.out,
+                            progress=not args.quiet, report=_report)
     else:
-        common.evaluate_variants(app, name, variants, common.load_mnist, args.data, args.out, report=_report)
+        runs.evaluate_variants(app, name, variants, common.load_mnist, args.data, args.out, report=_report)
     return 0
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io as _io
 import os
+import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -265,3 +267,58 @@ def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
         if isinstance(e, OSError):
             raise OutputError(f"{path}: cannot write ({e})") from None
         raise
+
+
+# -- output paths -----------------------------------------------------------------------------
+def same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _probe_writable(out: Path) -> None:
+    """Fail before any work if ``out``'s folder cannot take a new file (root ignores modes)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write to {out.parent} ({e.strerror or e})") from None
+
+
+def guard_output(out: str | Path, inputs: Sequence[str], *, what: str = "output",
+                 formats: Sequence[str] | None = tuple(WRITE_FORMATS)) -> None:
+    """Refuse an output path that is an input file, has an unknown extension (``formats``;
+    ``None``: any) or lies in a missing or unwritable folder."""
+    path = Path(out)
+    for src in inputs:
+        if src != "-" and path.exists() and same_file(src, path):
+            raise OutputError(f"{out}: {what} is the same file as input {src}; refusing to overwrite "
+                              "an input")
+    if path.is_dir():
+        raise OutputError(f"{out}: {what} is a directory, expected a file name")
+    if formats is not None and path.suffix.lower() not in formats:
+        raise OutputError(f"{out}: unknown {what} extension; use one of {', '.join(sorted(formats))}")
+    if not path.parent.is_dir():
+        raise OutputError(f"{out}: {what} folder {path.parent} does not exist")
+    _probe_writable(path)
+
+
+def partial_path(out: str) -> str:
+    """Where an interrupted job's result goes: ``out.partial.png`` beside ``out.png``.
+
+    Example:
+        >>> partial_path("results/out.png")
+        'results/out.partial.png'
+    """
+    p = Path(out)
+    return str(p.with_name(f"{p.stem}.partial{p.suffix}"))
+
+
+
+def read_pil(src: str, *, long_side: int | None = None) -> Image.Image:
+    """An input as 8-bit RGB (``-``: stdin), shrunk (never enlarged) to ``long_side``."""
+    im = load_pil(sys.stdin.buffer if src == "-" else src)
+    return im if long_side is None else resize_pil_long_side(im, long_side, enlarge=False)
+
+

@@ -10,9 +10,7 @@ reported and the next one runs; Ctrl-C or SIGTERM writes the current result unde
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,15 +24,17 @@ from PIL import Image
 from torch import Tensor
 
 from .errors import InputError, Interrupted, NumericalError, OutputError, WarpaintError
-from .io import (
-    WRITE_FORMATS,
+from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported for front ends)
     fit_long_side,
+    guard_output,
     list_images,
-    load_pil,
+    partial_path,
     pil_to_tensor,
+    read_pil,
     resize,
     resize_pil,
     resize_pil_long_side,
+    same_file,
     save_image,
     tensor_to_pil,
 )
@@ -96,40 +96,6 @@ def plan(content: str, output: str) -> list[Job]:
     return [Job(content, output)]
 
 
-def same_file(a: str | Path, b: str | Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
-def _probe_writable(out: Path) -> None:
-    """Fail before any work if ``out``'s folder cannot take a new file (root ignores modes)."""
-    try:
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
-            pass
-    except OSError as e:
-        raise OutputError(f"{out}: cannot write to {out.parent} ({e.strerror or e})") from None
-
-
-def guard_output(out: str | Path, inputs: Sequence[str], *, what: str = "output",
-                 formats: Sequence[str] | None = tuple(WRITE_FORMATS)) -> None:
-    """Refuse an output path that is an input file, has an unknown extension (``formats``;
-    ``None``: any) or lies in a missing or unwritable folder."""
-    path = Path(out)
-    for src in inputs:
-        if src != STDIO and path.exists() and same_file(src, path):
-            raise OutputError(f"{out}: {what} is the same file as input {src}; refusing to overwrite "
-                              "an input")
-    if path.is_dir():
-        raise OutputError(f"{out}: {what} is a directory, expected a file name")
-    if formats is not None and path.suffix.lower() not in formats:
-        raise OutputError(f"{out}: unknown {what} extension; use one of {', '.join(sorted(formats))}")
-    if not path.parent.is_dir():
-        raise OutputError(f"{out}: {what} folder {path.parent} does not exist")
-    _probe_writable(path)
-
-
 def guard_jobs(jobs: Sequence[Job], inputs: Sequence[str]) -> None:
     """Check every job's output against every input (each content file of a batch too)."""
     everything = [*inputs, *(j.content for j in jobs if j.content not in inputs)]
@@ -140,24 +106,7 @@ def guard_jobs(jobs: Sequence[Job], inputs: Sequence[str]) -> None:
             guard_output(job.output, everything)
 
 
-def partial_path(out: str) -> str:
-    """Where an interrupted job's result goes: ``out.partial.png`` beside ``out.png``.
-
-    Example:
-        >>> partial_path("results/out.png")
-        'results/out.partial.png'
-    """
-    p = Path(out)
-    return str(p.with_name(f"{p.stem}.partial{p.suffix}"))
-
-
 # -- reading and checking -----------------------------------------------------------------------
-def read_pil(src: str, *, long_side: int | None = None) -> Image.Image:
-    """An input as 8-bit RGB (``-``: stdin), shrunk (never enlarged) to ``long_side``."""
-    im = load_pil(sys.stdin.buffer if src == STDIO else src)
-    return im if long_side is None else resize_pil_long_side(im, long_side, enlarge=False)
-
-
 def read_init(cfg: StylizeConfig) -> Tensor | None:
     """The start image when ``cfg.init`` names a file, else None."""
     if cfg.init in ("content", "noise", "style"):

@@ -62,6 +62,12 @@ def engine_peak_bytes(cfg, hw: tuple[int, int], content_hw: tuple[int, int],
     return int(ENGINE_BASE + passes * ENGINE_PER_PIXEL * hw[0] * hw[1] + STYLE_PER_PIXEL * style_px + images)
 
 
+def score_peak_bytes(hw: tuple[int, int]) -> int:
+    """Estimated peak of a quality report at evaluation size ``hw``: three VGG19 passes
+    without gradients, well under half an optimization step's cost per pixel."""
+    return int(ENGINE_BASE + ENGINE_PER_PIXEL // 2 * hw[0] * hw[1])
+
+
 def fast_peak_bytes(hw: tuple[int, int], work_size: int | None, *, blend_full: bool = False) -> int:
     """Estimated peak of one feed-forward stylization with result size ``hw`` = (H, W), the
     network run at ``work_size`` on the long side (``None``: at full size)."""

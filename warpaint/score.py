@@ -74,15 +74,12 @@ def score_files(content: str, style: str, output: str, *, size: int = 512, devic
     memory it needs."""
     from .device import pick_device
     from .errors import check_number
-    from .io import pil_to_tensor
-    from .jobs import read_pil
-    from .memory import check_budget, engine_peak_bytes
-    from .stylize import StylizeConfig
+    from .io import pil_to_tensor, read_pil
+    from .memory import check_budget, score_peak_bytes
 
     check_number("size", size, lo=MIN_SIDE, hi=4096, integer=True)
     dev = pick_device(device)
     images = [read_pil(p) for p in (content, style, output)]
     hw = fit_long_side((images[0].height, images[0].width), size)
-    # three forward passes without gradients: well under one engine step at the same size
-    check_budget(engine_peak_bytes(StylizeConfig(size=size), hw, hw, []) // 2, 0, dev, f"scoring at {size} px")
+    check_budget(score_peak_bytes(hw), 0, dev, f"scoring at {size} px")
     return score(*(pil_to_tensor(im) for im in images), size=size, vgg=VGGFeatures().to(dev))

@@ -325,7 +325,7 @@ def check_train_files(cfg: TrainConfig, content_dir: Path, style: Path, output: 
                       work_size: int | None, sample_every: int) -> tuple[list[Path], list[Path]]:
     """The content and style files of a training run, after checking every path and option
     that :class:`TrainConfig` does not hold; nothing is read or written yet."""
-    from ..jobs import guard_output
+    from ..io import guard_output
 
     if output.suffix != ".pt":
         raise InputError(f"{output}: the model file must end in .pt")
@@ -357,7 +357,7 @@ def train_to_file(cfg: TrainConfig, content_dir: Path, style: Path, output: Path
     finished model) and re-raises, with the path as the exception's ``partial``.
     """
     from ..device import pick_device
-    from ..jobs import partial_path
+    from ..io import partial_path
     from ..memory import check_budget, training_peak_bytes
     from ..plots import save_loss_curve
 
