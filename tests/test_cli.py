@@ -457,7 +457,9 @@ class TestSubprocess:
             im.load()
             assert im.format == "PNG" and im.size == (32, 24) and im.mode == "RGB"
 
-    def test_ctrl_c_writes_current_image(self, python, subprocess_env, files, tmp_path):
+    @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
+    def test_ctrl_c_writes_current_image(self, python, subprocess_env, files, tmp_path, signum, code):
+        """Ctrl-C (SIGINT) and SIGTERM: the current image goes to a .partial name, exit 128 + signal."""
         snaps = tmp_path / "snaps"
         out = tmp_path / "interrupted.png"
         cmd = [python, "-m", "warpaint", "stylize", str(files["content"]), str(files["style"]),
@@ -473,14 +475,14 @@ class TestSubprocess:
                 if time.monotonic() > deadline:
                     pytest.fail("no snapshot within 120 s")
                 time.sleep(0.1)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             _, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
         err = err.decode()
-        assert proc.returncode == 130, err
+        assert proc.returncode == code, err
         assert "Traceback" not in err
         assert "interrupted" in err
         assert not out.exists()            # the final name is for finished results only

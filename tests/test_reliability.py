@@ -10,9 +10,7 @@ import json
 import os
 import signal
 import struct
-import subprocess
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,31 +18,17 @@ import pytest
 import torch
 from PIL import Image
 
+# the CLI tests' helpers: a tiny run's options, an in-process call, the one-line error check
+from test_cli import TINY, cli  # noqa: E402
+from test_cli import assert_one_line_error as one_line_error  # noqa: E402
+
 from warpaint import api
-from warpaint.cli import main
 from warpaint.errors import InputError, NumericalError, ResourceError
 from warpaint.feedforward import build
 from warpaint.io import tensor_to_pil
 from warpaint.jobs import batch_names, partial_path
 from warpaint.stylize import StylizeConfig, Stylizer
 from warpaint.training import fit, load_checkpoint, save_checkpoint
-
-TINY = ["--size", "32", "--min-size", "32", "--steps", "2", "--coarse-steps", "0", "-q",
-        "--device", "cpu", "--dtype", "float32"]
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
-def one_line_error(rc: int, err: str, *needles: str) -> None:
-    assert rc == 2, err
-    assert "Traceback" not in err
-    assert err.startswith("warpaint: error: ") and err.count("\n") == 1, err
-    for n in needles:
-        assert n in err, (n, err)
 
 
 class _Planted:
@@ -465,40 +449,7 @@ class TestOneLineErrors:
         assert (out / "results.json").read_text() == "{not json"
 
 
-# -- 9. signals ----------------------------------------------------------------------------------
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not (path.is_dir() and any(p.suffix == ".png" for p in path.iterdir())):
-        if proc.poll() is not None:
-            pytest.fail(f"exited early ({proc.returncode}): {proc.stderr.read().decode()}")
-        if time.monotonic() > deadline:
-            pytest.fail("nothing within the time limit")
-        time.sleep(0.1)
-
-
-def test_sigterm_keeps_the_current_image(python, subprocess_env, image_files, tmp_path):
-    snaps, out = tmp_path / "snaps", tmp_path / "o.png"
-    proc = subprocess.Popen([python, "-m", "warpaint", "stylize", str(image_files["content"]),
-                             str(image_files["style"]), "-o", str(out), "--size", "48", "--min-size", "48",
-                             "--steps", "100000", "--snapshot-every", "1", "--snapshot-dir", str(snaps),
-                             "-q", "--device", "cpu", "--dtype", "float32"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env)
-    try:
-        _wait_for(snaps, proc)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, err.decode()
-    assert "Traceback" not in err.decode()
-    assert not out.exists()
-    with Image.open(tmp_path / "o.partial.png") as im:
-        assert im.size == (48, 36)
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-
-
+# -- 9. signals (SIGTERM on stylize: test_cli.py::TestSubprocess::test_ctrl_c_writes_current_image) --
 def test_digits_ctrl_c_saves_and_resumes_exactly(tmp_path, mnist, monkeypatch):
     """Stopped inside an epoch, the digits run saves its state and resumes from that batch
     to the same weights as an uninterrupted run."""

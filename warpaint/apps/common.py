@@ -8,7 +8,7 @@ import gzip
 import json
 import math
 import struct
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -76,6 +76,27 @@ def split(n: int, n_test: int, seed: int) -> tuple[Tensor, Tensor]:
 
 
 # -- the canvas applications (detection, segmentation) -------------------------------------
+@dataclass(frozen=True)
+class CanvasAppConfig:
+    """The options both canvas apps have (each app's ``Config`` adds its own and its defaults)."""
+
+    stn: bool = field(default=True, metadata={"help": "with a spatial transformer in front"})
+    stn_kind: str = field(default="rigid", metadata={
+        "help": "the transformer's transform (rigid: turn and shift)",
+        "choices": ("rigid", "similarity", "affine", "projective")})
+    equivariance: float = field(default=1.0, metadata={
+        "help": "weight of the self-supervised rotation-equivariance term"})
+    steps: int = field(default=1200, metadata={"help": "training steps"})
+    batch_size: int = field(default=8, metadata={"help": "canvases per step"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    width: int = field(default=16, metadata={"help": "channels of the first layer"})
+    size: int = field(default=128, metadata={"help": "canvas side, px"})
+    n_test_digits: int = field(default=2000, metadata={"help": "MNIST digits held out for the test canvases"})
+    test_canvases: int = field(default=300, metadata={
+        "help": "canvases in each test set (used by the eval command)"})
+    seed: int = field(default=0, metadata={"help": "seed"})
+
+
 def input_transformer(kind: str, in_channels: int = 1) -> SpatialTransformer:
     """The transformer in front of the canvas models: its localization net looks at the
     image at half resolution (enough to see the sheet's pose, at a quarter of the cost)."""

@@ -28,7 +28,7 @@ from ..stn.transformer import SpatialTransformer, rotation_equivariance_loss
 from ..training import fit, restore, summary
 from . import canvas
 from .canvas import STROKE, CanvasConfig, boxes_from_masks
-from .common import check_config, input_transformer, resume_ignores  # noqa: F401  (re-exported)
+from .common import CanvasAppConfig, check_config, input_transformer, resume_ignores  # noqa: F401  (re-exported)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -156,20 +156,11 @@ class STNDetector(nn.Module):
 
 # -- training and evaluation ----------------------------------------------------------------
 @dataclass(frozen=True)
-class Config:
-    """Every option of the app (the CLI's flags are generated from these)."""
+class Config(CanvasAppConfig):
+    """The detector's options (the CLI's flags are generated from these)."""
 
-    stn: bool = field(default=True, metadata={"help": "with a spatial transformer in front"})
-    stn_kind: str = field(default="rigid", metadata={"help": "the transformer's transform (rigid: turn and shift)", "choices": ("rigid", "similarity", "affine", "projective")})
-    equivariance: float = field(default=1.0, metadata={"help": "weight of the self-supervised rotation-equivariance term"})
     steps: int = field(default=1800, metadata={"help": "training steps"})
-    batch_size: int = field(default=8, metadata={"help": "canvases per step"})
-    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
     width: int = field(default=32, metadata={"help": "channels of the first layer"})
-    size: int = field(default=128, metadata={"help": "canvas side, px"})
-    n_test_digits: int = field(default=2000, metadata={"help": "MNIST digits held out for the test canvases"})
-    test_canvases: int = field(default=300, metadata={"help": "canvases in each test set (used by the eval command)"})
-    seed: int = field(default=0, metadata={"help": "seed"})
 
 
 def make_model(cfg: Config) -> STNDetector:
