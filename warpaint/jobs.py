@@ -25,6 +25,7 @@ from torch import Tensor
 
 from .errors import InputError, Interrupted, NumericalError, OutputError, WarpaintError
 from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported for front ends)
+    MIN_SIDE,
     fit_long_side,
     guard_output,
     list_images,
@@ -209,7 +210,8 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     """The method a front end asked for: the engine with ``cfg``, or (``fast``, or a
     ``model`` file) a feed-forward model (``None``: the shipped one) at ``strength``, run at
     ``work_size`` (``None``: the model's own; 0: full size). Style images (Pillow) are shrunk
-    to what the method reads before they become tensors. Options the method cannot honour
+    before they become tensors: to twice the long side the engine needs, to the size a model
+    reads. Options the method cannot honour
     are InputErrors."""
     def shrink(im: Image.Image | Tensor, side: int) -> Image.Image | Tensor:
         return im if isinstance(im, Tensor) else resize_pil_long_side(im, side, enlarge=False)
@@ -217,7 +219,9 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     if not (fast or model is not None):
         if not styles:
             raise InputError("give at least one style image (or a feed-forward model)")
-        need = max(16, round(cfg.size * cfg.style_scale))
+        # at most twice the long side the result needs: memory stays bounded, and a style up to
+        # that size reaches the engine as it is (its own resize makes each scale's style)
+        need = 2 * max(MIN_SIDE, round(cfg.size * cfg.style_scale))
         return EngineMethod(cfg, [shrink(s, need) for s in styles], init=read_init(cfg))
     from .device import pick_device
     from .errors import check_number
