@@ -161,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "device has free)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("serve", help="a web page that stylizes uploads and shows the picture forming",
+                       description="Serve the web page (see docs/web.md): upload a photo and paintings, "
+                                   "watch the run live, download the result. One run at a time; "
+                                   "the others queue.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this "
+                                                        "machine only; a wider one prints a warning)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    p.add_argument("--upload-mb", type=float, default=25.0, help="largest upload per file, MB (default: 25)")
+    p.add_argument("--max-size", type=int, default=1024, help="largest result side, px (default: 1024)")
+    p.add_argument("--max-queue", type=int, default=8, help="runs waiting at most (default: 8)")
+    p.add_argument("--keep-minutes", type=float, default=60.0,
+                   help="how long a finished result is kept (default: 60)")
+
     stn = sub.add_parser("stn", help="spatial transformer network applications")
     stn_sub = stn.add_subparsers(dest="stn_command", required=True, metavar="APP", parser_class=_Parser)
     p = stn_sub.add_parser("digits", help="distorted MNIST: plain CNN vs ST-CNN",
@@ -610,6 +624,23 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``warpaint serve``: the web page (warpaint.web) until Ctrl-C."""
+    from .errors import check_number
+
+    check_number("port", args.port, lo=0, hi=65535, integer=True)
+    for name, lo in (("upload_mb", 0.001), ("max_size", 32), ("max_queue", 1), ("keep_minutes", 0)):
+        check_number(name, getattr(args, name), lo=lo)
+    try:
+        from .web import Settings, serve
+    except ImportError as e:
+        raise InputError(f"the web page needs FastAPI and uvicorn ({e}); pip install warpaint") from None
+    serve(args.host, args.port, Settings(upload_mb=args.upload_mb, max_size=args.max_size,
+                                         max_queue=args.max_queue, keep_minutes=args.keep_minutes,
+                                         device=args.device))
+    return 0
+
+
 def cmd_stn(args: argparse.Namespace) -> int:
     return cmd_stn_digits(args) if args.stn_command == "digits" else cmd_stn_app(args)
 
@@ -648,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
     command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score, "train": cmd_train,
-               "stn": cmd_stn}[args.command]
+               "stn": cmd_stn, "serve": cmd_serve}[args.command]
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
