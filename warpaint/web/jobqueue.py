@@ -83,6 +83,7 @@ class WebJob:
     version: int = 0                 # bumped on every change
     warp: list[str] = field(default_factory=list)   # names of the warp pictures
     stop: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.time)   # seconds since the epoch
     started: float | None = None
     finished: float | None = None
     folder: Path | None = None
@@ -200,6 +201,7 @@ class JobQueue:
             info = {"id": job.id, "state": job.state, "position": place, "waiting": len(self.waiting),
                     "message": job.message, "progress": job.progress, "warp": list(job.warp),
                     "result": job.state in ("done", "stopped") and job.frame is not None,
+                    "times": {"submitted": job.submitted, "started": job.started, "finished": job.finished},
                     "version": job.version}
             return info, job.frame, job.frame_no
 
@@ -214,7 +216,7 @@ class JobQueue:
 
     def _end(self, job: WebJob, state: str, message: str | None = None) -> None:
         """(Lock held.) A job reaches a terminal state; everyone's place in the line moves."""
-        job.state, job.message, job.finished = state, message, time.monotonic()
+        job.state, job.message, job.finished = state, message, time.time()
         for j in (job, *self.waiting):
             j.version += 1
         self.cond.notify_all()
@@ -228,7 +230,7 @@ class JobQueue:
     def _sweep(self) -> None:
         """(Lock held.) Remove finished jobs past ``keep_minutes``, then the oldest beyond ``max_kept``."""
         finished = sorted((j for j in self.jobs.values() if j.state in TERMINAL), key=lambda j: j.finished)
-        limit = time.monotonic() - 60 * self.settings.keep_minutes
+        limit = time.time() - 60 * self.settings.keep_minutes
         for i, job in enumerate(finished):
             if job.finished < limit or len(finished) - i > self.settings.max_kept:
                 self._forget(job)
@@ -241,7 +243,7 @@ class JobQueue:
             if self.closing:
                 return None
             job = self.waiting.popleft()
-            job.state, job.started = "running", time.monotonic()
+            job.state, job.started = "running", time.time()
             for j in (job, *self.waiting):
                 j.version += 1
             return job
