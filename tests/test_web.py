@@ -25,9 +25,8 @@ import pytest
 from PIL import Image
 
 httpx = pytest.importorskip("httpx", reason="httpx talks to the live server (pip install -e .[dev])")
-uvicorn = pytest.importorskip("uvicorn", reason="the web page needs uvicorn (pip install -e .)")
 
-from warpaint.web import Settings, create_app  # noqa: E402
+from warpaint.web import Settings, running  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -59,26 +58,12 @@ def image_of(data: bytes) -> Image.Image:
 
 @contextmanager
 def live_server(**overrides) -> Iterator[tuple[str, object]]:
-    """A real uvicorn on 127.0.0.1 and a free port, in a thread; shut down (and checked) at exit."""
+    """A real uvicorn on 127.0.0.1 and a free port, with small limits; shut down at exit."""
     settings = Settings(**{"device": "cpu", "upload_mb": 1.0, "max_pixels": 4_000_000,
                            "frame_interval": 0.2, **overrides})
-    app = create_app(settings)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        assert not thread.is_alive(), "the server did not shut down"
+    with running(settings) as (base, app):
+        yield base, app
+        assert app.state.queue.root.exists()
 
 
 def submit(base: str, upload: list[tuple], **options: str) -> httpx.Response:
@@ -313,19 +298,27 @@ def test_serve_command_warns_when_bound_wider(python, subprocess_env, tmp_path):
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed "
                                    "(pip install -e .[dev])")
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)")
+    chromium = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    if chromium is None:
+        pytest.skip(f"no browser: {CHROMIUM} is missing (.ci/run installs it: apt-get install chromium)")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
 
+@pytest.fixture
+def page(browser):
+    """A fresh tab, closed after the test (its event stream too, before the server stops)."""
+    tab = browser.new_page()
+    yield tab
+    tab.close()
+
+
 class TestPage:
-    def test_run_live_and_download(self, browser, shared_image, tmp_path):
+    def test_run_live_and_download(self, page, shared_image, tmp_path):
         content, style = shared_image("content/golden_gate.jpg"), shared_image("style/wave.jpg")
         with live_server() as (base, _):
-            page = browser.new_page()
             page.goto(f"{base}/?min_size=48")
             page.set_input_files("#content-file", str(content))
             page.set_input_files("#style-file", str(style))
@@ -343,12 +336,11 @@ class TestPage:
             assert page.is_hidden("#message")
             page.close()
 
-    def test_bad_uploads_get_a_message(self, browser, pair, tmp_path):
+    def test_bad_uploads_get_a_message(self, page, pair, tmp_path):
         (tmp_path / "big.png").write_bytes(png(700, 700))
         (tmp_path / "notes.txt").write_text("not a picture")
         (tmp_path / "style.png").write_bytes(pair[1])
         with live_server() as (base, _):
-            page = browser.new_page()
             page.goto(base)
             page.set_input_files("#style-file", str(tmp_path / "style.png"))
             for name, message in (("big.png", "big.png: the file is over the upload limit of 1 MB"),
@@ -359,3 +351,27 @@ class TestPage:
                 assert message in page.inner_text("#message")
                 assert page.is_enabled("#start")
             page.close()
+
+    def test_demo_images_and_stop(self, page):
+        """The built-in demo images; Stop ends the run and keeps the current image to download."""
+        from playwright.sync_api import expect
+
+        with live_server() as (base, _):
+            page.goto(f"{base}/?min_size=64")
+            page.click("#demo-content")
+            page.click("#demo-style")
+            page.wait_for_selector("#style-thumbs .thumb img", timeout=30_000)
+            assert page.locator("#content-thumbs .thumb").count() == 1
+            page.fill("#size", "64")
+            page.fill("#steps", "500")
+            page.click("#start")
+            expect(page.locator("#live")).not_to_have_attribute("data-frames", "0", timeout=60_000)
+            page.click("#stop")
+            page.wait_for_selector("#status[data-state=stopped]", timeout=30_000)
+            assert "the current image is kept" in page.inner_text("#status")
+            assert page.is_visible("#download-png") and page.is_visible("#download-json")
+            with page.expect_download() as download:
+                page.click("#download-json")
+            summary = json.loads(Path(download.value.path()).read_text())
+            assert summary["status"] == "stopped" and summary["content"] == "demo photo.png"
+            page.close()   # the page's event stream ends before the server stops

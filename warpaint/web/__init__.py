@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .jobqueue import JobQueue, Settings
 from .server import create_app
 
-__all__ = ["JobQueue", "Settings", "create_app", "is_loopback", "serve"]
+__all__ = ["JobQueue", "Settings", "create_app", "is_loopback", "running", "serve"]
 
 log = logging.getLogger("warpaint.web")
 
@@ -47,3 +52,30 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
           "(Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
                 timeout_graceful_shutdown=3)
+
+
+@contextmanager
+def running(settings: Settings | None = None, *, timeout: float = 30.0) -> Iterator[tuple[str, object]]:
+    """A server on 127.0.0.1 and a free port, in a background thread (tests, screenshots):
+    yields its URL and app; shut down, with every file it kept, on leaving the block."""
+    import uvicorn
+
+    app = create_app(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the web server did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
+        if thread.is_alive():
+            raise RuntimeError("the web server did not shut down")
