@@ -118,6 +118,7 @@ function onUpdate(u) {
   if (u.frame) {
     const live = $("live");
     live.src = u.frame;
+    live.hidden = false;
     live.dataset.frames = String(Number(live.dataset.frames) + 1);
   }
   const p = u.progress || {};
@@ -151,6 +152,8 @@ async function start() {
   $("downloads").hidden = true;
   $("warp-pictures").hidden = true;
   $("live").dataset.frames = "0";
+  $("live").hidden = true;
+  $("caption").textContent = "";
   setStatus("sending", "Uploading…");
   let r, body;
   try {
