@@ -26,6 +26,7 @@ from PIL import Image
 
 httpx = pytest.importorskip("httpx", reason="httpx talks to the live server (pip install -e .[dev])")
 
+from warpaint.cli import main  # noqa: E402
 from warpaint.web import Settings, running  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -148,6 +149,16 @@ class TestUploads:
     def test_bad_option(self, server, pair, option, value, message):
         r = submit(server, files(*pair), **{**TINY, option: value})
         assert r.status_code == 400 and message in r.json()["error"]
+
+    def test_cross_site_post_is_refused(self, server, pair):
+        r = httpx.post(f"{server}/api/jobs", data=TINY, files=files(*pair),
+                       headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403 and r.json()["error"].startswith("cross-site request refused")
+
+    def test_other_host_names_are_refused_on_loopback(self):
+        with running(Settings(device="cpu", allowed_hosts=("127.0.0.1",))) as (base, _):
+            assert httpx.get(f"{base}/api/info").status_code == 200
+            assert httpx.get(f"{base}/api/info", headers={"Host": "evil.example"}).status_code == 400
 
     def test_missing_style(self, server, pair):
         r = submit(server, files(pair[0]), **TINY)
@@ -291,6 +302,19 @@ def test_serve_command_warns_when_bound_wider(python, subprocess_env, tmp_path):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         proc.stderr.close()
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(capsys):
+    with running(Settings(device="cpu")) as (base, _):
+        port = base.rsplit(":", 1)[1]
+        assert main(["serve", "--port", port]) == 2
+    assert capsys.readouterr().err.startswith(f"warpaint: error: cannot serve on 127.0.0.1:{port}: ")
+
+
+@pytest.mark.parametrize("flag, value", [("--upload-mb", "0"), ("--max-queue", "0"), ("--port", "70000")])
+def test_serve_refuses_bad_limits(capsys, flag, value):
+    assert main(["serve", flag, value]) == 2
+    assert capsys.readouterr().err.startswith(f"warpaint: error: {flag} must be")
 
 
 # -- the page in a real browser -----------------------------------------------------------------

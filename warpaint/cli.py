@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upload-mb", type=float, default=25.0, help="largest upload per file, MB (default: 25)")
     p.add_argument("--max-size", type=int, default=1024, help="largest result side, px (default: 1024)")
     p.add_argument("--max-queue", type=int, default=8, help="runs waiting at most (default: 8)")
+    p.add_argument("--per-client", type=int, default=4,
+                   help="runs waiting or running per client address (default: 4)")
     p.add_argument("--keep-minutes", type=float, default=60.0,
                    help="how long a finished result is kept (default: 60)")
 
@@ -629,15 +631,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .errors import check_number
 
     check_number("port", args.port, lo=0, hi=65535, integer=True)
-    for name, lo in (("upload_mb", 0.001), ("max_size", 32), ("max_queue", 1), ("keep_minutes", 0)):
-        check_number(name, getattr(args, name), lo=lo)
+    for name, lo, hi in (("upload_mb", 0.001, 1e4), ("max_size", 32, 16384), ("max_queue", 1, 1e4),
+                         ("per_client", 1, 1e4), ("keep_minutes", 0, 1e6)):
+        check_number(name, getattr(args, name), lo=lo, hi=hi)
     try:
         from .web import Settings, serve
     except ImportError as e:
         raise InputError(f"the web page needs FastAPI and uvicorn ({e}); pip install warpaint") from None
     serve(args.host, args.port, Settings(upload_mb=args.upload_mb, max_size=args.max_size,
-                                         max_queue=args.max_queue, keep_minutes=args.keep_minutes,
-                                         device=args.device))
+                                         max_queue=args.max_queue, per_client=args.per_client,
+                                         keep_minutes=args.keep_minutes, device=args.device))
     return 0
 
 

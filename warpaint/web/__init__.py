@@ -15,7 +15,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
+from ..errors import InputError
 from .jobqueue import JobQueue, Settings
 from .server import create_app
 
@@ -39,17 +41,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_free(host: str, port: int) -> None:
+    """An InputError now, rather than a server that cannot start, when ``host:port`` is taken."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(address)
+    except OSError as e:
+        raise InputError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
     """Run the page at http://host:port until Ctrl-C (then the running job stops after its
     step and every file the server kept is removed)."""
     import uvicorn
 
+    _check_free(host, port)
     if not is_loopback(host):
         print(f"warpaint: warning: serving on {host}: anyone who can reach this machine can use the "
               "page and its device (there is no login); use --host 127.0.0.1 to keep it local",
               file=sys.stderr)
     print(f"warpaint: open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port} "
           "(Ctrl-C stops)", file=sys.stderr)
+    settings = settings or Settings()
+    if is_loopback(host) and not settings.allowed_hosts:
+        settings = replace(settings, allowed_hosts=("127.0.0.1", "localhost", "[::1]", "::1"))
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
                 timeout_graceful_shutdown=3)
 

@@ -48,11 +48,12 @@ class Settings:
     max_size: int = 1024             # longest side of a result, px (uploads are shrunk to it)
     max_steps: int = 1000
     max_queue: int = 8               # runs waiting, all browsers together
-    per_client: int = 2              # runs waiting or running per client address
+    per_client: int = 4              # runs waiting or running per client address
     max_kept: int = 50               # finished runs kept (the oldest go first)
     keep_minutes: float = 60.0       # a finished run is removed after this
     device: str = "auto"
     frame_interval: float = 0.5      # seconds between live frames (plus one per scale)
+    allowed_hosts: tuple[str, ...] = ()   # Host headers served (empty: any); serve() sets loopback names
 
     @property
     def upload_bytes(self) -> int:

@@ -33,6 +33,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..errors import InputError, WarpaintError
 from ..io import fit_long_side, load_pil, resize_pil
@@ -169,26 +170,32 @@ async def _events(queue: JobQueue, job: WebJob):
 
 
 # -- the app ---------------------------------------------------------------------------------
-class BodyLimit:
-    """ASGI middleware: a POST must state its length, at most all uploads at their limit."""
+class RequestGuard:
+    """ASGI middleware for POSTs: no cross-site requests (another site's page cannot start or
+    stop runs here), and a stated length of at most all uploads at their limit."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
 
+    def refusal(self, scope: dict) -> JSONResponse | None:
+        headers = dict(scope["headers"])
+        origin, host = headers.get(b"origin"), headers.get(b"host", b"")
+        if origin is not None and origin.split(b"://", 1)[-1] != host:
+            return _error(403, "cross-site request refused: use the page served here")
+        length = headers.get(b"content-length", b"")
+        if not length.isdigit():
+            return None if scope["path"].endswith(("/stop", "/close")) else \
+                _error(411, "the request must state its length (Content-Length)")
+        if int(length) > self.limit:
+            return _error(413, f"the request is over the limit of {self.limit / 2**20:.0f} MB")
+        return None
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            headers = dict(scope["headers"])
-            length = headers.get(b"content-length", b"")
-            answer = None
-            if not length.isdigit():
-                answer = None if scope["path"].endswith(("/stop", "/close")) else \
-                    _error(411, "the request must state its length (Content-Length)")
-            elif int(length) > self.limit:
-                answer = _error(413, f"the request is over the limit of {self.limit / 2**20:.0f} MB")
-            if answer is not None:
-                await answer(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        answer = self.refusal(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if answer is not None:
+            await answer(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -206,7 +213,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="warpaint", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.queue, app.state.settings = queue, settings
-    app.add_middleware(BodyLimit, limit=(settings.max_styles + 1) * settings.upload_bytes + 2**20)
+    app.add_middleware(RequestGuard, limit=(settings.max_styles + 1) * settings.upload_bytes + 2**20)
+    if settings.allowed_hosts:   # loopback: no DNS rebinding of another name onto this server
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
