@@ -263,6 +263,14 @@ class TestQueue:
             assert any(root.iterdir())
             assert httpx.post(f"{base}/api/jobs/{a}/close").status_code == 200
             assert httpx.get(f"{base}/api/jobs/{a}").status_code == 404
+            c = submit(base, files(*pair), **long).json()["id"]      # closed while it runs
+            follow(base, c, until=lambda u: u["state"] == "running")
+            assert httpx.post(f"{base}/api/jobs/{c}/close").status_code == 200
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{base}/api/jobs/{c}").status_code != 404:
+                assert time.monotonic() < deadline, "a closed run was kept"
+                time.sleep(0.1)
+            assert len(list(root.iterdir())) == 1    # only the cancelled run's folder is left
         assert not root.exists()
 
     def test_queue_full(self, pair):

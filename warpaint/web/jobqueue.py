@@ -64,7 +64,7 @@ class QueueFull(WarpaintError):
     """No room for another run (the whole queue, or this client's share)."""
 
 
-@dataclass
+@dataclass(eq=False)   # a job is itself: compared by identity, never by its images
 class WebJob:
     """One run requested by a page; changed by the worker, read through snapshots."""
 
@@ -88,6 +88,7 @@ class WebJob:
     started: float | None = None
     finished: float | None = None
     folder: Path | None = None
+    closed: bool = False             # its page is gone: forget it as soon as it ends
 
 
 def png_bytes(image: Tensor | Image.Image) -> bytes:
@@ -191,6 +192,7 @@ class JobQueue:
         """The page was closed: stop the job and forget it with its files."""
         self.stop(job)
         with self.cond:
+            job.closed = True
             if job.state in TERMINAL:
                 self._forget(job)
 
@@ -258,6 +260,8 @@ class JobQueue:
                 state, message = "error", f"internal error: {type(e).__name__}: {e}"
             with self.cond:
                 self._end(job, state, message)
+                if job.closed:
+                    self._forget(job)
         with self.cond:   # closing: what still waits is cancelled
             while self.waiting:
                 self._end(self.waiting.popleft(), "cancelled", "the server is shutting down")
