@@ -267,7 +267,8 @@ def _page_routes(app: FastAPI, settings: Settings) -> None:
         return Response(demo[which], media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
-def _job_routes(app: FastAPI, queue: JobQueue, settings: Settings) -> None:
+def _finder(queue: JobQueue, settings: Settings):
+    """``find(job_id)``: the job, or a 404 that says how long runs are kept."""
     def find(job_id: str) -> WebJob:
         job = queue.get(job_id)
         if job is None:
@@ -275,13 +276,11 @@ def _job_routes(app: FastAPI, queue: JobQueue, settings: Settings) -> None:
                                      "minutes, or until their page is closed)")
         return job
 
-    def file_of(job_id: str, name: str, media: str, download: str | None = None) -> FileResponse:
-        job = find(job_id)
-        path = job.folder / name if job.folder is not None else None
-        if path is None or not path.is_file():
-            raise HTTPException(404, "this run has no result" if job.state in TERMINAL else "no result yet")
-        disposition = {"Content-Disposition": f'attachment; filename="{download}"'} if download else {}
-        return FileResponse(path, media_type=media, headers=disposition)
+    return find
+
+
+def _job_routes(app: FastAPI, queue: JobQueue, settings: Settings) -> None:
+    find = _finder(queue, settings)
 
     @app.post("/api/jobs")
     async def submit(request: Request) -> dict:
@@ -308,6 +307,18 @@ def _job_routes(app: FastAPI, queue: JobQueue, settings: Settings) -> None:
     async def close(job_id: str) -> dict:
         queue.discard(find(job_id))
         return {"closed": job_id}
+
+    _result_routes(app, queue, find)
+
+
+def _result_routes(app: FastAPI, queue: JobQueue, find) -> None:
+    def file_of(job_id: str, name: str, media: str, download: str | None = None) -> FileResponse:
+        job = find(job_id)
+        path = job.folder / name if job.folder is not None else None
+        if path is None or not path.is_file():
+            raise HTTPException(404, "this run has no result" if job.state in TERMINAL else "no result yet")
+        disposition = {"Content-Disposition": f'attachment; filename="{download}"'} if download else {}
+        return FileResponse(path, media_type=media, headers=disposition)
 
     @app.get("/api/jobs/{job_id}/frame.png")
     async def frame(job_id: str) -> Response:
