@@ -319,10 +319,13 @@ def test_serve_on_a_busy_port_is_a_one_line_error(capsys):
     assert capsys.readouterr().err.startswith(f"warpaint: error: cannot serve on 127.0.0.1:{port}: ")
 
 
-@pytest.mark.parametrize("flag, value", [("--upload-mb", "0"), ("--max-queue", "0"), ("--port", "70000")])
-def test_serve_refuses_bad_limits(capsys, flag, value):
+@pytest.mark.parametrize("flag, value, message", [
+    ("--upload-mb", "0", "--upload-mb must be"), ("--max-queue", "0", "--max-queue must be"),
+    ("--port", "70000", "--port must be"), ("--device", "tpu", "")])
+def test_serve_refuses_bad_options(capsys, flag, value, message):
     assert main(["serve", flag, value]) == 2
-    assert capsys.readouterr().err.startswith(f"warpaint: error: {flag} must be")
+    err = capsys.readouterr().err
+    assert err.startswith(f"warpaint: error: {message}") and err.count("\n") == 1
 
 
 # -- the page in a real browser -----------------------------------------------------------------

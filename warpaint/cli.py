@@ -628,8 +628,10 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``warpaint serve``: the web page (warpaint.web) until Ctrl-C."""
+    from .device import pick_device
     from .errors import check_number
 
+    pick_device(args.device)   # a device that cannot run is refused now, not at every run
     check_number("port", args.port, lo=0, hi=65535, integer=True)
     for name, lo, hi in (("upload_mb", 0.001, 1e4), ("max_size", 32, 16384), ("max_queue", 1, 1e4),
                          ("per_client", 1, 1e4), ("keep_minutes", 0, 1e6)):
