@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import secrets
 import shutil
 import tempfile
@@ -91,6 +92,22 @@ class WebJob:
     closed: bool = False             # its page is gone: forget it as soon as it ends
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity (in dicts and lists too) as None: strict JSON.
+
+    Example:
+        >>> finite({"style": float("nan"), "steps": [1, float("inf")]})
+        {'style': None, 'steps': [1, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def png_bytes(image: Tensor | Image.Image) -> bytes:
     buf = io.BytesIO()
     save_image(image, buf)
@@ -121,7 +138,7 @@ class Progress:
                     "step": it.step, "steps": it.steps, "done": it.done, "total": it.total,
                     "fraction": round(f, 4), "elapsed": round(elapsed, 2),
                     "eta": round(elapsed * (1 - f) / f, 1) if f > 0 else None,
-                    "losses": {k: round(v, 6) for k, v in it.losses.items()}}
+                    "losses": finite({k: round(v, 6) for k, v in it.losses.items()})}
         frame = None
         if (it.scale != self.last_scale or it.done == it.total
                 or now - self.last_frame >= self.queue.settings.frame_interval):
@@ -300,5 +317,6 @@ class JobQueue:
                                        method.styles[detail.main_style], detail.unwarped, detail.image,
                                        detail.geometry, caption=caption)
             job.warp = [p.name for p in paths]
-        (job.folder / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        text = json.dumps(finite(summary), indent=2, default=str, allow_nan=False)
+        (job.folder / "result.json").write_text(text + "\n")
         self.update(job, frame=frame)

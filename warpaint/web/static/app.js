@@ -124,7 +124,7 @@ function onUpdate(u) {
   const p = u.progress || {};
   $("bar").value = u.state === "done" ? 1 : (p.fraction || 0);
   setStatus(u.state, describe(u));
-  if (p.losses) $("caption").textContent = "losses: " + Object.entries(p.losses).map(([k, v]) => k + " " + v.toPrecision(3)).join(", ");
+  if (p.losses) $("caption").textContent = "losses: " + Object.entries(p.losses).map(([k, v]) => k + " " + (v == null ? "not finite" : v.toPrecision(3))).join(", ");
   if (["done", "stopped", "error", "cancelled"].includes(u.state)) finish(u);
 }
 
