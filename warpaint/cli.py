@@ -639,7 +639,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .web import Settings, serve
     except ImportError as e:
-        raise InputError(f"the web page needs FastAPI and uvicorn ({e}); pip install warpaint") from None
+        raise InputError(f"the web page needs FastAPI and uvicorn ({e}): pip install -e .") from None
     serve(args.host, args.port, Settings(upload_mb=args.upload_mb, max_size=args.max_size,
                                          max_queue=args.max_queue, per_client=args.per_client,
                                          keep_minutes=args.keep_minutes, device=args.device))
