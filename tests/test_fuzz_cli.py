@@ -47,6 +47,8 @@ BASE = {
     # evaluation takes half a minute on a trained model: only values refused before it starts
     "stn detect-eval": (["stn", "detect-eval", "--data", "{mnist}", "--out", "{out}/none", "-q"], None),
     "stn seg-eval": (["stn", "seg-eval", "--data", "{mnist}", "--out", "{out}/none", "-q"], None),
+    # the server itself is replaced by a stub that returns at once: its options are what is fuzzed
+    "serve": (["serve", "--port", "0", "--device", "cpu"], None),
 }
 
 
@@ -113,6 +115,8 @@ def _check_output(path: Path) -> None:
 @pytest.mark.parametrize("command, flag, value", cases(), ids=lambda x: str(x))
 def test_option(command, flag, value, world, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)            # whatever a case writes "here" stays in its own folder
+    served = []
+    monkeypatch.setattr("warpaint.web.serve", lambda host, port, settings: served.append(settings))
     fill = {**world, "out": str(tmp_path)}
     template, expected = BASE[command]
     argv = [a.format(**fill) for a in template]
@@ -140,5 +144,7 @@ def test_option(command, flag, value, world, tmp_path, capsys, monkeypatch):
             assert not (tmp_path / expected).exists(), f"exit 2 but {expected} was written"
     elif expected is not None and flag not in ("-o", "--output", "--out"):
         _check_output(tmp_path / expected)
+    elif command == "serve":
+        assert len(served) == 1, "exit 0 but the server was not started"
     for written in tmp_path.rglob("*.json"):
         json.loads(written.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in {written.name}"))

@@ -218,6 +218,20 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``warpaint serve``: the web page (:mod:`warpaint.web`) until Ctrl-C."""
+    from .device import pick_device
+    from .errors import check_number
+    from .web import serve
+    from .web.jobqueue import Settings
+
+    check_number("port", args.port, lo=0, hi=65535, integer=True)
+    settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)})
+    pick_device(settings.device)   # a device that cannot run is refused now, not at every run
+    serve(args.host, args.port, settings)
+    return 0
+
+
 def cmd_stn(args: argparse.Namespace) -> int:
     return cmd_stn_digits(args) if args.stn_command == "digits" else cmd_stn_app(args)
 
@@ -256,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
     command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score, "train": cmd_train,
-               "stn": cmd_stn}[args.command]
+               "serve": cmd_serve, "stn": cmd_stn}[args.command]
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)

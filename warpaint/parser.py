@@ -141,6 +141,18 @@ def _train_parser(sub) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def _serve_parser(sub) -> None:
+    from .web.jobqueue import Settings
+
+    p = sub.add_parser("serve", help="a web page that stylizes uploads and shows the picture forming",
+                       description="Serve the web page (see docs/web.md): upload a photo and paintings, watch "
+                                   "the run live, download the result. One run at a time; the others queue.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine "
+                                                        "only; a wider one prints a warning)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    add_config_flags(p, Settings, skip=("max_pixels", "frame_interval", "allowed_hosts"))
+
+
 def _stn_parsers(sub) -> None:
     from .apps import detection, segmentation
     from .apps.digits import DigitsConfig
@@ -185,5 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _stylize_parsers(sub)
     _train_parser(sub)
+    _serve_parser(sub)
     _stn_parsers(sub)
     return parser
