@@ -34,6 +34,51 @@ SHARED = ROOT.parent / "shared" / "images"
 PAIRS = [("content/brad_pitt.jpg", "style/picasso_selfport1907.jpg"),
          ("content/brad_pitt.jpg", "style/frida_kahlo.jpg")]
 
+#: Issue 24's evaluation set, labelled by eye from the pictures before anything was measured:
+#: (content, style, shares a layout?, why). Paths are relative to ../shared; "images/" are
+#: the sample images, "datasets/" the photo and painting collections.
+LAYOUT_PAIRS = [
+    ("images/content/brad_pitt.jpg", "images/style/picasso_selfport1907.jpg", True,
+     "frontal head-and-shoulders portraits"),
+    ("images/content/brad_pitt.jpg", "images/style/frida_kahlo.jpg", True,
+     "frontal head-and-shoulders portraits"),
+    ("images/content/brad_pitt.jpg", "datasets/paintings/neuraldoodle_vangogh_self_portrait.jpg", True,
+     "head-and-shoulders portraits"),
+    ("datasets/photos/kodak_kodim04.jpg", "images/style/woman-with-hat-matisse.jpg", True,
+     "a woman in a hat, head and shoulders"),
+    ("datasets/photos/matplotlib_grace_hopper.jpg",
+     "datasets/paintings/wikiphotos_027_kroyer_self_portrait.jpg", True, "head and shoulders with a hat"),
+    ("datasets/photos/kodak_kodim15.jpg", "datasets/paintings/magenta_vallotton_camille_mauclair_woodcut.jpg",
+     True, "close-up faces"),
+    ("datasets/photos/gcompris_monuments_germany_wormsCathedral.jpg",
+     "datasets/paintings/gcompris_details_vangogh_church_at_auvers.jpg", True, "a church with its tower"),
+    ("datasets/photos/gcompris_details_TowerBridgeLondon.jpg",
+     "datasets/paintings/hispace_monet_charing_cross_bridge.jpg", True, "a bridge across a river"),
+    ("datasets/photos/sunhays80_sea_cliff_sun_bboysfsdbidrhxky.jpg",
+     "datasets/paintings/neuraldoodle_monet_cliffs_etretat.jpg", True, "a cliff in the sea"),
+    ("datasets/photos/sunhays80_wheat_field_sun_azmzksauruixhpsp.jpg",
+     "datasets/paintings/neuralimagesynthesis_vangogh_wheat_field_with_cypresses.jpg", True,
+     "a field under a sky, horizon in the upper half"),
+    ("images/content/brad_pitt.jpg", "datasets/paintings/gcompris_paintings_hokusai_oiran_and_kamuro.jpg",
+     False, "a face close-up with standing full figures (the issue's case)"),
+    ("images/content/brad_pitt.jpg", "images/style/starry_night.jpg", False, "a portrait with a landscape"),
+    ("images/content/brad_pitt.jpg", "images/style/composition_vii.jpg", False,
+     "a portrait with an abstract"),
+    ("images/content/brad_pitt.jpg", "images/style/seated-nude.jpg", False,
+     "a portrait with a cubist full figure"),
+    ("images/content/tubingen.jpg", "images/style/composition_vii.jpg", False, "a town with an abstract"),
+    ("datasets/photos/kodak_kodim04.jpg", "datasets/paintings/styleswap_kandinsky_komposition_10_1939.jpg",
+     False, "a portrait with an abstract"),
+    ("images/content/golden_gate.jpg", "images/style/picasso_selfport1907.jpg", False,
+     "a landscape with a portrait"),
+    ("datasets/photos/kodak_kodim18.jpg", "datasets/paintings/neuraldoodle_vangogh_self_portrait.jpg", False,
+     "a standing full figure with a head-and-shoulders portrait"),
+    ("datasets/photos/sunhays80_sea_cliff_sun_bboysfsdbidrhxky.jpg", "images/style/frida_kahlo.jpg", False,
+     "a landscape with a portrait"),
+    ("datasets/photos/gcompris_monuments_germany_wormsCathedral.jpg",
+     "datasets/paintings/titu1994_monet_water_lilies_1919.jpg", False, "a building with a pond of lilies"),
+]
+
 
 def recovery(vgg) -> dict:
     from warpaint.io import fit_long_side, load_image, resize
