@@ -22,7 +22,7 @@ from .errors import InputError, check_image
 from .io import fit_long_side, load_image, resize
 from .losses import blend_grams, content_loss, gram_matrix, region_grams, style_loss, total_variation
 from .stn.geometry import sample
-from .stn.geostyle import WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
+from .stn.geostyle import FULL_FROM, WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
 from .stn.warps import AffineWarp
 from .vgg import LAYER_INDEX, VGGFeatures, layer_stride
 
@@ -79,6 +79,9 @@ class StylizeConfig:
     warp_strength: float = field(default=0.5, metadata={
         "help": "how far matched content points move toward their style partners "
                 "(0 = not at all, 1 = all the way)"})
+    warp_force: bool = field(default=False, metadata={
+        "help": "apply --warp at full strength even when the matches show no shared layout "
+                "(by default a low confidence scales the strength down or skips the warp)"})
     warp_grid: int = field(default=6, metadata={
         "help": "control points per side of the TPS warp (border points stay fixed)"})
     align_style: Literal["none", "affine", "tps"] = field(default="none", metadata={
@@ -192,6 +195,8 @@ def _check_config(cfg: StylizeConfig) -> None:
         bad(f"warp_strength must be in [0, 1], got {cfg.warp_strength}")
     if cfg.warp != "none" and cfg.align_style != "none":
         bad("use --warp or --align-style, not both: they pull the geometry in opposite directions")
+    if cfg.warp_force and cfg.warp == "none":
+        bad("warp_force needs --warp affine or --warp tps")
     if cfg.warp_grid < 3:
         bad(f"warp_grid must be >= 3, got {cfg.warp_grid}")
     if not 0 <= cfg.style_regions <= 8:
@@ -320,7 +325,7 @@ class Stylizer:
         """
         try:
             geo = estimate_warp(self.vgg, style, content, self.cfg.align_style,  # type: ignore[arg-type]
-                                k=self.cfg.warp_grid)
+                                k=self.cfg.warp_grid, force=True)   # (its own test follows)
             matches, scale = len(geo.source), geo.warp.area_scale()
         except InputError:
             geo, matches, scale = None, 0, float("nan")
@@ -391,11 +396,9 @@ class Stylizer:
             styles, aligned = [p[0] for p in pairs], [p[1] for p in pairs]
             if cfg.style_regions == 0 and all(len(g.source) == 0 for g in aligned):
                 regions = 1   # nothing was aligned: per-region statistics would mean nothing
-        geometry, main = None, max(range(len(styles)), key=lambda i: blend[i])
-        if cfg.warp != "none":
-            geometry = estimate_warp(self.vgg, original_content, styles[main], cfg.warp,
-                                     strength=cfg.warp_strength, k=cfg.warp_grid).to(dev)
-            geometry.warp.project()   # from here on it never samples outside the image
+        main = max(range(len(styles)), key=lambda i: blend[i])
+        report = self.estimate_geometry(original_content, styles[main], scales[-1])
+        geometry = report if report is not None and report.applied else None
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
         done = 0
         image = self._init_image(content, styles, scales[0])
@@ -427,9 +430,33 @@ class Stylizer:
         image = image.detach()
         if cfg.preserve_color == "luminance":
             image = color.join_luminance(image, original_content)
+        if geometry is not None:
+            geometry.warp.stiffen(scales[-1])   # the joint optimization may have bent it further
         final = image if geometry is None else apply_warp(image, geometry)
         cpu = torch.device("cpu")
-        return Result(final.cpu(), image.cpu(), geometry.to(cpu) if geometry else None, aligned, main)
+        return Result(final.cpu(), image.cpu(), report.to(cpu) if report else None, aligned, main)
+
+    def estimate_geometry(self, content: Tensor, style: Tensor, hw: tuple[int, int]) -> Geometry | None:
+        """The warp of ``cfg.warp`` (``None`` without one), projected inside the image and
+        stiffened to the fold bound on an ``hw`` grid, or a refused geometry (logged as a
+        one-line warning). The strength is scaled down when the confidence is low (also
+        logged), unless ``cfg.warp_force``.
+        """
+        cfg = self.cfg
+        if cfg.warp == "none":
+            return None
+        geo = estimate_warp(self.vgg, content, style, cfg.warp, strength=cfg.warp_strength,
+                            k=cfg.warp_grid, force=cfg.warp_force).to(self.device)
+        conf = geo.confidence.value if geo.confidence is not None else float("nan")
+        if not geo.applied:
+            log.warning("--warp: %s; the warp is not applied (--warp-force applies it anyway)", geo.reason)
+            return geo
+        if geo.strength < cfg.warp_strength:
+            log.warning("--warp: confidence %.2f (full strength from %.2f): strength scaled %.2f -> %.2f",
+                        conf, FULL_FROM, cfg.warp_strength, geo.strength)
+        geo.warp.project()   # from here on it never samples outside the image
+        geo.warp.stiffen(hw)
+        return geo
 
     def _optimize(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
                   steps: int, geometry: Geometry | None = None):

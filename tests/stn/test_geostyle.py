@@ -76,10 +76,13 @@ def test_strength_zero_is_identity(vgg_random, images, kind):
     assert isinstance(geo.warp, AffineWarp) == (kind == "affine")
 
 
-def test_too_few_matches_is_an_input_error(vgg_random):
+def test_too_few_matches_is_refused_or_with_force_an_input_error(vgg_random):
     """At 16 px the feature maps hold at most 5 cells: fewer than the 6 a warp needs."""
     from warpaint.errors import InputError
 
     flat = torch.full((1, 3, 64, 64), 0.5)
+    geo = estimate_warp(vgg_random, flat, flat, "affine", size=16)
+    assert not geo.applied and "matches" in geo.reason
+    assert geo.describe((16, 16))["applied"] is False
     with pytest.raises(InputError, match="matches"):
-        estimate_warp(vgg_random, flat, flat, "affine", size=16)
+        estimate_warp(vgg_random, flat, flat, "affine", size=16, force=True)
