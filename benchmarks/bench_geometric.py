@@ -10,10 +10,16 @@
 
 3. --align-style affine against the defaults on a pair that shares a layout (two
    portraits) and one that does not (a town and an abstract painting).
+4. Issue 24, the evaluation set :data:`LAYOUT_PAIRS` (10 pairs that share a layout, 10 that
+   do not, labelled by eye): per pair the confidence and its components, whether the warp
+   was applied, match distance before and after, displacement, minimum Jacobian, content
+   distance of the unwarped result (and of the run without a warp), time; at 256 px, one
+   thread. Pictures of one accepted and one refused pair go to docs/images/layout_*.jpg.
 
 Usage:
     python benchmarks/bench_geometric.py            # about 15 minutes on 2 CPU cores
-    python benchmarks/bench_geometric.py align      # only part 3 (parts 1-2 kept from the JSON)
+    python benchmarks/bench_geometric.py align      # only part 3 (the other parts kept from the JSON)
+    python benchmarks/bench_geometric.py layout     # only part 4, one thread (about 8 minutes)
 Results: benchmarks/results/geometric.{md,json}.
 """
 
@@ -78,6 +84,91 @@ LAYOUT_PAIRS = [
     ("datasets/photos/gcompris_monuments_germany_wormsCathedral.jpg",
      "datasets/paintings/titu1994_monet_water_lilies_1919.jpg", False, "a building with a pond of lilies"),
 ]
+
+
+LAYOUT_SIZE, LAYOUT_STEPS = 256, 8     # result long side (scales 128, 256) and steps per scale
+
+
+def layer_agreement(vgg, content, style) -> float:
+    """Agreement of relu4_1 and relu5_1 (measured, not used): each layer's matches get their
+    own affine consensus; the smaller of the two shares of one layer's matches that the
+    other layer's model explains (within 0.25)."""
+    from warpaint.stn.correspond import match_features, mutual_nearest
+    from warpaint.stn.warps import fit_affine, ransac_affine
+
+    fa, fb = match_features(vgg, content), match_features(vgg, style)
+    per = [mutual_nearest(fa[n][0], fb[n][0]) for n in ("relu4_1", "relu5_1")]
+    if min(len(m) for m in per) < 3:
+        return 0.0
+    models = [fit_affine(m.a[k], m.b[k]) for m in per for k in [ransac_affine(m.a, m.b, threshold=0.25)]]
+
+    def share(theta, m) -> float:
+        x = torch.cat([m.b, torch.ones(len(m), 1)], 1)
+        return float(((x @ theta.T - m.a).norm(dim=1) < 0.25).float().mean())
+
+    return min(share(models[1], per[0]), share(models[0], per[1]))
+
+
+def layout_pair(engines: dict, vgg, c_rel: str, s_rel: str, label: bool) -> tuple[dict, object]:
+    """One pair of the evaluation set: the warp run, and (only when the warp was applied, else
+    the results are the same) the run without a warp. Returns the row and the warp Result."""
+    from warpaint.io import load_image
+    from warpaint.score import score
+
+    content, style = load_image(SHARED.parent / c_rel), load_image(SHARED.parent / s_rel)
+    t0 = time.perf_counter()
+    res = engines["warp"].run_detailed(content, [style])
+    t_warp = time.perf_counter() - t0
+    hw = tuple(res.image.shape[-2:])
+    geo = res.geometry.describe(hw)
+    conf = geo["confidence"]
+    row = {"pair": f"{Path(c_rel).stem} / {Path(s_rel).stem}", "label": label, "size": [hw[1], hw[0]],
+           **{f"conf_{k}": v for k, v in conf.items()}, "layer_agreement": round(layer_agreement(vgg, content, style), 3),
+           "applied": geo["applied"], "strength": geo.get("strength", 0.0), "seconds_warp": round(t_warp, 1),
+           "content_unwarped": round(score(content, style, res.unwarped, size=LAYOUT_SIZE).content, 4)}
+    if geo["applied"]:
+        t0 = time.perf_counter()
+        plain = engines["plain"].run_detailed(content, [style])
+        row["seconds_no_warp"] = round(time.perf_counter() - t0, 1)
+        row["content_no_warp"] = round(score(content, style, plain.image, size=LAYOUT_SIZE).content, 4)
+        before, after = geo["match_distance_before_px"], geo["match_distance_after_px"]
+        row.update(matches=geo["matches"], match_distance_before_px=before, match_distance_after_px=after,
+                   match_distance_fall=round(1 - after / before, 3) if before else 0.0,
+                   mean_displacement_px=geo["mean_displacement_px"], min_jacobian=geo["min_jacobian"],
+                   displacement_pct_long_side=round(100 * geo["mean_displacement_px"] / max(hw), 2))
+    else:
+        row.update(matches=geo["matches"], reason=geo["reason"], mean_displacement_px=0.0,
+                   displacement_pct_long_side=0.0, content_no_warp=row["content_unwarped"])
+    print(json.dumps(row), flush=True)
+    return row, (content, style, res)
+
+
+def layout_set() -> list[dict]:
+    """Issue 24: confidence, applied or not, and the warp's effect on every pair of
+    :data:`LAYOUT_PAIRS`; pictures of one accepted and one refused pair."""
+    from warpaint.stn.visualize import save_warp_pictures
+    from warpaint.stylize import StylizeConfig, Stylizer
+
+    base = dict(size=LAYOUT_SIZE, min_size=LAYOUT_SIZE // 2, steps=LAYOUT_STEPS, coarse_steps=LAYOUT_STEPS,
+                device="cpu", dtype="float32")
+    engines = {"plain": Stylizer(StylizeConfig(**base)), "warp": Stylizer(StylizeConfig(warp="tps", **base))}
+    rows = []
+    for c_rel, s_rel, label, _ in LAYOUT_PAIRS:
+        row, (content, style, res) = layout_pair(engines, engines["warp"].vgg, c_rel, s_rel, label)
+        rows.append(row)
+        tag = f"{Path(c_rel).stem}_{Path(s_rel).stem}"
+        if tag in PICTURED:
+            caption = (f"{row['size'][0]}x{row['size'][1]} px, {LAYOUT_STEPS}+{LAYOUT_STEPS} L-BFGS steps at "
+                       f"128/256, cpu float32, 1 thread, --warp tps: {'applied' if row['applied'] else 'refused'}")
+            paths = save_warp_pictures(ROOT / "benchmarks" / "out" / f"layout_{tag}", content, style,
+                                       res.unwarped, res.image, res.geometry, caption=caption)
+            for p in paths[:1] + paths[3:]:
+                docs_jpeg(p, f"layout_{tag}_{p.stem}.jpg")
+    return rows
+
+
+#: The pairs whose matches and results go into docs/images (one accepted, one refused).
+PICTURED = ("brad_pitt_picasso_selfport1907", "brad_pitt_composition_vii")
 
 
 def recovery(vgg) -> dict:
@@ -205,46 +296,83 @@ def align_pairs() -> list[dict]:
     return rows
 
 
-def main() -> None:
-    if not SHARED.is_dir():
-        sys.exit(f"sample images not found in {SHARED}")
-    from warpaint.vgg import VGGFeatures
+def layout_lines(rows: list[dict], info: dict) -> list[str]:
+    """The markdown table of the evaluation set (issue 24)."""
+    out = ["", f"## Does --warp know when it does not know? (issue 24: {LAYOUT_SIZE} px long side, scales 128/256, "
+           f"{LAYOUT_STEPS}+{LAYOUT_STEPS} L-BFGS steps, --warp tps --warp-strength 0.5, cpu float32, "
+           f"{info['threads']} thread(s))", "",
+           "| pair | label | confidence | consensus | null | spread | rounds | layers | applied (strength) "
+           "| match dist before -> after (px) | mean displacement (px, % long side) | min Jacobian "
+           "| content unwarped / no warp | time warp / no warp (s) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        applied = f"yes ({r['strength']:.2f})" if r["applied"] else "no"
+        moved = (f"{r['match_distance_before_px']} -> {r['match_distance_after_px']} ({-r['match_distance_fall']:+.0%})"
+                 if r["applied"] else "-")
+        out.append(f"| {r['pair']} | {'shared' if r['label'] else 'none'} | {r['conf_value']:.3f} | "
+                   f"{r['conf_consensus']:.3f} | {r['conf_null']:.3f} | {r['conf_spread']:.2f} | "
+                   f"{'-' if r['conf_rounds'] is None else format(r['conf_rounds'], '.2f')} | "
+                   f"{r['layer_agreement']:.2f} | {applied} | {moved} | {r['mean_displacement_px']:.1f} "
+                   f"({r['displacement_pct_long_side']:.1f} %) | {r.get('min_jacobian', '-')} | "
+                   f"{r['content_unwarped']} / {r['content_no_warp']} | {r['seconds_warp']} / "
+                   f"{r.get('seconds_no_warp', '-')} |")
+    return out
 
-    torch.manual_seed(0)
-    info = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    only = sys.argv[1] if len(sys.argv) > 1 else "all"
-    old = json.loads((ROOT / "benchmarks" / "results" / "geometric.json").read_text()) \
-        if (ROOT / "benchmarks" / "results" / "geometric.json").exists() else {}
-    rec = recovery(VGGFeatures()) if only in ("all", "warp") else old.get("recovery", {})
-    rows = real_pairs() if only in ("all", "warp") else old.get("pairs", [])
-    align = align_pairs() if only in ("all", "align") else old.get("align", [])
-    res_dir = ROOT / "benchmarks" / "results"
-    res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / "geometric.json").write_text(json.dumps({"info": info, "recovery": rec, "pairs": rows, "align": align}, indent=2) + "\n")
-    lines = [f"# Geometric style benchmark ({info['date']}, CPU, {info['threads']} threads, float32, torch {info['torch']})",
-             "", "## Recovery at 256 px (affine: rotation 20 deg, scale 1.2; TPS bulge)", "",
-             "| image | rotation (deg) | scale | TPS true mean shift (px) | TPS mean error (px) |",
+
+def old_lines(rec: dict, rows: list[dict], align: list[dict], info: dict) -> list[str]:
+    """The markdown tables of parts 1-3."""
+    lines = [f"# Geometric style benchmark ({info['date']}, CPU, {info['threads']} threads, float32, "
+             f"torch {info['torch']})", "", "## Recovery at 256 px (affine: rotation 20 deg, scale 1.2; TPS bulge)",
+             "", "| image | rotation (deg) | scale | TPS true mean shift (px) | TPS mean error (px) |",
              "|---|---|---|---|---|"]
     for k, v in rec.items():
         lines.append(f"| {k} | {v['affine_rotation_deg']:.2f} | {v['affine_scale']:.3f} | "
                      f"{v['tps_true_mean_shift_px']:.2f} | {v['tps_mean_error_px']:.2f} |")
     lines += ["", "## Real pairs, 512 px, defaults, --warp tps (strength 0.5) vs no warp", "",
               "| pair | s no warp | s warp | time ratio | content no warp | content warp (unwarped) | ratio "
-              "| style no warp | style warp (unwarped) | match dist before -> after (px) | fall | min Jacobian |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| style no warp | style warp (unwarped) | match dist before -> after (px) | fall "
+              "| min Jacobian |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['pair']} | {r['seconds_no_warp']} | {r['seconds_warp']} | {r['time_ratio']} | "
                      f"{r['content_no_warp']} | {r['content_warp_unwarped']} | {r['content_ratio']} | "
-                     f"{r['style_no_warp']} | {r['style_warp_unwarped']} | {r['match_distance_before_px']} -> "
-                     f"{r['match_distance_after_px']} | {r['match_distance_fall']:.0%} | {r['min_jacobian']} |")
+                     f"{r['style_no_warp']} | {r['style_warp_unwarped']} | "
+                     f"{r['match_distance_before_px']} -> {r['match_distance_after_px']} | "
+                     f"{r['match_distance_fall']:.0%} | {r['min_jacobian']} |")
     lines += ["", "## --align-style affine (2 x 2 regions) vs defaults, 512 px", "",
               "| pair | s default | s align | content default | content align | style default | style align "
               "| matches | style turned (deg) | scale |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in align:
-        lines.append(f"| {r['pair']} | {r['seconds_default']} | {r['seconds_align']} | {r['content_default']} | "
-                     f"{r['content_align']} | {r['style_default']} | {r['style_align']} | {r['matches']} | "
-                     f"{r['rotation_deg']} | {r['scale']} |")
+        lines.append(f"| {r['pair']} | {r['seconds_default']} | {r['seconds_align']} | "
+                     f"{r['content_default']} | {r['content_align']} | {r['style_default']} | "
+                     f"{r['style_align']} | {r['matches']} | {r['rotation_deg']} | {r['scale']} |")
+    return lines
+
+
+def main() -> None:
+    if not SHARED.is_dir() or not (SHARED.parent / "datasets").is_dir():
+        sys.exit(f"sample images not found in {SHARED} and {SHARED.parent / 'datasets'}")
+    from warpaint.vgg import VGGFeatures
+
+    torch.manual_seed(0)
+    only = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if only == "layout":
+        torch.set_num_threads(1)
+    info = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    res_dir = ROOT / "benchmarks" / "results"
+    old = json.loads((res_dir / "geometric.json").read_text()) if (res_dir / "geometric.json").exists() else {}
+    rec = recovery(VGGFeatures()) if only in ("all", "warp") else old.get("recovery", {})
+    rows = real_pairs() if only in ("all", "warp") else old.get("pairs", [])
+    align = align_pairs() if only in ("all", "align") else old.get("align", [])
+    layout = layout_set() if only in ("all", "layout") else old.get("layout", [])
+    layout_info = info if only in ("all", "layout") else old.get("layout_info", info)
+    if only != "all":
+        info = {**old.get("info", info), "updated": f"{info['date']}: {only}"}
+    res_dir.mkdir(parents=True, exist_ok=True)
+    result = {"info": info, "recovery": rec, "pairs": rows, "align": align, "layout_info": layout_info,
+              "layout": layout}
+    (res_dir / "geometric.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = old_lines(rec, rows, align, info) + layout_lines(layout, layout_info)
     (res_dir / "geometric.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -41,16 +41,20 @@ REFUSE_BELOW = 0.10
 FULL_FROM = 0.20
 #: Random re-pairings of the matches that estimate the chance consensus.
 NULL_DRAWS = 5
+#: Below this many matches, the confidence counts each as 1 / MIN_COUNTED (see Confidence).
+MIN_COUNTED = 30
 
 
 @dataclass(frozen=True)
 class Confidence:
     """How sure the matches are of a shared layout.
 
-    ``value = consensus - null``: the share of matches that one affine consensus explains,
-    less the share it explains when the same points are re-paired at random (what chance
-    alone gives these match positions: a cluster of matches or a generous inlier distance
-    raises both). The other fields are reported, not used: ``spread`` is the share of a
+    ``value = (consensus - null) * matches / max(matches, MIN_COUNTED)``: the share of matches
+    that one (non-mirroring) affine consensus explains, less the share it explains when the
+    same points are re-paired at random (what chance alone gives these match positions: a
+    cluster of matches or a generous inlier distance raises both). With fewer than
+    :data:`MIN_COUNTED` matches each counts as ``1 / MIN_COUNTED``: a share of a handful of
+    matches says little. The other fields are reported, not used: ``spread`` is the share of a
     4 x 4 grid over the source that holds a consensus match, ``rounds`` the share of the
     second round's matches within half the inlier distance of where the first round put them
     (``None`` without a second round).
@@ -88,7 +92,7 @@ def correspondence_confidence(m: Matches, keep: Tensor, *, threshold: float = 0.
     consensus = float(keep.float().mean())
     cells = ((m.a[keep] + 1) * 2).floor().clamp(0, 3)                  # 4 x 4 grid cell of each
     spread = len({(int(x), int(y)) for x, y in cells.tolist()}) / 16
-    return Confidence(consensus - null, n, consensus, null, spread)
+    return Confidence((consensus - null) * n / max(n, MIN_COUNTED), n, consensus, null, spread)
 
 
 def strength_factor(confidence: float) -> float:

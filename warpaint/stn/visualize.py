@@ -66,8 +66,11 @@ def save_warp_pictures(folder: str | os.PathLike[str], content: Tensor, style: T
         col = cmap(float(shade[i]))
         ax.plot([pa[i, 0], pb[i, 0]], [pa[i, 1], pb[i, 1]], "-", lw=0.7, color=col)
         ax.plot([pa[i, 0], pb[i, 0]], [pa[i, 1], pb[i, 1]], "o", ms=2.5, color=col)
-    ax.set_title(f"{pa.shape[0]} matches, content (left) to style (right); colour = confidence",
-                 fontsize=9)
+    conf = geometry.confidence
+    said = "" if conf is None else f", confidence {conf.value:.2f}"
+    state = "" if geometry.applied else f"\nwarp not applied: {geometry.reason}"
+    ax.set_title(f"{pa.shape[0]} consensus matches{said}, content (left) to style (right); "
+                 f"colour = similarity{state}", fontsize=9)
     ax.axis("off")
     fig.suptitle(caption, fontsize=8, y=0.02)
     fig.tight_layout()

@@ -319,10 +319,12 @@ def fit_affine(src: Tensor, dst: Tensor, weights: Tensor | None = None) -> Tenso
 
 
 def ransac_affine(src: Tensor, dst: Tensor, *, threshold: float = 0.1, iterations: int = 512,
-                  seed: int = 0) -> Tensor:
+                  seed: int = 0, mirror: bool = False) -> Tensor:
     """Boolean inlier mask of the affine model (from 3 random matches) with the most inliers.
 
-    ``threshold`` is the largest residual, in normalized units, of an inlier.
+    ``threshold`` is the largest residual, in normalized units, of an inlier. Unless
+    ``mirror``, models that mirror the image (negative determinant) are not candidates: no
+    warp can follow them without folding over.
     """
     n = src.shape[0]
     if n < 3:
@@ -337,5 +339,7 @@ def ransac_affine(src: Tensor, dst: Tensor, *, threshold: float = 0.1, iteration
     sol = torch.linalg.solve(xs[ok], ys[ok])                                           # (I', 3, 2)
     res = (x[None] @ sol - src.double()[None]).norm(dim=-1)                            # (I', N)
     inliers = res < threshold
+    if not mirror:
+        inliers &= (torch.linalg.det(sol[:, :2, :]) > 0)[:, None]
     best = inliers.sum(1).argmax()
     return inliers[best]
