@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 
@@ -13,6 +14,7 @@ from test_stylize import make_cfg
 from warpaint.cli import main
 from warpaint.errors import InputError
 from warpaint.losses import region_grams, style_loss
+from warpaint.stn.geostyle import FULL_FROM, REFUSE_BELOW
 from warpaint.stn.warps import MIN_JACOBIAN
 from warpaint.stylize import Stylizer
 
@@ -141,22 +143,29 @@ class TestEngine:
         d = r.geometry.describe((64, 64))
         assert d["applied"] is False and d["reason"] == r.geometry.reason
 
-    def test_warp_force(self, vgg, images):
-        s = Stylizer(make_cfg(size=64, min_size=32, steps=1, coarse_steps=1, warp="tps", warp_force=True),
-                     pretrained=False)
-        s.vgg = vgg
-        r = s.run_detailed(blobs(96), [images.checker(96, 96)])
-        assert r.geometry.applied and r.geometry.strength == s.cfg.warp_strength
-        assert not torch.equal(r.image, r.unwarped)
-        assert r.geometry.warp.min_jacobian((64, 64)) >= MIN_JACOBIAN
+    def test_low_confidence_scales_and_force_does_not(self, vgg, caplog):
+        """Two unrelated smooth-noise images: a confidence between the thresholds scales the
+        strength down (with a warning); --warp-force applies the full strength."""
+        content, style = blobs(96), blobs(96, seed=2)
+        runs = {}
+        for force in (False, True):
+            cfg = make_cfg(size=64, min_size=32, steps=1, coarse_steps=1, warp="tps", warp_force=force)
+            s = Stylizer(cfg, pretrained=False)
+            s.vgg = vgg
+            runs[force] = s.run_detailed(content, [style])
+            assert runs[force].geometry.applied
+            assert runs[force].geometry.warp.min_jacobian((64, 64)) >= MIN_JACOBIAN
+        assert REFUSE_BELOW <= runs[False].geometry.confidence.value < FULL_FROM
+        assert 0 < runs[False].geometry.strength < 0.5 and "strength scaled" in caplog.text
+        assert runs[True].geometry.strength == 0.5
+        assert not torch.equal(runs[True].image, runs[True].unwarped)
 
     def test_fold_bound_after_joint_optimization(self, vgg_random, images, monkeypatch):
         """A warp optimizer that overshoots (learning rate 0.3, no fold term) still ends with
         a minimum Jacobian of at least the bound: the engine stiffens after optimizing."""
-        from warpaint import stylize
-
-        monkeypatch.setattr(stylize, "WARP_LR", 0.3)
-        monkeypatch.setitem(stylize.WARP_WEIGHTS, "fold", 0.0)
+        engine = importlib.import_module("warpaint.stylize")   # (warpaint.stylize is also a function)
+        monkeypatch.setattr(engine, "WARP_LR", 0.3)
+        monkeypatch.setitem(engine.WARP_WEIGHTS, "fold", 0.0)
         content = images.content(64, 64)
         s = Stylizer(make_cfg(size=64, steps=4, warp="tps", warp_force=True, warp_strength=1.0),
                      pretrained=False)
@@ -209,7 +218,7 @@ class TestCLI:
         w = json.loads(captured.out)["warp"]
         assert {"rotation_deg", "scale_x", "scale_y", "translation_x_px", "translation_y_px"} <= set(w)
 
-    def test_refused_warp_json(self, capsys, tmp_path):
+    def test_refused_warp_json(self, capsys, caplog, tmp_path):
         from conftest import make_checker
 
         from warpaint.io import tensor_to_pil
@@ -223,7 +232,8 @@ class TestCLI:
         assert rc == 0, captured.err
         w = json.loads(captured.out)["warp"]
         assert w["applied"] is False and w["reason"] and w["confidence"]["value"] < 0.1
-        assert captured.err.count("\n") == 1 and "--warp" in captured.err and "not applied" in captured.err
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(said) == 1 and said[0].startswith("--warp") and "not applied" in said[0]
 
     def test_warp_force_needs_warp(self):
         with pytest.raises(InputError, match="warp_force"):

@@ -287,8 +287,8 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
             raise InputError(msg)
         return refused(kind, msg, k=k, matches=m, confidence=conf)
     if factor == 0.0:
-        return refused(kind, f"confidence {conf.value:.2f} is below {REFUSE_BELOW}: the matches show no "
-                       "shared layout", k=k, matches=m, confidence=conf)
+        return refused(kind, f"confidence {conf.value:.3f} is below {REFUSE_BELOW:.2f}: the matches show "
+                       "no shared layout", k=k, matches=m, confidence=conf)
     src, dst, w, fitted, agree = _refine(vgg, source, target_feats, hw, kind, m, rounds=rounds, size=size,
                                          threshold=threshold, k=k, smoothness=smoothness)
     used = strength * factor
