@@ -6,7 +6,8 @@
    engine's defaults (512 px), once without and once with ``--warp tps``, one after the
    other in this process: time, content and style distances of the *unwarped* result
    (``warpaint score`` at 512 px), mean distance between matched points before and after
-   the warp, minimum Jacobian determinant. Pictures go to benchmarks/out/geo_*/ and, as JPEG, docs/images/geo_*.jpg.
+   the warp, minimum Jacobian determinant. Pictures go to benchmarks/out/geo_*/ and, as JPEG,
+   docs/images/geo_*.jpg.
 
 3. --align-style affine against the defaults on a pair that shares a layout (two
    portraits) and one that does not (a town and an abstract painting).
@@ -123,7 +124,8 @@ def layout_pair(engines: dict, vgg, c_rel: str, s_rel: str, label: bool) -> tupl
     geo = res.geometry.describe(hw)
     conf = geo["confidence"]
     row = {"pair": f"{Path(c_rel).stem} / {Path(s_rel).stem}", "label": label, "size": [hw[1], hw[0]],
-           **{f"conf_{k}": v for k, v in conf.items()}, "layer_agreement": round(layer_agreement(vgg, content, style), 3),
+           **{f"conf_{k}": v for k, v in conf.items()},
+           "layer_agreement": round(layer_agreement(vgg, content, style), 3),
            "applied": geo["applied"], "strength": geo.get("strength", 0.0), "seconds_warp": round(t_warp, 1),
            "content_unwarped": round(score(content, style, res.unwarped, size=LAYOUT_SIZE).content, 4)}
     if geo["applied"]:
@@ -158,8 +160,9 @@ def layout_set() -> list[dict]:
         rows.append(row)
         tag = f"{Path(c_rel).stem}_{Path(s_rel).stem}"
         if tag in PICTURED:
+            state = "applied" if row["applied"] else "refused"
             caption = (f"{row['size'][0]}x{row['size'][1]} px, {LAYOUT_STEPS}+{LAYOUT_STEPS} L-BFGS steps at "
-                       f"128/256, cpu float32, 1 thread, --warp tps: {'applied' if row['applied'] else 'refused'}")
+                       f"128/256, cpu float32, 1 thread, --warp tps: {state}")
             paths = save_warp_pictures(ROOT / "benchmarks" / "out" / f"layout_{tag}", content, style,
                                        res.unwarped, res.image, res.geometry, caption=caption)
             for p in paths[:1] + paths[3:]:
@@ -173,7 +176,14 @@ PICTURED = ("brad_pitt_picasso_selfport1907", "brad_pitt_composition_vii")
 
 def recovery(vgg) -> dict:
     from warpaint.io import fit_long_side, load_image, resize
-    from warpaint.stn.geometry import affine_grid, base_grid, control_grid, from_pixel_transform, sample, tps_grid
+    from warpaint.stn.geometry import (
+        affine_grid,
+        base_grid,
+        control_grid,
+        from_pixel_transform,
+        sample,
+        tps_grid,
+    )
     from warpaint.stn.geostyle import estimate_warp
 
     out = {}
@@ -195,7 +205,8 @@ def recovery(vgg) -> dict:
         true = tps_grid(src[None], ctrl, (h, w), align_corners=False)
         px = torch.tensor([w / 2, h / 2])
         with torch.no_grad():
-            geo = estimate_warp(vgg, img, sample(img, true, padding_mode="border", align_corners=False), "tps")
+            bulged = sample(img, true, padding_mode="border", align_corners=False)
+            geo = estimate_warp(vgg, img, bulged, "tps")
             err = ((geo.warp.grid((h, w)) - true) * px).norm(dim=-1)
         shift = ((true - base_grid((h, w), align_corners=False)) * px).norm(dim=-1)
         out[name] = {"size": [int(w), int(h)], "affine_rotation_deg": d["rotation_deg"],
@@ -254,11 +265,13 @@ def real_pairs() -> list[dict]:
         save_image(base.image, ROOT / "benchmarks" / "out" / f"geo_{tag}_nowarp.png")
         row = {"pair": tag, "size": [hw[1], hw[0]], "seconds_no_warp": round(t_plain, 1),
                "seconds_warp": round(t_warp, 1), "time_ratio": round(t_warp / t_plain, 3),
-               "content_no_warp": round(s_plain.content, 4), "content_warp_unwarped": round(s_warp.content, 4),
+               "content_no_warp": round(s_plain.content, 4),
+               "content_warp_unwarped": round(s_warp.content, 4),
                "content_ratio": round(s_warp.content / s_plain.content, 3),
                "style_no_warp": round(s_plain.style, 4), "style_warp_unwarped": round(s_warp.style, 4),
                "style_warp_output": round(s_warped_out.style, 4), **geo,
-               "match_distance_fall": round(1 - geo["match_distance_after_px"] / geo["match_distance_before_px"], 3)}
+               "match_distance_fall": round(1 - geo["match_distance_after_px"]
+                                            / geo["match_distance_before_px"], 3)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -282,12 +295,14 @@ def align_pairs() -> list[dict]:
         sa, sb = score(content, style, a.image), score(content, style, b.image)
         geo = b.aligned[0].describe(tuple(b.image.shape[-2:]))
         h = a.image.shape[-2]
-        strip = torch.cat([torch.nn.functional.interpolate(content, size=(h, a.image.shape[-1]), mode="bilinear",
-                                                           align_corners=False, antialias=True), a.image, b.image], -1)
+        small = torch.nn.functional.interpolate(content, size=(h, a.image.shape[-1]), mode="bilinear",
+                                                align_corners=False, antialias=True)
+        strip = torch.cat([small, a.image, b.image], -1)
         save_image(strip, ROOT / "benchmarks" / "out" / f"align_{tag}.png")
         if tag.startswith("brad_pitt"):
             docs_jpeg(strip, f"align_{tag}.jpg")
-        row = {"pair": tag, "seconds_default": round(outs["default"][1], 1), "seconds_align": round(outs["align"][1], 1),
+        row = {"pair": tag, "seconds_default": round(outs["default"][1], 1),
+               "seconds_align": round(outs["align"][1], 1),
                "content_default": round(sa.content, 4), "content_align": round(sb.content, 4),
                "style_default": round(sa.style, 4), "style_align": round(sb.style, 4),
                "matches": geo["matches"], "rotation_deg": geo["rotation_deg"], "scale": geo["scale"]}
@@ -298,7 +313,8 @@ def align_pairs() -> list[dict]:
 
 def layout_lines(rows: list[dict], info: dict) -> list[str]:
     """The markdown table of the evaluation set (issue 24)."""
-    out = ["", f"## Does --warp know when it does not know? (issue 24: {LAYOUT_SIZE} px long side, scales 128/256, "
+    out = ["", f"## Does --warp know when it does not know? (issue 24: {LAYOUT_SIZE} px long side, "
+           "scales 128/256, "
            f"{LAYOUT_STEPS}+{LAYOUT_STEPS} L-BFGS steps, --warp tps --warp-strength 0.5, cpu float32, "
            f"{info['threads']} thread(s))", "",
            "| pair | label | confidence | consensus | null | spread | rounds | layers | applied (strength) "
@@ -307,8 +323,9 @@ def layout_lines(rows: list[dict], info: dict) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         applied = f"yes ({r['strength']:.2f})" if r["applied"] else "no"
-        moved = (f"{r['match_distance_before_px']} -> {r['match_distance_after_px']} ({-r['match_distance_fall']:+.0%})"
-                 if r["applied"] else "-")
+        fall = -r.get("match_distance_fall", 0.0)
+        moved = "-" if not r["applied"] else (f"{r['match_distance_before_px']} -> "
+                                              f"{r['match_distance_after_px']} ({fall:+.0%})")
         out.append(f"| {r['pair']} | {'shared' if r['label'] else 'none'} | {r['conf_value']:.3f} | "
                    f"{r['conf_consensus']:.3f} | {r['conf_null']:.3f} | {r['conf_spread']:.2f} | "
                    f"{'-' if r['conf_rounds'] is None else format(r['conf_rounds'], '.2f')} | "
@@ -322,7 +339,8 @@ def layout_lines(rows: list[dict], info: dict) -> list[str]:
 def old_lines(rec: dict, rows: list[dict], align: list[dict], info: dict) -> list[str]:
     """The markdown tables of parts 1-3."""
     lines = [f"# Geometric style benchmark ({info['date']}, CPU, {info['threads']} threads, float32, "
-             f"torch {info['torch']})", "", "## Recovery at 256 px (affine: rotation 20 deg, scale 1.2; TPS bulge)",
+             f"torch {info['torch']})", "",
+             "## Recovery at 256 px (affine: rotation 20 deg, scale 1.2; TPS bulge)",
              "", "| image | rotation (deg) | scale | TPS true mean shift (px) | TPS mean error (px) |",
              "|---|---|---|---|---|"]
     for k, v in rec.items():
@@ -360,7 +378,8 @@ def main() -> None:
     info = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     res_dir = ROOT / "benchmarks" / "results"
-    old = json.loads((res_dir / "geometric.json").read_text()) if (res_dir / "geometric.json").exists() else {}
+    saved = res_dir / "geometric.json"
+    old = json.loads(saved.read_text()) if saved.exists() else {}
     rec = recovery(VGGFeatures()) if only in ("all", "warp") else old.get("recovery", {})
     rows = real_pairs() if only in ("all", "warp") else old.get("pairs", [])
     align = align_pairs() if only in ("all", "align") else old.get("align", [])
