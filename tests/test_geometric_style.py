@@ -146,7 +146,7 @@ class TestEngine:
     def test_low_confidence_scales_and_force_does_not(self, vgg, caplog):
         """Two unrelated smooth-noise images: a confidence between the thresholds scales the
         strength down (with a warning); --warp-force applies the full strength."""
-        content, style = blobs(96), blobs(96, seed=2)
+        content, style = blobs(96), blobs(96, seed=3)
         runs = {}
         for force in (False, True):
             cfg = make_cfg(size=64, min_size=32, steps=1, coarse_steps=1, warp="tps", warp_force=force)

@@ -37,7 +37,7 @@ WARP_LR = 1e-3
 #: Confidence (:class:`Confidence`) below which ``--warp`` is not applied, and from which it
 #: gets the full ``--warp-strength``; in between the strength is scaled linearly. Chosen from
 #: the measurements in docs/geometric.md.
-REFUSE_BELOW = 0.10
+REFUSE_BELOW = 0.125
 FULL_FROM = 0.20
 #: Random re-pairings of the matches that estimate the chance consensus.
 NULL_DRAWS = 5
@@ -100,7 +100,7 @@ def strength_factor(confidence: float) -> float:
     :data:`FULL_FROM`, linear in between.
 
     Example:
-        >>> strength_factor(0.05), strength_factor(0.15), strength_factor(0.3)
+        >>> strength_factor(0.05), round(strength_factor(0.1625), 3), strength_factor(0.3)
         (0.0, 0.5, 1.0)
     """
     return min(1.0, max(0.0, (confidence - REFUSE_BELOW) / (FULL_FROM - REFUSE_BELOW)))
