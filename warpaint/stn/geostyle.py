@@ -287,7 +287,7 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
             raise InputError(msg)
         return refused(kind, msg, k=k, matches=m, confidence=conf)
     if factor == 0.0:
-        return refused(kind, f"confidence {conf.value:.3f} is below {REFUSE_BELOW:.2f}: the matches show "
+        return refused(kind, f"confidence {conf.value:.3f} is below {REFUSE_BELOW:g}: the matches show "
                        "no shared layout", k=k, matches=m, confidence=conf)
     src, dst, w, fitted, agree = _refine(vgg, source, target_feats, hw, kind, m, rounds=rounds, size=size,
                                          threshold=threshold, k=k, smoothness=smoothness)
