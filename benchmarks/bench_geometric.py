@@ -18,7 +18,7 @@
    thread. Pictures of one accepted and one refused pair go to docs/images/layout_*.jpg.
 
 Usage:
-    python benchmarks/bench_geometric.py            # about 15 minutes on 2 CPU cores
+    python benchmarks/bench_geometric.py            # all parts, one thread
     python benchmarks/bench_geometric.py align      # only part 3 (the other parts kept from the JSON)
     python benchmarks/bench_geometric.py layout     # only part 4, one thread (about 8 minutes)
 Results: benchmarks/results/geometric.{md,json}.
@@ -336,8 +336,8 @@ def layout_lines(rows: list[dict], info: dict) -> list[str]:
     return out
 
 
-def old_lines(rec: dict, rows: list[dict], align: list[dict], info: dict) -> list[str]:
-    """The markdown tables of parts 1-3."""
+def old_lines(rec: dict, rows: list[dict], align: list[dict], info: dict, align_info: dict) -> list[str]:
+    """The markdown tables of parts 1-3 (``info``: how parts 1-2 were run; ``align_info``: part 3)."""
     lines = [f"# Geometric style benchmark ({info['date']}, CPU, {info['threads']} threads, float32, "
              f"torch {info['torch']})", "",
              "## Recovery at 256 px (affine: rotation 20 deg, scale 1.2; TPS bulge)",
@@ -356,7 +356,8 @@ def old_lines(rec: dict, rows: list[dict], align: list[dict], info: dict) -> lis
                      f"{r['style_no_warp']} | {r['style_warp_unwarped']} | "
                      f"{r['match_distance_before_px']} -> {r['match_distance_after_px']} | "
                      f"{r['match_distance_fall']:.0%} | {r['min_jacobian']} |")
-    lines += ["", "## --align-style affine (2 x 2 regions) vs defaults, 512 px", "",
+    lines += ["", f"## --align-style affine (2 x 2 regions) vs defaults, 512 px ({align_info['date']}, "
+              f"{align_info['threads']} threads)", "",
               "| pair | s default | s align | content default | content align | style default | style align "
               "| matches | style turned (deg) | scale |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in align:
@@ -373,8 +374,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     only = sys.argv[1] if len(sys.argv) > 1 else "all"
-    if only == "layout":
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)
     info = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     res_dir = ROOT / "benchmarks" / "results"
@@ -385,13 +385,14 @@ def main() -> None:
     align = align_pairs() if only in ("all", "align") else old.get("align", [])
     layout = layout_set() if only in ("all", "layout") else old.get("layout", [])
     layout_info = info if only in ("all", "layout") else old.get("layout_info", info)
-    if only != "all":
-        info = {**old.get("info", info), "updated": f"{info['date']}: {only}"}
+    # when and how each part was measured: "info" is the last run of parts 1-2 ("warp")
+    warp_info = info if only in ("all", "warp") else old.get("info", info)
+    align_info = info if only in ("all", "align") else old.get("align_info", old.get("info", info))
     res_dir.mkdir(parents=True, exist_ok=True)
-    result = {"info": info, "recovery": rec, "pairs": rows, "align": align, "layout_info": layout_info,
-              "layout": layout}
+    result = {"info": warp_info, "recovery": rec, "pairs": rows, "align_info": align_info, "align": align,
+              "layout_info": layout_info, "layout": layout}
     (res_dir / "geometric.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = old_lines(rec, rows, align, info) + layout_lines(layout, layout_info)
+    lines = old_lines(rec, rows, align, warp_info, align_info) + layout_lines(layout, layout_info)
     (res_dir / "geometric.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
