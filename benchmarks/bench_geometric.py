@@ -18,9 +18,10 @@
    thread. Pictures of one accepted and one refused pair go to docs/images/layout_*.jpg.
 
 Usage:
-    python benchmarks/bench_geometric.py            # all parts, one thread
+    python benchmarks/bench_geometric.py            # all parts, one thread (about 30 minutes)
+    python benchmarks/bench_geometric.py warp       # only parts 1-2 (about 9 minutes)
     python benchmarks/bench_geometric.py align      # only part 3 (the other parts kept from the JSON)
-    python benchmarks/bench_geometric.py layout     # only part 4, one thread (about 8 minutes)
+    python benchmarks/bench_geometric.py layout     # only part 4 (about 11 minutes on one thread)
 Results: benchmarks/results/geometric.{md,json}.
 """
 

@@ -336,6 +336,7 @@ class Stylizer:
             return style, Geometry(AffineWarp(), none, none, none, torch.zeros(0))
         geo.warp.project()
         hw = fit_long_side(tuple(content.shape[-2:]), max(style.shape[-2:]))
+        geo.warp.stiffen(hw)   # the fold bound holds here too
         grid = geo.warp.grid(hw).to(style.device)
         return sample(style, grid, padding_mode="border", align_corners=False), geo
 
