@@ -224,10 +224,10 @@ class TestTinyTraining:
         with pytest.raises(InputError, match="turned view"):
             digits.train(digits.DigitsConfig(distortion="R", model="stcnn", turned_view=True),
                          (images[:700], labels[:700]), progress=False)
-        with pytest.raises(InputError, match="turn-degrees"):
+        with pytest.raises(InputError, match="turn_degrees"):
             digits.train(digits.DigitsConfig(distortion="R", model="stcnn", equivariance=1.0, turn_degrees=0),
                          (images[:700], labels[:700]), progress=False)
-        with pytest.raises(InputError, match="stn-lr-scale"):
+        with pytest.raises(InputError, match="stn_lr_scale"):
             digits.train(digits.DigitsConfig(distortion="R", model="stcnn", stn_lr_scale=0),
                          (images[:700], labels[:700]), progress=False)
 

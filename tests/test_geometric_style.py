@@ -185,7 +185,7 @@ class TestEngine:
     @pytest.mark.parametrize("kw, match", [
         (dict(warp="bend"), "warp"), (dict(warp_strength=1.5), "warp_strength"),
         (dict(warp_grid=2), "warp_grid"), (dict(style_regions=9), "style_regions"),
-        (dict(align_style="x"), "align-style"), (dict(warp="tps", align_style="affine"), "not both")])
+        (dict(align_style="x"), "align_style"), (dict(warp="tps", align_style="affine"), "not both")])
     def test_bad_options(self, kw, match):
         with pytest.raises(InputError, match=match):
             make_cfg(**kw)

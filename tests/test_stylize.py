@@ -85,9 +85,27 @@ class TestStylizeConfig:
         assert _floats("1,0.5") == (1.0, 0.5)
 
     @pytest.mark.parametrize("kw, match", [
-        ({"content_weight": -1.0}, "content-weight"),
-        ({"style_weight": -0.1}, "style-weight"),
-        ({"tv_weight": -1.0}, "tv-weight"),
+        ({"content_weight": -1.0}, "content_weight"),
+        ({"style_weight": -0.1}, "style_weight"),
+        ({"tv_weight": -1.0}, "tv_weight"),
+        ({"style_weight": float("nan")}, "style_weight must be a finite number"),
+        ({"content_weight": float("nan")}, "content_weight must be a finite"),
+        ({"tv_weight": float("inf")}, "tv_weight must be a finite"),
+        ({"style_blend": (float("nan"),)}, "style_blend must be a finite"),
+        ({"style_blend": (-1.0,)}, "style_blend must be >= 0"),
+        ({"style_layer_weights": (float("nan"), 1.0, 1.0, 1.0, 1.0)}, "style_layer_weights must be a finite"),
+        ({"style_scale": float("inf")}, "style_scale"),
+        ({"style_scale": float("nan")}, "style_scale"),
+        ({"lr": 1e9}, "lr must be <= 10"),
+        ({"lr": float("nan")}, "lr must be a finite"),
+        ({"seed": 99999999999999999999999}, "seed must be <="),
+        ({"seed": -1}, "seed must be >= 0"),
+        ({"size": 100_000}, "size must be <="),
+        ({"warp_grid": 400}, "warp_grid must be <= 32"),
+        ({"warp_strength": float("nan")}, "warp_strength"),
+        ({"max_memory": -1.0}, "max_memory"),
+        ({"device": "meta"}, "unknown device 'meta'"),
+        ({"size": 64.5}, "size must be an integer"),
         ({"style_layers": ("relu1_1", "relu9_1")}, "relu9_1"),
         ({"content_layers": ("conv4_9",)}, "conv4_9"),
         ({"content_layers": ()}, "content layer"),
@@ -199,14 +217,30 @@ class TestInit:
         assert out.std() > 0.2  # uniform noise, not the content
 
     def test_file(self, tmp_path, content_image, style_image, images):
+        """The engine reads no file: the caller (the job layer) passes the start image."""
+        from warpaint.jobs import read_init
+
         start = images.checker(48, 64)
         save_image(start, tmp_path / "start.png")
-        out = run(content_image, [style_image], size=32, steps=0, init=str(tmp_path / "start.png"))
+        cfg = make_cfg(size=32, steps=0, init=str(tmp_path / "start.png"))
+        out = Stylizer(cfg).run(content_image, [style_image], init=read_init(cfg))
         torch.testing.assert_close(out, resize(start, (24, 32)), atol=1 / 255, rtol=0)
+        with pytest.raises(InputError, match="reads no files"):
+            Stylizer(cfg).run(content_image, [style_image])
+
+    def test_file_through_the_api(self, tmp_path, content_image, style_image, images):
+        import warpaint
+
+        save_image(images.checker(48, 64), tmp_path / "start.png")
+        out = warpaint.stylize(content_image, style_image, size=32, min_size=32, steps=0, device="cpu",
+                               init=str(tmp_path / "start.png"))
+        assert out.size == (32, 24)
 
     def test_missing_file(self, tmp_path, content_image, style_image):
+        from warpaint.jobs import read_init
+
         with pytest.raises(InputError, match="nope.png"):
-            run(content_image, [style_image], size=32, steps=1, init=str(tmp_path / "nope.png"))
+            read_init(make_cfg(size=32, steps=1, init=str(tmp_path / "nope.png")))
 
     @pytest.mark.parametrize("init", ["noise", "style"])
     def test_runs_from_other_inits(self, content_image, style_image, init):

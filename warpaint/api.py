@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 from PIL import Image
 from torch import Tensor
 
 from .errors import InputError
-from .io import load_image, pil_to_tensor, resize, tensor_to_pil
-from .stylize import Callback, StylizeConfig, Stylizer
+from .io import load_image, pil_to_tensor, tensor_to_pil
+from .stylize import Callback, StylizeConfig
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image, Tensor]
 
@@ -37,7 +38,7 @@ def make_config(**options: Any) -> StylizeConfig:
 def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
             callback: Callback | None = None, original_size: bool = False,
             **options: Any) -> Image.Image:
-    """Stylize one image and return it as a Pillow image.
+    """Stylize one image and return it as a Pillow image (through the job layer, as the CLI).
 
     Args:
         content: path, Pillow image or (1, 3, H, W) tensor in [0, 1].
@@ -48,11 +49,16 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
             ``style_weight``, ``preserve_color``, ...).
     Returns:
         the stylized image (RGB), long side ``size`` (or the content's size).
+    Raises:
+        WarpaintError: bad input (the outcome's one-line message).
     """
+    from .jobs import EngineMethod, Job, read_init, run_job
+
     cfg = make_config(**options)
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    c = as_tensor(content)
-    out = Stylizer(cfg).run(c, [as_tensor(s) for s in styles], callback=callback)
-    if original_size:
-        out = resize(out, tuple(c.shape[-2:]))  # type: ignore[arg-type]
-    return tensor_to_pil(out)
+    method = EngineMethod(cfg, [as_tensor(s) for s in styles], init=read_init(cfg))
+    outcome = run_job(Job(as_tensor(content), None), method, original_size=original_size,
+                      on_step=callback)
+    if outcome.exception is not None:
+        raise outcome.exception
+    return tensor_to_pil(outcome.image)  # type: ignore[arg-type]

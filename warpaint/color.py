@@ -80,7 +80,7 @@ def match_color(source: Tensor, target: Tensor) -> Tensor:
     mu_s, mu_t = s.mean(-1, keepdim=True), t.mean(-1, keepdim=True)
     cs = (s - mu_s) @ (s - mu_s).transpose(1, 2) / s.shape[-1]
     ct = (t - mu_t) @ (t - mu_t).transpose(1, 2) / t.shape[-1]
-    eye = torch.eye(3, dtype=torch.float64) * 1e-5
+    eye = torch.eye(3, dtype=torch.float64, device=cs.device) * 1e-5   # on the run's device
     m = _sym_sqrt(ct + eye) @ _sym_sqrt(cs + eye, inverse=True)
     out = m @ (s - mu_s) + mu_t
     return out.reshape(source.shape).to(source.dtype).clamp(0, 1)

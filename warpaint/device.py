@@ -13,6 +13,23 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 
+def check_device_name(name: object) -> None:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, or an InputError (availability is
+    checked by :func:`pick_device`).
+
+    Example:
+        >>> check_device_name("cuda:1")
+        >>> check_device_name("meta")
+        Traceback (most recent call last):
+        ...
+        warpaint.errors.InputError: unknown device 'meta'; use auto, cpu, cuda, cuda:N or mps
+    """
+    ok = isinstance(name, str) and (name in ("auto", "cpu", "cuda", "mps") or (
+        name.startswith("cuda:") and name[5:].isdigit() and len(name) < 12))
+    if not ok:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then Apple MPS, then the CPU; any other name is used as given.
 
@@ -20,13 +37,14 @@ def pick_device(name: str = "auto") -> torch.device:
         >>> pick_device("cpu")
         device(type='cpu')
     """
+    check_device_name(name)
     if name != "auto":
-        try:
-            dev = torch.device(name)
-        except RuntimeError:
-            raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        dev = torch.device(name)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise InputError("device 'cuda' requested but no CUDA GPU is available")
+        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+            raise InputError(f"device {name!r} requested but only {torch.cuda.device_count()} "
+                             "CUDA GPU(s) are present")
         if dev.type == "mps" and not torch.backends.mps.is_available():
             raise InputError("device 'mps' requested but Apple MPS is not available")
         return dev

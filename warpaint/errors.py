@@ -7,6 +7,8 @@ the matching built-in exception, so ``except ValueError`` keeps working. The CLI
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -27,6 +29,49 @@ class ShapeError(WarpaintError, ValueError):
     """A tensor argument has the wrong shape."""
 
 
+class NumericalError(WarpaintError, FloatingPointError):
+    """A loss or a result became non-finite (NaN or infinity): nothing is written."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM, acted on between steps; ``exit_code`` is 128 + the signal."""
+
+    def __init__(self, signum: int = 2) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class ResourceError(InputError):
+    """The work asked for would need more memory than the device has (or than allowed)."""
+
+
+def check_number(name: str, value: object, *, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, integer: bool = False) -> None:
+    """A finite number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``), or an InputError naming it.
+
+    Example:
+        >>> check_number("style_weight", 12.0, lo=0)
+        >>> check_number("style_weight", float("nan"), lo=0)
+        Traceback (most recent call last):
+        ...
+        warpaint.errors.InputError: style_weight must be a finite number, got nan
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            integer and not isinstance(value, int)):
+        kind = "an integer" if integer else "a number"
+        raise InputError(f"{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value}")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise InputError(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {value:g}")
+    if hi is not None and value > hi:
+        raise InputError(f"{name} must be <= {hi:g}, got {value:g}")
+
+
 def check_image(x: object, name: str = "image") -> None:
     """Check the library's image contract: a float tensor of shape (B, 3, H, W).
 
@@ -43,3 +88,25 @@ def check_image(x: object, name: str = "image") -> None:
         raise ShapeError(f"{name} must have shape (B, 3, H, W), got {tuple(x.shape)}")
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} must be a floating-point tensor in [0, 1], got {x.dtype}")
+
+
+def check_pixels(x: object, name: str = "image") -> None:
+    """:func:`check_image`, and every value finite and in [0, 1] (what the engine and the
+    models take from a caller).
+
+    Example:
+        >>> check_pixels(torch.full((1, 3, 2, 2), 0.5))
+        >>> check_pixels(torch.full((1, 3, 2, 2), 2.0))
+        Traceback (most recent call last):
+        ...
+        warpaint.errors.InputError: image must hold values in [0, 1], got values in [2, 2]
+    """
+    check_image(x, name)
+    assert isinstance(x, Tensor)
+    if x.numel() == 0:
+        raise ShapeError(f"{name} is empty: shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise InputError(f"{name} holds NaN or infinite values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise InputError(f"{name} must hold values in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io as _io
 import os
+import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,8 +26,14 @@ from .errors import InputError, OutputError, check_image
 
 PathLike = str | os.PathLike[str]
 
+#: The shortest image side anything in warpaint works on (sizes below it are refused).
+MIN_SIDE = 16
+
 #: Default limit on decoded pixels (a guard against decompression bombs): 100 megapixels.
 MAX_PIXELS = 100_000_000
+
+#: Extensions of the image files a folder is searched for (content batches, training sets).
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 #: Extensions we can write, mapped to Pillow format names.
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
@@ -164,8 +172,29 @@ def resize_pil(im: Image.Image, hw: tuple[int, int]) -> Image.Image:
 
 
 def resize_long_side(image: Tensor, long_side: int) -> Tensor:
-    """Resize so the longer side is ``long_side`` px, keeping the aspect ratio."""
+    """Resize (B, C, H, W) images so the longer side is ``long_side`` px, keeping the aspect
+    ratio (:func:`resize`)."""
     return resize(image, fit_long_side(tuple(image.shape[-2:]), long_side))  # type: ignore[arg-type]
+
+
+def resize_pil_long_side(im: Image.Image, long_side: int, *, enlarge: bool = True) -> Image.Image:
+    """A Pillow image as 8-bit RGB with its longer side ``long_side`` px (:func:`resize_pil`);
+    with ``enlarge=False`` a smaller image is returned as it is."""
+    if not enlarge and max(im.size) <= long_side:
+        return _to_rgb(im)
+    return resize_pil(im, fit_long_side((im.height, im.width), long_side))
+
+
+def list_images(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """The image files (:data:`IMAGE_EXTS`) in ``folder`` (and below it, ``recursive``),
+    sorted; an InputError when there are none or the folder is missing."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: folder not found")
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in folder")
+    return files
 
 
 def save_image(image: Tensor | Image.Image, dest: PathLike | BinaryIO, *,
@@ -211,7 +240,9 @@ def _umask() -> int:
 
 
 def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
-    """Write bytes to ``dest`` atomically: a temporary file beside it, then renamed over it.
+    """Write bytes to ``dest`` atomically: a uniquely named temporary file beside it,
+    flushed to disk, then renamed over it (removed if anything fails). Concurrent writers
+    never share a temporary file, and readers see the old file or the new one, never half.
 
     Raises:
         OutputError: missing or unwritable folder.
@@ -227,6 +258,8 @@ def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())   # the bytes are on disk before the name points at them
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException as e:
@@ -234,3 +267,58 @@ def write_bytes_atomic(data: bytes, dest: PathLike) -> None:
         if isinstance(e, OSError):
             raise OutputError(f"{path}: cannot write ({e})") from None
         raise
+
+
+# -- output paths -----------------------------------------------------------------------------
+def same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _probe_writable(out: Path) -> None:
+    """Fail before any work if ``out``'s folder cannot take a new file (root ignores modes)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write to {out.parent} ({e.strerror or e})") from None
+
+
+def guard_output(out: str | Path, inputs: Sequence[str], *, what: str = "output",
+                 formats: Sequence[str] | None = tuple(WRITE_FORMATS)) -> None:
+    """Refuse an output path that is an input file, has an unknown extension (``formats``;
+    ``None``: any) or lies in a missing or unwritable folder."""
+    path = Path(out)
+    for src in inputs:
+        if src != "-" and path.exists() and same_file(src, path):
+            raise OutputError(f"{out}: {what} is the same file as input {src}; refusing to overwrite "
+                              "an input")
+    if path.is_dir():
+        raise OutputError(f"{out}: {what} is a directory, expected a file name")
+    if formats is not None and path.suffix.lower() not in formats:
+        raise OutputError(f"{out}: unknown {what} extension; use one of {', '.join(sorted(formats))}")
+    if not path.parent.is_dir():
+        raise OutputError(f"{out}: {what} folder {path.parent} does not exist")
+    _probe_writable(path)
+
+
+def partial_path(out: str) -> str:
+    """Where an interrupted job's result goes: ``out.partial.png`` beside ``out.png``.
+
+    Example:
+        >>> partial_path("results/out.png")
+        'results/out.partial.png'
+    """
+    p = Path(out)
+    return str(p.with_name(f"{p.stem}.partial{p.suffix}"))
+
+
+
+def read_pil(src: str, *, long_side: int | None = None) -> Image.Image:
+    """An input as 8-bit RGB (``-``: stdin), shrunk (never enlarged) to ``long_side``."""
+    im = load_pil(sys.stdin.buffer if src == "-" else src)
+    return im if long_side is None else resize_pil_long_side(im, long_side, enlarge=False)
+
+

@@ -9,6 +9,7 @@ style image, and the values equal the distances that ``warpaint score`` reports.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -119,6 +120,20 @@ def style_loss(feats: Tensor, target_gram: Tensor, *, reduction: Reduction = "me
         err = relative_sq_error(grams.flatten(0, 1), target_gram.expand_as(grams).flatten(0, 1))
         return _reduce(err.view(grams.shape[0], -1).mean(1), reduction)
     return _reduce(relative_sq_error(gram_matrix(feats), target_gram), reduction)
+
+
+def layers_content_loss(feats: dict[str, Tensor], targets: dict[str, Tensor],
+                        layers: Sequence[str]) -> Tensor:
+    """Mean :func:`content_loss` over ``layers`` (features and targets by layer name)."""
+    return sum(content_loss(feats[n], targets[n]) for n in layers) / len(layers)  # type: ignore[return-value]
+
+
+def layers_style_loss(feats: dict[str, Tensor], grams: dict[str, Tensor], layers: Sequence[str],
+                      weights: Sequence[float] | None = None) -> Tensor:
+    """Weighted mean :func:`style_loss` over ``layers`` (equal weights by default): the style
+    term of the engine and of feed-forward training alike."""
+    w = weights or (1.0,) * len(layers)
+    return sum(wi * style_loss(feats[n], grams[n]) for n, wi in zip(layers, w, strict=True)) / sum(w)  # type: ignore[return-value]
 
 
 def total_variation(image: Tensor, *, reduction: Reduction = "mean") -> Tensor:

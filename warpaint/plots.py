@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io as _io
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from .io import write_bytes_atomic
 

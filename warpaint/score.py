@@ -18,12 +18,13 @@ import torch
 from torch import Tensor
 
 from .errors import check_image
-from .io import fit_long_side, resize
+from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
 from .losses import content_loss, gram_matrix, style_loss
-from .vgg import VGGFeatures
+from .vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 
-SCORE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-SCORE_CONTENT_LAYER = "relu4_2"
+#: The report's layers are fixed (whatever a run's own were): Gatys et al.'s.
+SCORE_STYLE_LAYERS = STYLE_LAYERS
+SCORE_CONTENT_LAYER = CONTENT_LAYERS[0]
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,26 @@ def score(content: Tensor, style: Tensor, output: Tensor, *, size: int = 512,
     hw = fit_long_side(tuple(content.shape[-2:]), size)  # type: ignore[arg-type]
     c = resize(content.float(), hw).to(dev)
     o = resize(output.float(), hw).to(dev)
-    s = resize(style.float(), fit_long_side(tuple(style.shape[-2:]), size)).to(dev)  # type: ignore[arg-type]
+    s = resize_long_side(style.float(), size).to(dev)
     layers = (*SCORE_STYLE_LAYERS, SCORE_CONTENT_LAYER)
     fo, fc, fs = vgg(o, layers), vgg(c, (SCORE_CONTENT_LAYER,)), vgg(s, SCORE_STYLE_LAYERS)
     per_layer = {n: float(style_loss(fo[n], gram_matrix(fs[n]))) for n in SCORE_STYLE_LAYERS}
     return Score(content=float(content_loss(fo[SCORE_CONTENT_LAYER], fc[SCORE_CONTENT_LAYER])),
                  style=sum(per_layer.values()) / len(per_layer), style_per_layer=per_layer,
                  size=size)
+
+
+def score_files(content: str, style: str, output: str, *, size: int = 512, device: str = "auto") -> Score:
+    """:func:`score` of three image files (``-``: stdin), after checking the size and the
+    memory it needs."""
+    from .device import pick_device
+    from .errors import check_number
+    from .io import pil_to_tensor, read_pil
+    from .memory import check_budget, score_peak_bytes
+
+    check_number("size", size, lo=MIN_SIDE, hi=4096, integer=True)
+    dev = pick_device(device)
+    images = [read_pil(p) for p in (content, style, output)]
+    hw = fit_long_side((images[0].height, images[0].width), size)
+    check_budget(score_peak_bytes(hw), 0, dev, f"scoring at {size} px")
+    return score(*(pil_to_tensor(im) for im in images), size=size, vgg=VGGFeatures().to(dev))

@@ -10,26 +10,32 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from . import color
-from .device import enable_fast_math, pick_device, pick_dtype, use_channels_last
-from .errors import InputError, check_image
-from .io import fit_long_side, load_image, resize
-from .losses import blend_grams, content_loss, gram_matrix, region_grams, style_loss, total_variation
+from .device import check_device_name, enable_fast_math, pick_device, pick_dtype, use_channels_last
+from .errors import InputError, NumericalError, check_number, check_pixels
+from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
+from .losses import (
+    blend_grams,
+    gram_matrix,
+    layers_content_loss,
+    layers_style_loss,
+    region_grams,
+    total_variation,
+)
 from .stn.geometry import sample
 from .stn.geostyle import FULL_FROM, WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
 from .stn.warps import AffineWarp
-from .vgg import LAYER_INDEX, VGGFeatures, layer_stride
+from .vgg import CONTENT_LAYERS, LAYER_INDEX, STYLE_LAYERS, VGGFeatures, layer_stride
 
 log = logging.getLogger(__name__)
 
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-CONTENT_LAYERS = ("relu4_2",)
 
 
 def _layers(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -38,6 +44,18 @@ def _layers(value: str | Sequence[str]) -> tuple[str, ...]:
 
 def _floats(value: str | Sequence[float]) -> tuple[float, ...]:
     return tuple(float(v) for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
+
+
+#: The option groups of ``--help``: every field of :class:`StylizeConfig` in one of them.
+OPTION_GROUPS: dict[str, tuple[str, ...]] = {
+    "schedule": ("size", "steps", "coarse_steps", "min_size", "content_detail"),
+    "losses": ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
+               "style_layer_weights"),
+    "style input": ("style_blend", "style_scale", "style_regions", "preserve_color"),
+    "geometry": ("warp", "warp_strength", "warp_force", "warp_grid", "align_style"),
+    "optimizer": ("optimizer", "lr", "init", "pooling", "seed"),
+    "runtime": ("device", "dtype", "max_memory"),
+}
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,9 @@ class StylizeConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = field(default="auto", metadata={
         "help": "compute dtype of the VGG passes: auto = bfloat16 on CPUs with native bf16, "
                 "else float32 (TF32 on CUDA)", "choices": ("auto", "float32", "bfloat16")})
+    max_memory: float = field(default=0.0, metadata={
+        "help": "memory budget in GB for the run's estimated peak (0 = what the device has "
+                "free); larger work is refused before it starts"})
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -153,23 +174,32 @@ def _min_side(cfg: StylizeConfig) -> int:
     return max(layer_stride(n) for n in (*cfg.content_layers, *cfg.style_layers))
 
 
+#: Upper bounds of the options (beyond them a run could not finish on any machine).
+MAX_SIZE = 16384
+MAX_STEPS = 100_000
+MAX_WEIGHT = 1e6
+
+
 def _check_config(cfg: StylizeConfig) -> None:
     def bad(msg: str) -> None:
         raise InputError(msg)
 
-    if cfg.size < 16:
-        bad(f"size must be at least 16 px, got {cfg.size}")
-    if cfg.min_size < 16:
-        bad(f"min_size must be at least 16 px, got {cfg.min_size}")
-    if cfg.steps < 0 or cfg.coarse_steps < -1:
-        bad("steps must be >= 0 and coarse_steps >= 0 (or -1 for the automatic schedule)")
+    for name, lo, hi in (("size", MIN_SIDE, MAX_SIZE), ("min_size", MIN_SIDE, MAX_SIZE), ("steps", 0, MAX_STEPS),
+                         ("coarse_steps", -1, MAX_STEPS), ("warp_grid", 3, 32), ("style_regions", 0, 8),
+                         ("seed", 0, 2**63 - 1)):
+        check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
     for name in ("content_weight", "style_weight", "tv_weight"):
-        if getattr(cfg, name) < 0:
-            bad(f"{name.replace('_', '-')} must be >= 0")
-    if cfg.style_scale <= 0:
-        bad(f"style_scale must be > 0, got {cfg.style_scale}")
-    if cfg.lr < 0:
-        bad(f"lr must be >= 0, got {cfg.lr}")
+        check_number(name, getattr(cfg, name), lo=0, hi=MAX_WEIGHT)
+    check_number("style_scale", cfg.style_scale, lo=0, lo_open=True, hi=8)
+    check_number("lr", cfg.lr, lo=0, hi=10)
+    check_number("warp_strength", cfg.warp_strength, lo=0, hi=1)
+    check_number("max_memory", cfg.max_memory, lo=0)
+    for name in ("style_layer_weights", "style_blend"):
+        values = getattr(cfg, name)
+        for v in values:
+            check_number(name, v, lo=0, hi=MAX_WEIGHT)
+        if values and sum(values) <= 0:
+            bad(f"{name} must have a positive sum")
     for n in (*cfg.content_layers, *cfg.style_layers):
         if n not in LAYER_INDEX:
             bad(f"unknown VGG19 layer {n!r}; use names like relu1_1 ... relu5_4, conv4_2")
@@ -179,30 +209,19 @@ def _check_config(cfg: StylizeConfig) -> None:
         bad("at least one style layer is needed")
     if cfg.style_layer_weights and len(cfg.style_layer_weights) != len(cfg.style_layers):
         bad(f"{len(cfg.style_layer_weights)} style layer weights for {len(cfg.style_layers)} layers")
-    if any(w < 0 for w in cfg.style_layer_weights) or (
-            cfg.style_layer_weights and sum(cfg.style_layer_weights) <= 0):
-        bad("style layer weights must be >= 0 with a positive sum")
-    if cfg.optimizer not in ("lbfgs", "adam"):
-        bad(f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
-    if cfg.pooling not in ("max", "avg"):
-        bad(f"pooling must be max or avg, got {cfg.pooling!r}")
-    if cfg.preserve_color not in ("none", "luminance", "histogram"):
-        bad(f"preserve_color must be none, luminance or histogram, got {cfg.preserve_color!r}")
-    for name in ("warp", "align_style"):
-        if getattr(cfg, name) not in ("none", "affine", "tps"):
-            bad(f"{name.replace('_', '-')} must be none, affine or tps, got {getattr(cfg, name)!r}")
-    if not 0.0 <= cfg.warp_strength <= 1.0:
-        bad(f"warp_strength must be in [0, 1], got {cfg.warp_strength}")
+    for name, choices in (("optimizer", ("lbfgs", "adam")), ("pooling", ("max", "avg")),
+                          ("preserve_color", ("none", "luminance", "histogram")),
+                          ("warp", ("none", "affine", "tps")), ("align_style", ("none", "affine", "tps")),
+                          ("dtype", ("auto", "float32", "bfloat16"))):
+        if getattr(cfg, name) not in choices:
+            bad(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
     if cfg.warp != "none" and cfg.align_style != "none":
-        bad("use --warp or --align-style, not both: they pull the geometry in opposite directions")
+        bad("use warp or align_style, not both: they pull the geometry in opposite directions")
     if cfg.warp_force and cfg.warp == "none":
-        bad("warp_force needs --warp affine or --warp tps")
-    if cfg.warp_grid < 3:
-        bad(f"warp_grid must be >= 3, got {cfg.warp_grid}")
-    if not 0 <= cfg.style_regions <= 8:
-        bad(f"style_regions must be 0 (auto) to 8, got {cfg.style_regions}")
-    if cfg.dtype not in ("auto", "float32", "bfloat16"):
-        bad(f"dtype must be auto, float32 or bfloat16, got {cfg.dtype!r}")
+        bad("warp_force needs a warp (affine or tps)")
+    if not isinstance(cfg.init, str) or not cfg.init:
+        bad(f"init must be content, noise, style or an image file, got {cfg.init!r}")
+    check_device_name(cfg.device)
 
 
 @dataclass(frozen=True)
@@ -241,6 +260,7 @@ class Stylizer:
         vgg = VGGFeatures(pooling=cfg.pooling, pretrained=pretrained).to(self.device)
         self.vgg = vgg.to(memory_format=torch.channels_last) if self.channels_last else vgg
         self.layers = tuple(dict.fromkeys((*cfg.content_layers, *cfg.style_layers)))
+        self._current: tuple[Tensor, _Prepared] | None = None   # the run in progress
 
     # -- pieces -------------------------------------------------------------------------
     def _features(self, image: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
@@ -258,8 +278,8 @@ class Stylizer:
         cfg = self.cfg
         feats = self._features(content, cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
-        style_long = max(16, round(max(hw) * cfg.style_scale))
-        feats_s = [self._features(resize(s, fit_long_side(tuple(s.shape[-2:]), style_long)),
+        style_long = max(MIN_SIDE, round(max(hw) * cfg.style_scale))
+        feats_s = [self._features(resize_long_side(s, style_long),
                                   cfg.style_layers) for s in styles]
         # Regions per side: no more than any layer's feature map has rows or columns, in the
         # image at this scale and in every style (an empty cell would give 0 / 0).
@@ -272,10 +292,7 @@ class Stylizer:
         return content_t, style_t
 
     def _style(self, feats: dict[str, Tensor], style_t: dict[str, Tensor]) -> Tensor:
-        cfg = self.cfg
-        lw = cfg.style_layer_weights or (1.0,) * len(cfg.style_layers)
-        s = sum(w * style_loss(feats[n], style_t[n]) for n, w in zip(cfg.style_layers, lw))
-        return s / sum(lw)  # type: ignore[return-value]
+        return layers_style_loss(feats, style_t, self.cfg.style_layers, self.cfg.style_layer_weights or None)
 
     def losses(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
                geometry: Geometry | None = None) -> dict[str, Tensor]:
@@ -287,8 +304,7 @@ class Stylizer:
         """
         cfg = self.cfg
         feats = self._features(image)
-        c = sum(content_loss(feats[n], content_t[n]) for n in cfg.content_layers)
-        c = c / len(cfg.content_layers)
+        c = layers_content_loss(feats, content_t, cfg.content_layers)
         s = self._style(feats, style_t)
         out = {"content": cfg.content_weight * c}
         if geometry is None:
@@ -305,7 +321,8 @@ class Stylizer:
         out["total"] = sum(out.values())  # type: ignore[assignment]
         return out
 
-    def _init_image(self, content: Tensor, styles: Sequence[Tensor], hw: tuple[int, int]) -> Tensor:
+    def _init_image(self, content: Tensor, styles: Sequence[Tensor], hw: tuple[int, int],
+                    image: Tensor | None) -> Tensor:
         init = self.cfg.init
         if init == "content":
             return resize(content, hw)
@@ -314,7 +331,11 @@ class Stylizer:
             return torch.rand((1, 3, *hw), generator=g).to(content.device)
         if init == "style":
             return resize(styles[0], hw)
-        return resize(load_image(init).to(content.device), hw)
+        if image is None:
+            raise InputError(f"init is the file {init!r}: load it and pass the image as init= (the "
+                             "engine reads no files)")
+        check_pixels(image, "init")
+        return resize(image.to(content.device, torch.float32), hw)
 
     def align_style(self, style: Tensor, content: Tensor) -> tuple[Tensor, Geometry]:
         """The style image warped toward the content's layout (``cfg.align_style``).
@@ -330,7 +351,7 @@ class Stylizer:
         except InputError:
             geo, matches, scale = None, 0, float("nan")
         if geo is None or matches < 12 or not 0.5 <= scale <= 2.0:
-            log.warning("--align-style: %d matches, scale %.2f: no shared layout to align to; "
+            log.warning("align_style: %d matches, scale %.2f: no shared layout to align to; "
                         "using the style as it is", matches, scale)
             none = torch.zeros(0, 2)
             return style, Geometry(AffineWarp(), none, none, none, torch.zeros(0))
@@ -342,7 +363,7 @@ class Stylizer:
 
     # -- the run --------------------------------------------------------------------------
     def run(self, content: Tensor, styles: Sequence[Tensor], *,
-            callback: Callback | None = None) -> Tensor:
+            callback: Callback | None = None, init: Tensor | None = None) -> Tensor:
         """Stylize ``content`` with the (blended) ``styles``.
 
         Args:
@@ -353,89 +374,55 @@ class Stylizer:
             (1, 3, h, w) in [0, 1] on the CPU, with ``max(h, w) == cfg.size`` and the
             content's aspect ratio (warped when ``cfg.warp`` is set).
         """
-        return self.run_detailed(content, styles, callback=callback).image
+        return self.run_detailed(content, styles, callback=callback, init=init).image
 
     def run_detailed(self, content: Tensor, styles: Sequence[Tensor], *,
-                     callback: Callback | None = None) -> Result:
-        """:meth:`run`, also returning the unwarped image and the fitted geometry."""
+                     callback: Callback | None = None, init: Tensor | None = None) -> Result:
+        """:meth:`run`, also returning the unwarped image and the fitted geometry. ``init`` is
+        the start image when ``cfg.init`` names a file (the caller loads it).
+
+        Raises:
+            InputError: images outside the contract (shape, NaN, values outside [0, 1]).
+            NumericalError: the loss became NaN or infinite (e.g. a learning rate too high);
+                nothing is returned.
+        """
         cfg = self.cfg
-        check_image(content, "content")
-        if content.shape[0] != 1:
-            raise InputError("content must be a single image (batch size 1)")
-        if not styles:
-            raise InputError("at least one style image is needed")
-        for i, s in enumerate(styles):
-            check_image(s, f"style[{i}]")
-        blend = cfg.style_blend or (1.0,) * len(styles)
-        if len(blend) != len(styles):
-            raise InputError(f"{len(blend)} style blend weights for {len(styles)} style images")
-        torch.manual_seed(cfg.seed)
-
-        dev = self.device
-        content = content.to(dev, torch.float32)
-        styles = [s.to(dev, torch.float32) for s in styles]
-        original_content = content
-        if cfg.preserve_color == "luminance":
-            styles = [color.match_luminance(s, content) for s in styles]
-            content = color.gray3(content)
-        elif cfg.preserve_color == "histogram":
-            styles = [color.match_color(s, content) for s in styles]
-
-        hw_full = tuple(content.shape[-2:])
-        scales = cfg.scales(hw_full)  # type: ignore[arg-type]
-        need = _min_side(cfg)
-        if min(scales[-1]) < need:
-            raise InputError(
-                f"at size {cfg.size} the image would be {scales[-1][1]}x{scales[-1][0]} px; "
-                f"the short side must be at least {need} px for layer "
-                f"{max((*cfg.content_layers, *cfg.style_layers), key=LAYER_INDEX.__getitem__)}: "
-                "the aspect ratio is too extreme, or raise --size")
-        aligned: list[Geometry] = []
-        regions = cfg.regions
-        if cfg.align_style != "none":
-            pairs = [self.align_style(s, original_content) for s in styles]
-            styles, aligned = [p[0] for p in pairs], [p[1] for p in pairs]
-            if cfg.style_regions == 0 and all(len(g.source) == 0 for g in aligned):
-                regions = 1   # nothing was aligned: per-region statistics would mean nothing
-        main = max(range(len(styles)), key=lambda i: blend[i])
-        report = self.estimate_geometry(original_content, styles[main], scales[-1])
-        geometry = report if report is not None and report.applied else None
+        prepared = self._prepare(content, styles)
+        styles, blend, scales = prepared.styles, prepared.blend, prepared.scales
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
         done = 0
-        image = self._init_image(content, styles, scales[0])
+        image = self._init_image(prepared.content, styles, scales[0], init)
+        self._current = (image, prepared)
         t0 = time.perf_counter()
         for si, hw in enumerate(scales):
-            content_hw = resize(content, hw)
+            content_hw = resize(prepared.content, hw)
             image = resize(image, hw)
             if si > 0 and cfg.content_detail:
                 image = add_detail(image, content_hw, scales[si - 1])
             # A contiguous leaf: L-BFGS flattens its gradient with .view(-1), which fails on
             # channels-last strides (a caller's tensor may have them).
             image = image.detach().clone(memory_format=torch.contiguous_format)
+            self._current = (image, prepared)
             steps = cfg.steps_at(si, len(scales))
-            # The warp is optimized with the pixels at the coarse scales (the first, and any up
-            # to a quarter of the final size), where the second VGG pass per step is cheap; a
-            # smooth warp needs no finer view. Then it is held fixed. (A single-scale run
-            # optimizes it at that scale, at twice the cost per step.)
-            coarse = len(scales) == 1 or (si == 0 or 4 * max(hw) <= max(scales[-1])) and si < len(scales) - 1
-            joint = geometry if coarse else None
-            content_t, style_t = self._targets(content_hw, styles, blend, hw, regions)
+            joint = prepared.geometry if self._joint_at(si, scales) else None
+            content_t, style_t = self._targets(content_hw, styles, blend, hw, prepared.regions)
             for step, losses in enumerate(self._optimize(image, content_t, style_t, steps, joint), 1):
                 done += 1
-                if callback is not None:
-                    shown = image.detach().clone() if geometry is None else \
-                        apply_warp(image.detach(), geometry)   # a snapshot: the leaf changes in place
+                if callback is not None:   # a finished-kind snapshot: the leaf changes in place
+                    shown = self._finish(image.detach().clone(), prepared)
                     callback(Iterate(si, len(scales), hw, step, steps, done, total, losses, shown))
             log.info("scale %d/%d %dx%d: %d steps, %.1f s", si + 1, len(scales), hw[1], hw[0],
                      steps, time.perf_counter() - t0)
         image = image.detach()
         if cfg.preserve_color == "luminance":
-            image = color.join_luminance(image, original_content)
-        if geometry is not None:
-            geometry.warp.stiffen(scales[-1])   # the joint optimization may have bent it further
-        final = image if geometry is None else apply_warp(image, geometry)
+            image = color.join_luminance(image, prepared.original)
+        if prepared.geometry is not None:
+            prepared.geometry.warp.stiffen(scales[-1])   # the joint optimization may have bent it further
+        final = image if prepared.geometry is None else apply_warp(image, prepared.geometry)
+        self._current = None
         cpu = torch.device("cpu")
-        return Result(final.cpu(), image.cpu(), report.to(cpu) if report else None, aligned, main)
+        geometry = prepared.report.to(cpu) if prepared.report else None
+        return Result(final.cpu(), image.cpu(), geometry, prepared.aligned, prepared.main)
 
     def estimate_geometry(self, content: Tensor, style: Tensor, hw: tuple[int, int]) -> Geometry | None:
         """The warp of ``cfg.warp`` (``None`` without one), projected inside the image and
@@ -458,6 +445,82 @@ class Stylizer:
         geo.warp.project()   # from here on it never samples outside the image
         geo.warp.stiffen(hw)
         return geo
+
+    def current_result(self) -> Tensor | None:
+        """The result so far of the run in progress (or one stopped by an exception), as
+        :meth:`run` would return it: colours joined, warped, at the final size, on the CPU;
+        ``None`` before the first step or after a finished run."""
+        if self._current is None:
+            return None
+        image, prepared = self._current
+        final_hw = prepared.scales[-1]
+        return resize(self._finish(image.detach().clone(), prepared), final_hw).cpu()
+
+    def _finish(self, image: Tensor, prepared: _Prepared) -> Tensor:
+        """An iterate (1, 3, h, w) as a result: the content's colours joined back
+        (``luminance``), then warped (``warp``)."""
+        if self.cfg.preserve_color == "luminance":
+            image = color.join_luminance(image, prepared.original)
+        return image if prepared.geometry is None else apply_warp(image, prepared.geometry)
+
+    def _joint_at(self, si: int, scales: list[tuple[int, int]]) -> bool:
+        """Whether the warp is optimized with the pixels at scale ``si``: at the coarse scales
+        (the first, and any up to a quarter of the final size), where the second VGG pass
+        per step is cheap; a smooth warp needs no finer view. Then it is held fixed. (A
+        single-scale run optimizes it at that scale, at twice the cost per step.)"""
+        if len(scales) == 1:
+            return True
+        return (si == 0 or 4 * max(scales[si]) <= max(scales[-1])) and si < len(scales) - 1
+
+    def _prepare(self, content: Tensor, styles: Sequence[Tensor]) -> _Prepared:
+        """Check the inputs and make what the loop needs: images on the device (colour
+        handling applied), blend weights, scales, the style alignment and the warp."""
+        cfg = self.cfg
+        check_pixels(content, "content")
+        if content.shape[0] != 1:
+            raise InputError("content must be a single image (batch size 1)")
+        if not styles:
+            raise InputError("at least one style image is needed")
+        for i, s in enumerate(styles):
+            check_pixels(s, f"style[{i}]")
+        blend = cfg.style_blend or (1.0,) * len(styles)
+        if len(blend) != len(styles):
+            raise InputError(f"{len(blend)} style blend weights for {len(styles)} style images")
+        torch.manual_seed(cfg.seed)
+        original = content.to(self.device, torch.float32)
+        styles = [s.to(self.device, torch.float32) for s in styles]
+        content = original
+        if cfg.preserve_color == "luminance":
+            styles = [color.match_luminance(s, content) for s in styles]
+            content = color.gray3(content)
+        elif cfg.preserve_color == "histogram":
+            styles = [color.match_color(s, content) for s in styles]
+        scales = self._checked_scales(tuple(content.shape[-2:]))  # type: ignore[arg-type]
+        aligned: list[Geometry] = []
+        regions = cfg.regions
+        if cfg.align_style != "none":
+            pairs = [self.align_style(s, original) for s in styles]
+            styles, aligned = [p[0] for p in pairs], [p[1] for p in pairs]
+            if cfg.style_regions == 0 and all(len(g.source) == 0 for g in aligned):
+                regions = 1   # nothing was aligned: per-region statistics would mean nothing
+        main = max(range(len(styles)), key=lambda i: blend[i])
+        report = self.estimate_geometry(original, styles[main], scales[-1])
+        geometry = report if report is not None and report.applied else None
+        return _Prepared(content, original, styles, blend, scales, regions, aligned, geometry, main, report)
+
+    def _checked_scales(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
+        """``cfg.scales(hw)``, or an InputError when the final scale is too small for the
+        deepest VGG layer used."""
+        cfg = self.cfg
+        scales = cfg.scales(hw)
+        need = _min_side(cfg)
+        if min(scales[-1]) < need:
+            deepest = max((*cfg.content_layers, *cfg.style_layers), key=LAYER_INDEX.__getitem__)
+            raise InputError(
+                f"at size {cfg.size} the image would be {scales[-1][1]}x{scales[-1][0]} px; the "
+                f"short side must be at least {need} px for layer {deepest}: the aspect ratio is "
+                "too extreme, or raise the size")
+        return scales
 
     def _optimize(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
                   steps: int, geometry: Geometry | None = None):
@@ -488,15 +551,42 @@ class Stylizer:
             last.update(out)
             return out["total"]
 
-        for _ in range(steps):
+        for step in range(1, steps + 1):
+            with torch.no_grad():
+                before = image.detach().clone()
             opt.step(closure)
+            losses = {k: float(v.detach()) for k, v in last.items()}
+            if not all(map(math.isfinite, losses.values())) or not bool(torch.isfinite(image).all()):
+                with torch.no_grad():
+                    image.copy_(before)         # the current result stays the last good one
+                image.requires_grad_(False)
+                raise NumericalError(
+                    f"the loss became non-finite at step {step} of {steps} "
+                    f"({', '.join(f'{k}={v:.3g}' for k, v in losses.items())}); lower the "
+                    "learning rate or the loss weights")
             if warp_opt is not None:
                 warp_opt.step()
                 geometry.warp.project()  # type: ignore[union-attr]
             with torch.no_grad():
                 image.clamp_(0.0, 1.0)  # the box constraint, on our own leaf only
-            yield {k: float(v.detach()) for k, v in last.items()}
+            yield losses
         image.requires_grad_(False)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What :meth:`Stylizer._prepare` makes for one run (tensors on the device)."""
+
+    content: Tensor               # (1, 3, H, W) the content as optimized (gray for ``luminance``)
+    original: Tensor              # (1, 3, H, W) the content as given
+    styles: list[Tensor]          # style images, colour-matched and aligned as configured
+    blend: tuple[float, ...]      # one weight per style
+    scales: list[tuple[int, int]]  # (H, W) of each scale, coarse to fine
+    regions: int                  # side of the style-statistics grid
+    aligned: list[Geometry]       # one per style with ``align_style``
+    geometry: Geometry | None     # the warp of ``warp`` when it is applied
+    main: int                     # index of the style the warp was matched to
+    report: Geometry | None = None  # the warp of ``warp``, also when refused (for the report)
 
 
 @dataclass(frozen=True)
@@ -516,9 +606,3 @@ def apply_warp(image: Tensor, geometry: Geometry) -> Tensor:
     with torch.no_grad():
         grid = geometry.warp.grid(tuple(image.shape[-2:])).to(image)  # type: ignore[arg-type]
         return sample(image, grid, padding_mode="border", align_corners=False, mode="bicubic").clamp(0, 1)
-
-
-def stylize_tensors(content: Tensor, styles: Sequence[Tensor], cfg: StylizeConfig = StylizeConfig(),
-                    *, callback: Callback | None = None) -> Tensor:
-    """Functional form of :meth:`Stylizer.run` (builds a fresh :class:`Stylizer`)."""
-    return Stylizer(cfg).run(content, styles, callback=callback)

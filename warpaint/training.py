@@ -7,8 +7,11 @@ resume: step ``t`` always draws its data from a generator seeded with ``(seed, t
 
 from __future__ import annotations
 
+import io
 import logging
+import math
 import os
+import pickle
 import signal
 import threading
 import time
@@ -17,6 +20,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from .errors import InputError, Interrupted, NumericalError
+from .io import write_bytes_atomic
 
 log = logging.getLogger("warpaint")
 
@@ -30,41 +36,64 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """``torch.save`` through a temporary file and a rename, so a checkpoint is never half written."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` atomically (:func:`~warpaint.io.write_bytes_atomic`: a unique temporary
+    file, fsync, rename), so a checkpoint is never half written, even by two processes."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes_atomic(buf.getvalue(), path)
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint dict written by :func:`fit` (or a model file), or a one-line InputError."""
-    from .errors import InputError
+    """A checkpoint dict written by :func:`fit` (or a model file), or a one-line InputError.
 
+    Loaded with ``weights_only=True``: tensors, numbers, strings and containers only, so a
+    planted file cannot run code.
+    """
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(f"{path}: checkpoint not found") from None
+    except pickle.UnpicklingError:
+        raise InputError(f"{path}: refused: the file holds Python objects other than tensors and "
+                         "plain data (it could run code); not a warpaint checkpoint") from None
     except Exception as e:  # noqa: BLE001 - empty, truncated or foreign files are bad input
-        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}); delete it to "
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}); move it away to "
                          "start over") from None
     if not isinstance(ck, dict) or "format" not in ck:
         raise InputError(f"{path}: not a warpaint checkpoint")
     return ck
 
 
+def check_finite_state(state: dict, path: Path | str) -> None:
+    """An InputError when a state dict holds a non-finite weight (a model that diverged)."""
+    for name, t in state.items():
+        if isinstance(t, Tensor) and torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
+            raise InputError(f"{path}: weight {name!r} holds NaN or infinite values; the model is unusable")
+
+
+def move_aside(path: Path) -> Path:
+    """Rename ``path`` to a free ``NAME.stale-N`` beside it (never deleting it); return the new name."""
+    n = 1
+    while (aside := path.with_name(f"{path.name}.stale-{n}")).exists():
+        n += 1
+    os.replace(path, aside)
+    return aside
+
+
 def restore(path: Path, fmt: str, what: str, build: Callable[[dict], nn.Module]) -> tuple[nn.Module, dict]:
     """The model in a finished or interrupted :func:`fit` checkpoint of format ``fmt``, in
     eval mode, and the checkpoint; ``build(config)`` makes the untrained model. Anything
     that does not fit is a one-line InputError naming ``what`` the file should be."""
-    from .errors import InputError
-
     ck = load_checkpoint(path)
     if ck.get("format") != fmt:
         raise InputError(f"{path}: not a warpaint {what} checkpoint")
     try:
         model = build(ck["config"])
+        check_finite_state(ck["model"], path)
         model.load_state_dict(ck["model"])
-    except (TypeError, KeyError, RuntimeError) as e:
+    except (TypeError, KeyError, RuntimeError, AttributeError, ValueError) as e:
+        if isinstance(e, InputError):
+            raise
         raise InputError(f"{path}: checkpoint does not fit this version of warpaint "
                          f"({type(e).__name__})") from None
     return model.eval(), ck
@@ -78,32 +107,44 @@ def summary(model: nn.Module, config: dict, history: list[dict[str, float]], sec
 
 
 class StopRequest:
-    """Turns Ctrl-C into a flag checked between steps, so a checkpoint is never taken in the
-    middle of an update, and a Ctrl-C never lands in a finalizer, where Python would swallow
-    it (outside the main thread, Ctrl-C is left alone).
+    """Turns Ctrl-C (SIGINT) and SIGTERM into a flag checked between steps, so a checkpoint is
+    never taken in the middle of an update, and the signal never lands in a finalizer, where
+    Python would swallow it (outside the main thread, signals are left alone). ``signum`` is
+    the signal received; :meth:`raise_if_requested` raises :class:`~warpaint.errors.Interrupted`.
 
-    With ``second_press_raises``, a second Ctrl-C before the flag is acted on raises
-    ``KeyboardInterrupt`` at once (for work that may take long before its first step).
+    With ``second_press_raises``, a second signal before the flag is acted on raises
+    :class:`~warpaint.errors.Interrupted` at once (for work that may take long before its
+    first step).
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self, *, second_press_raises: bool = False) -> None:
-        self.requested = False
-        self.previous = None
+        self.signum: int | None = None
+        self.previous: dict[int, object] = {}
         self.second_press_raises = second_press_raises
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame) -> None:
         if self.requested and self.second_press_raises:
-            raise KeyboardInterrupt
-        self.requested = True
+            raise Interrupted(signum)
+        self.signum = signum
+
+    def raise_if_requested(self) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum)
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)  # type: ignore[arg-type]
 
 
 def param_groups(model: nn.Module, lr: float, lr_scales: dict[str, float] | None = None) -> list[dict]:
@@ -125,11 +166,14 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     """Train ``model`` for ``steps`` steps of ``step_loss``; return (loss history, seconds).
 
     A checkpoint whose ``config`` equals ``config`` (up to the keys in ``resume_ignores``,
-    which do not change training) is resumed from: model, optimizer, schedule, history. A
-    checkpoint with another configuration is replaced, with a warning. ``on_step(n)`` is
-    called after step ``n`` (1-based), e.g. to save sample pictures. ``lr_scales`` maps a
-    submodule's name (e.g. ``"stn"``) to a factor on its learning rate. Ctrl-C stops after
-    the current step, saves the checkpoint and raises ``KeyboardInterrupt``.
+    which do not change training) is resumed from: model, optimizer, schedule, history.
+    ``on_step(n)`` is called after step ``n`` (1-based), e.g. to save sample pictures. ``lr_scales`` maps a
+    submodule's name (e.g. ``"stn"``) to a factor on its learning rate. Ctrl-C or SIGTERM
+    stops after the current step, saves the checkpoint and raises
+    :class:`~warpaint.errors.Interrupted` (a ``KeyboardInterrupt``). A checkpoint of another
+    configuration is moved aside (``NAME.stale-N``), never destroyed. A non-finite loss or
+    gradient raises :class:`~warpaint.errors.NumericalError` before the update, with no
+    checkpoint written.
 
     Step ``t`` draws its data from ``step_generator(seed, t)`` and reseeds torch's global
     generator (used inside some models, e.g. torchvision's proposal sampling) from
@@ -139,22 +183,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     opt = torch.optim.Adam(groups)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
                                                 pct_start=0.15)
-
-    def same(a: dict) -> bool:
-        return {k: v for k, v in a.items() if k not in resume_ignores} == \
-            {k: v for k, v in config.items() if k not in resume_ignores}
-
-    start, history, seconds = 0, [], 0.0
-    if checkpoint is not None and checkpoint.exists():
-        ck = load_checkpoint(checkpoint)
-        if ck.get("format") == fmt and isinstance(ck.get("config"), dict) and same(ck["config"]):
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            start, history, seconds = ck["step"], ck["history"], ck["seconds"]
-        else:
-            log.warning("%s: its configuration differs; training from scratch (it will be replaced)",
-                        checkpoint)
+    start, history, seconds = _resume_fit(checkpoint, fmt, config, resume_ignores, model, opt, sched)
 
     def save(step: int, spent: float) -> None:
         if checkpoint is not None:
@@ -172,15 +201,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     try:
         with StopRequest() as stop:
             for step in range(start, steps):
-                model.train()
-                torch.manual_seed(seed * 1_000_003 + step + 7_777_777)
-                loss, parts = step_loss(step_generator(seed, step))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                opt.step()
-                sched.step()
-                history.append({"total": float(loss.detach()), **parts})
+                history.append(_fit_step(model, step_loss, opt, sched, seed, step))
                 if bar is not None:
                     bar.set_postfix_str(f"loss={history[-1]['total']:.3f}", refresh=False)
                     bar.update(1)
@@ -188,8 +209,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
                     save(step + 1, seconds + time.perf_counter() - t0)
                 if on_step is not None:
                     on_step(step + 1)
-                if stop.requested:
-                    raise KeyboardInterrupt
+                stop.raise_if_requested()
     except KeyboardInterrupt:
         # raised between steps (above), or inside step_loss before any update: consistent
         save(len(history), seconds + time.perf_counter() - t0)
@@ -202,5 +222,48 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     return history, seconds
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def _resume_fit(checkpoint: Path | None, fmt: str, config: dict, ignores: tuple[str, ...], model: nn.Module,
+                opt, sched) -> tuple[int, list[dict[str, float]], float]:
+    """Load a :func:`fit` checkpoint of this configuration (up to ``ignores``) into the model,
+    optimizer and schedule; return (step, history, seconds) to continue from. A checkpoint
+    of another configuration is moved aside, never destroyed."""
+    if checkpoint is None or not checkpoint.exists():
+        return 0, [], 0.0
+    ck = load_checkpoint(checkpoint)
+
+    def kept(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k not in ignores}
+
+    if ck.get("format") == fmt and isinstance(ck.get("config"), dict) and kept(ck["config"]) == kept(config):
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        return ck["step"], ck["history"], ck["seconds"]
+    aside = move_aside(checkpoint)
+    log.warning("%s: its configuration differs from this run's; kept as %s, training from scratch",
+                checkpoint, aside)
+    return 0, [], 0.0
+
+
+def _fit_step(model: nn.Module, step_loss: StepLoss, opt, sched, seed: int, step: int) -> dict[str, float]:
+    """One update of :func:`fit` (step ``step``, 0-based); its losses. A non-finite loss or
+    gradient raises NumericalError before the update."""
+    model.train()
+    torch.manual_seed(seed * 1_000_003 + step + 7_777_777)
+    loss, parts = step_loss(step_generator(seed, step))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    value = float(loss.detach())
+    if not (math.isfinite(value) and math.isfinite(float(norm))):
+        raise NumericalError(f"the training loss or its gradient became non-finite at step {step + 1} (loss "
+                             f"{value:.3g}); lower the learning rate or the loss weights (the last checkpoint "
+                             "is kept)")
+    opt.step()
+    sched.step()
+    return {"total": value, **parts}
+
+
+def count_parameters(*modules: nn.Module | None) -> int:
+    """Parameters of the modules together (``None`` entries are skipped)."""
+    return sum(p.numel() for m in modules if m is not None for p in m.parameters())

@@ -12,8 +12,9 @@ pass runs only up to the deepest layer asked for.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib import resources
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +44,10 @@ def _layer_names() -> tuple[str, ...]:
 LAYER_NAMES: tuple[str, ...] = _layer_names()
 #: Name -> position in :data:`LAYER_NAMES`.
 LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
+#: Gatys et al.'s layers: Gram statistics of these give the style ...
+STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: ... and this one the content (the engine's defaults, the quality report's fixed choice).
+CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 
 
 def _block(name: str) -> int:

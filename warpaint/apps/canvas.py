@@ -181,12 +181,21 @@ def make_canvases(images: Tensor, labels: Tensor, n: int, generator: torch.Gener
             drawn[i] = digits[mine].amax(0)
     canvas = torch.maximum(torch.maximum(sheet, clutter), drawn)
     out = sample(canvas, grid, padding_mode="zeros", align_corners=False)
-    semantic = torch.zeros(n, s, s, dtype=torch.long)
+    return Canvases(out, *_truth(labels[idx].long(), owner, keep, warped, strokes, n), theta)
+
+
+def _truth(labels: Tensor, owner: Tensor, keep: Tensor, warped: Tensor, strokes: Tensor,
+           n: int) -> tuple[list[Tensor], list[Tensor], list[Tensor], Tensor]:
+    """Per canvas: boxes, labels and stroke masks of its drawn digits, and the semantic map
+    (0 = background, 1 + digit where a digit's stroke is strongest). ``labels``, ``owner``
+    (canvas index), ``keep`` (drawn or not): one entry per placed digit (D,); ``warped``
+    (D, S, S) digits after the sheet's distortion and ``strokes`` their masks."""
+    semantic = torch.zeros(n, *warped.shape[-2:], dtype=torch.long)
     boxes, labs, masks = [], [], []
     for i in range(n):
         mine = ((owner == i) & keep).nonzero()[:, 0]
         m = strokes[mine]
-        lab = labels[idx[mine]].long()
+        lab = labels[mine]
         if len(mine):
             strongest = warped[mine].argmax(0)
             on = m.any(0)
@@ -194,7 +203,7 @@ def make_canvases(images: Tensor, labels: Tensor, n: int, generator: torch.Gener
         boxes.append(boxes_from_masks(m))
         labs.append(lab)
         masks.append(m)
-    return Canvases(out, boxes, labs, masks, semantic, theta)
+    return boxes, labs, masks, semantic
 
 
 Digits = tuple[Tensor, Tensor]
@@ -202,7 +211,7 @@ Digits = tuple[Tensor, Tensor]
 
 def split_digits(data: Digits, n_test: int, seed: int) -> tuple[Digits, Digits]:
     """MNIST (images, labels) split with a fixed seed into training and test digits."""
-    from .digits import split
+    from .common import split
 
     images, labels = data
     train_idx, test_idx = split(images.shape[0], n_test, seed)

@@ -13,7 +13,7 @@ through the transform when masks are not given).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,12 +23,12 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.rpn import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
-from ..errors import InputError
 from ..stn.geometry import sample, to_pixel_transform, transform_boxes
-from ..stn.transformer import KINDS, SpatialTransformer, localization_net, rotation_equivariance_loss
+from ..stn.transformer import SpatialTransformer, rotation_equivariance_loss
 from ..training import fit, restore, summary
 from . import canvas
 from .canvas import STROKE, CanvasConfig, boxes_from_masks
+from .common import check_config, input_transformer, resume_ignores  # noqa: F401  (re-exported)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -157,48 +157,19 @@ class STNDetector(nn.Module):
 # -- training and evaluation ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Config:
-    stn: bool = True
-    stn_kind: str = "rigid"          # rotation + shift: it may turn the sheet, not zoom away from it
-    equivariance: float = 1.0        # weight of the self-supervised rotation-equivariance term
-    steps: int = 1800
-    batch_size: int = 8
-    lr: float = 2e-3
-    width: int = 32
-    size: int = 128
-    n_test_digits: int = 2000        # MNIST digits held out for the test canvases
-    test_canvases: int = 300
-    seed: int = 0
+    """Every option of the app (the CLI's flags are generated from these)."""
 
-
-def input_transformer(kind: str, in_channels: int = 1) -> SpatialTransformer:
-    """The transformer in front of the canvas models: its localization net looks at the
-    image at half resolution (enough to see the sheet's pose, at a quarter of the cost)."""
-    n = {"affine": 6, "similarity": 4, "rigid": 4, "projective": 8}[kind]
-    loc = nn.Sequential(nn.AvgPool2d(2, ceil_mode=True), localization_net(in_channels, n))
-    return SpatialTransformer(in_channels, kind=kind, localization=loc)  # type: ignore[arg-type]
-
-
-#: Configuration keys that do not change how a model trains (ignored when resuming).
-EVAL_ONLY = ("test_canvases",)
-
-
-def check_config(cfg) -> None:
-    """One-line errors for impossible canvas-app configurations (detection and segmentation)."""
-    if cfg.stn_kind not in KINDS or cfg.stn_kind == "tps":
-        raise InputError(f"--stn-kind must be affine, similarity, rigid or projective, got {cfg.stn_kind!r}")
-    if not cfg.equivariance >= 0:
-        raise InputError(f"--equivariance must be >= 0, got {cfg.equivariance}")
-    if cfg.stn and cfg.stn_kind == "projective" and cfg.equivariance > 0:
-        raise InputError("the equivariance term needs an affine-family transformer: use --equivariance 0 "
-                         "with --stn-kind projective")
-    if min(cfg.steps, cfg.batch_size, cfg.test_canvases) < 1:
-        raise InputError("--steps, --batch-size and --test-canvases must be >= 1")
-
-
-def resume_ignores(cfg) -> tuple[str, ...]:
-    """Keys of ``cfg`` that may change without retraining (the transformer's, without one)."""
-    stn_keys = tuple(k for k in asdict(cfg) if k.startswith("stn_") or k == "equivariance")
-    return EVAL_ONLY + (() if cfg.stn else stn_keys)
+    stn: bool = field(default=True, metadata={"help": "with a spatial transformer in front"})
+    stn_kind: str = field(default="rigid", metadata={"help": "the transformer's transform (rigid: turn and shift)", "choices": ("rigid", "similarity", "affine", "projective")})
+    equivariance: float = field(default=1.0, metadata={"help": "weight of the self-supervised rotation-equivariance term"})
+    steps: int = field(default=1800, metadata={"help": "training steps"})
+    batch_size: int = field(default=8, metadata={"help": "canvases per step"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    width: int = field(default=32, metadata={"help": "channels of the first layer"})
+    size: int = field(default=128, metadata={"help": "canvas side, px"})
+    n_test_digits: int = field(default=2000, metadata={"help": "MNIST digits held out for the test canvases"})
+    test_canvases: int = field(default=300, metadata={"help": "canvases in each test set (used by the eval command)"})
+    seed: int = field(default=0, metadata={"help": "seed"})
 
 
 def make_model(cfg: Config) -> STNDetector:

@@ -14,11 +14,10 @@ fly (fresh ones every training batch; fixed ones, from the seed, for the test se
 
 from __future__ import annotations
 
-import gzip
+import logging
 import math
-import struct
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import InputError, NumericalError, check_number
 from ..stn.geometry import affine_grid, control_grid, rotation_angle, rotation_matrix, sample, tps_grid
 from ..stn.transformer import (
     SpatialTransformer,
@@ -37,58 +36,21 @@ from ..stn.transformer import (
     turn_batch,
 )
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
-from ..training import count_parameters, load_checkpoint, param_groups, save_checkpoint
+from ..training import (
+    StopRequest,
+    check_finite_state,
+    count_parameters,
+    load_checkpoint,
+    move_aside,
+    param_groups,
+    save_checkpoint,
+)
+from .common import load_mnist, read_idx, split  # noqa: F401  (re-exported: the data of the digits app)
+
+log = logging.getLogger(__name__)
 
 Distortion = Literal["R", "RTS", "P", "E"]
 DISTORTIONS: tuple[str, ...] = ("R", "RTS", "P", "E")
-
-
-# -- data -----------------------------------------------------------------------------------
-def read_idx(path: Path, magic: int) -> Tensor:
-    """Read an IDX file (optionally gzip-compressed), checking its magic number."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read IDX file ({e})") from None
-    if len(data) < 8 or struct.unpack(">I", data[:4])[0] != magic:
-        raise InputError(f"{path}: not an IDX file with magic number {magic}")
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4: 4 + 4 * ndim])
-    body = data[4 + 4 * ndim:]
-    if len(body) != math.prod(dims):
-        raise InputError(f"{path}: truncated IDX file")
-    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
-
-
-def load_mnist(folder: str | Path) -> tuple[Tensor, Tensor]:
-    """MNIST images (N, 28, 28) uint8 and labels (N,) int64 from an IDX folder.
-
-    Looks for ``t10k-images-idx3-ubyte(.gz)`` and ``t10k-labels-idx1-ubyte(.gz)``.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: MNIST folder not found (expected the IDX files of "
-                         "../shared/datasets/mnist)")
-
-    def find(stem: str) -> Path:
-        for name in (stem + ".gz", stem):
-            if (folder / name).is_file():
-                return folder / name
-        raise InputError(f"{folder}: {stem}(.gz) not found")
-
-    images = read_idx(find("t10k-images-idx3-ubyte"), 2051)
-    labels = read_idx(find("t10k-labels-idx1-ubyte"), 2049).long()
-    if images.shape[0] != labels.shape[0]:
-        raise InputError(f"{folder}: {images.shape[0]} images but {labels.shape[0]} labels")
-    return images, labels
-
-
-def split(n: int, n_test: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Seeded permutation split of ``range(n)`` into (train, test) indices."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[n_test:], perm[:n_test]
 
 
 # -- distortions ----------------------------------------------------------------------------
@@ -227,22 +189,52 @@ def make_model(kind: Literal["cnn", "stcnn"], *, stn_output: int = 0, stn_kind: 
 # -- training -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DigitsConfig:
-    distortion: str = "RTS"
-    model: str = "stcnn"
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 2e-3
-    stn_lr_scale: float = 1.0        # learning-rate factor of the localization net
-    stn_output: int = 0              # side of the transformer's output; 0 = input size
-    stn_kind: str = "affine"         # transform of the ST-CNN: affine, similarity, projective, tps
-    equivariance: float = 0.0        # weight of the rotation-equivariance term (see train())
-    stn_iterations: int = 1          # localization passes (inverse-compositional refinement)
-    stn_localization: str = "deep"   # the localization network: deep or small (LOCALIZATION_NETS)
-    rotation_prior: float = 0.0      # weight of the squared rotation angle (see train())
-    turned_view: bool = False        # the classifier also learns from the equivariance term's turned batch
-    turn_degrees: float = 30.0       # the equivariance term's extra turns: uniform in +- this many degrees
-    n_test: int = 2000
-    seed: int = 0
+    """One digits run (the CLI's flags are generated from these; see :data:`STN_SETTINGS` and
+    :data:`EPOCHS` for the values each distortion uses)."""
+
+    distortion: str = field(default="RTS", metadata={"help": "R, RTS, P or E", "choices": DISTORTIONS})
+    model: str = field(default="stcnn", metadata={"help": "cnn or stcnn", "choices": ("cnn", "stcnn")})
+    epochs: int = field(default=30, metadata={"help": "training epochs (per distortion: R 40, RTS 30, P and E 25)"})
+    batch_size: int = field(default=128, metadata={"help": "batch size"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    stn_lr_scale: float = field(default=1.0, metadata={"help": "learning-rate factor of the localization net"})
+    stn_output: int = field(default=0, metadata={"help": "side of the transformer's output, px; 0 = input size"})
+    stn_kind: str = field(default="affine", metadata={
+        "help": "the ST-CNN's transform", "choices": ("affine", "similarity", "projective", "tps")})
+    equivariance: float = field(default=0.0, metadata={"help": "weight of the rotation-equivariance term"})
+    stn_iterations: int = field(default=1, metadata={"help": "localization passes, composed"})
+    stn_localization: str = field(default="deep", metadata={
+        "help": "the ST-CNN's localization network (see docs/stn.md)", "choices": ("deep", "small")})
+    rotation_prior: float = field(default=0.0, metadata={"help": "weight of the squared rotation angle"})
+    turned_view: bool = field(default=False, metadata={
+        "help": "train the classifier on the equivariance term's turned batch too"})
+    turn_degrees: float = field(default=30.0, metadata={
+        "help": "range of the equivariance term's extra turns, +- degrees"})
+    n_test: int = field(default=2000, metadata={"help": "digits held out for the test set"})
+    seed: int = field(default=0, metadata={"help": "seed of the split and the distortions"})
+
+    def __post_init__(self) -> None:
+        check_digits_config(self)
+
+
+def check_digits_config(cfg: DigitsConfig) -> None:
+    """Every field finite, in range and of a known choice, or an InputError naming it."""
+    for name, choices in (("distortion", DISTORTIONS), ("model", ("cnn", "stcnn")),
+                          ("stn_kind", ("affine", "similarity", "projective", "tps")),
+                          ("stn_localization", ("deep", "small"))):
+        if getattr(cfg, name) not in choices:
+            raise InputError(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
+    for name, lo, hi in (("epochs", 1, 1000), ("batch_size", 1, 4096), ("stn_output", 0, 256),
+                         ("stn_iterations", 1, 8), ("n_test", 1, 1_000_000), ("seed", 0, 2**63 - 1)):
+        check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
+    check_number("lr", cfg.lr, lo=0, lo_open=True, hi=1)
+    check_number("stn_lr_scale", cfg.stn_lr_scale, lo=0, lo_open=True, hi=100)
+    check_number("turn_degrees", cfg.turn_degrees, lo=0, lo_open=True, hi=180)
+    for name in ("equivariance", "rotation_prior"):
+        check_number(name, getattr(cfg, name), lo=0, hi=1e4)
+    if cfg.model == "stcnn" and cfg.turned_view and cfg.equivariance <= 0:
+        raise InputError("the turned view comes from the equivariance term: give equivariance > 0 "
+                         "or turned_view off")
 
 
 #: The ST-CNN's transformer per distortion (see docs/stn.md for the measurements behind it).
@@ -278,12 +270,6 @@ def config_for(distortion: str, model: str, **overrides) -> DigitsConfig:
     return DigitsConfig(distortion=distortion, model=model, **base)
 
 
-def _batches(n: int, batch: int, generator: torch.Generator):
-    perm = torch.randperm(n, generator=generator)
-    for i in range(0, n, batch):
-        yield perm[i: i + batch]
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, *, batch: int = 500) -> float:
     """Error rate in percent."""
@@ -316,6 +302,89 @@ class EvalSet:
     info: dict          # applied parameters (``angle``, ``scale`` for R and RTS), ``undistorted``
 
 
+def _digits_loss(model: nn.Module, cfg: DigitsConfig, x: Tensor, y: Tensor, gen: torch.Generator) -> Tensor:
+    """One batch's training loss: cross-entropy, plus the ST-CNN's self-supervised terms."""
+    if not isinstance(model, STCNN):
+        return F.cross_entropy(model(x), y)
+    if cfg.equivariance > 0 and cfg.turned_view:      # both views in one pass
+        x2, rot = turn_batch(x, gen, cfg.turn_degrees)
+        warped, params = model.stn(torch.cat([x, x2]))
+        theta = params[:len(y)]
+        loss = 2 * F.cross_entropy(model.cnn(warped), y.repeat(2))   # summed over the views
+        loss = loss + cfg.equivariance * equivariance_error(theta, params[len(y):], rot)
+    else:
+        warped, theta = model.stn(x)
+        loss = F.cross_entropy(model.cnn(warped), y)
+        if cfg.equivariance > 0:
+            loss = loss + cfg.equivariance * equivariance_loss(model.stn, x, theta, gen, cfg.turn_degrees)
+    if cfg.rotation_prior > 0:
+        loss = loss + cfg.rotation_prior * rotation_angle(theta).pow(2).mean()
+    return loss
+
+
+def _split_data(cfg: DigitsConfig, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, EvalSet]:
+    """Training digits (N, 1, 28, 28) in [0, 1] with their labels, and the fixed test set."""
+    train_idx, test_idx = split(images.shape[0], cfg.n_test, cfg.seed)
+    x_test, y_test, info = make_test_set(images[test_idx], labels[test_idx], cfg.distortion,  # type: ignore[arg-type]
+                                         cfg.seed)
+    return images[train_idx].float()[:, None] / 255.0, labels[train_idx], EvalSet(x_test, y_test, info)
+
+
+def _digits_model(cfg: DigitsConfig, n_train: int) -> tuple[nn.Module, torch.optim.Optimizer, object]:
+    """The model (channels-last), Adam and the one-cycle schedule over all epochs."""
+    torch.manual_seed(cfg.seed)
+    model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind,  # type: ignore[arg-type]
+                       stn_iterations=cfg.stn_iterations, stn_localization=cfg.stn_localization)
+    # Channels-last: oneDNN's kernels for these few-channel convolutions and max pools train
+    # 20-40 % faster on a CPU (and cuDNN likes the layout too); same numbers to float rounding.
+    model = model.to(memory_format=torch.channels_last)
+    groups = param_groups(model, cfg.lr, {"stn": cfg.stn_lr_scale} if isinstance(model, STCNN) else None)
+    opt = torch.optim.Adam(groups)
+    total = cfg.epochs * math.ceil(n_train / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total)
+    return model, opt, sched
+
+
+def _digits_step(model: nn.Module, cfg: DigitsConfig, opt, sched, x: Tensor, y: Tensor,
+                 gen: torch.Generator) -> float:
+    """One update on a batch of clean digits (distorted here); its loss. A non-finite loss
+    raises NumericalError before the update."""
+    x, _ = distort(x, cfg.distortion, gen)  # type: ignore[arg-type]
+    loss = _digits_loss(model, cfg, x.contiguous(memory_format=torch.channels_last), y, gen)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NumericalError(f"the training loss became non-finite ({value}); lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return value
+
+
+def _resume(checkpoint: Path | None, cfg: DigitsConfig, model: nn.Module, opt, sched) -> dict:
+    """Load a checkpoint of this configuration into the model, optimizer and schedule; return
+    where to start (``epoch``, and ``batch``, ``perm``, ``gen``, ``rng`` when it was stopped
+    inside an epoch). A checkpoint of another configuration is moved aside, never destroyed."""
+    if checkpoint is None or not checkpoint.exists():
+        return {"epoch": 0}
+    ck = load_checkpoint(checkpoint)
+    if ck.get("config") != asdict(cfg) or ck.get("version") != CHECKPOINT_VERSION:
+        aside = move_aside(checkpoint)
+        log.warning("%s: another configuration or version; kept as %s, training from scratch", checkpoint, aside)
+        return {"epoch": 0}
+    try:
+        check_finite_state(ck["model"], checkpoint)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{checkpoint}: damaged checkpoint ({type(e).__name__}); move it away to start "
+                         "over") from None
+    return {k: ck[k] for k in ("epoch", "batch", "perm", "gen", "rng") if k in ck}
+
+
 def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | None = None,
           progress: bool = True, on_epoch=None) -> tuple[nn.Module, dict, EvalSet]:
     """Train one model on one distortion; return it, a results dict (error %, time,
@@ -331,95 +400,83 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     equivariance term also goes through the classifier (one pass over both batches): every
     step then trains the classifier on two views of each digit.
     """
-    if cfg.distortion not in DISTORTIONS:
-        raise InputError(f"distortion must be one of {', '.join(DISTORTIONS)}, got {cfg.distortion!r}")
-    if cfg.model not in ("cnn", "stcnn"):
-        raise InputError(f"model must be cnn or stcnn, got {cfg.model!r}")
-    if not cfg.stn_lr_scale > 0:
-        raise InputError(f"--stn-lr-scale must be > 0, got {cfg.stn_lr_scale}")
-    if not 0 < cfg.turn_degrees <= 180:
-        raise InputError(f"--turn-degrees must be in (0, 180], got {cfg.turn_degrees}")
-    if cfg.model == "stcnn" and cfg.turned_view and cfg.equivariance <= 0:
-        raise InputError("the turned view comes from the equivariance term: give --equivariance > 0 "
-                         "or --no-turned-view")
     images, labels = data
-    train_idx, test_idx = split(images.shape[0], cfg.n_test, cfg.seed)
-    x_train = images[train_idx].float()[:, None] / 255.0
-    y_train = labels[train_idx]
-    x_test, y_test, info = make_test_set(images[test_idx], labels[test_idx], cfg.distortion,  # type: ignore[arg-type]
-                                         cfg.seed)
-
-    torch.manual_seed(cfg.seed)
-    model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind,  # type: ignore[arg-type]
-                       stn_iterations=cfg.stn_iterations, stn_localization=cfg.stn_localization)
-    # Channels-last: oneDNN's kernels for these few-channel convolutions and max pools train
-    # 20-40 % faster on a CPU (and cuDNN likes the layout too); same numbers to float rounding.
-    model = model.to(memory_format=torch.channels_last)
-    groups = param_groups(model, cfg.lr, {"stn": cfg.stn_lr_scale} if isinstance(model, STCNN) else None)
-    opt = torch.optim.Adam(groups)
+    if not 0 < cfg.n_test < images.shape[0]:
+        raise InputError(f"n_test must be between 1 and {images.shape[0] - 1} (the digits given), got {cfg.n_test}")
+    x_train, y_train, test = _split_data(cfg, images, labels)
+    model, opt, sched = _digits_model(cfg, x_train.shape[0])
     steps_per_epoch = math.ceil(x_train.shape[0] / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total)
-    start_epoch = 0
-    if checkpoint is not None and checkpoint.exists():
-        ck = load_checkpoint(checkpoint)
-        if ck.get("config") == asdict(cfg) and ck.get("version") == CHECKPOINT_VERSION:
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            start_epoch = ck["epoch"]
-    gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
+    state = _resume(checkpoint, cfg, model, opt, sched)
+    gen = torch.Generator().manual_seed(cfg.seed + state["epoch"])
+    if "gen" in state:                       # stopped inside an epoch: continue exactly there
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["rng"])    # dropout draws from the global generator
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=start_epoch * steps_per_epoch,
+        bar = tqdm(total=total, initial=state["epoch"] * steps_per_epoch + state.get("batch", 0),
                    desc=f"{cfg.model} {cfg.distortion}", unit="batch")
-    t0 = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        for idx in _batches(x_train.shape[0], cfg.batch_size, gen):
-            x, _ = distort(x_train[idx], cfg.distortion, gen)  # type: ignore[arg-type]
-            x = x.contiguous(memory_format=torch.channels_last)
-            if isinstance(model, STCNN):
-                y = y_train[idx]
-                if cfg.equivariance > 0 and cfg.turned_view:      # both views in one pass
-                    x2, rot = turn_batch(x, gen, cfg.turn_degrees)
-                    warped, params = model.stn(torch.cat([x, x2]))
-                    theta = params[:len(idx)]
-                    loss = 2 * F.cross_entropy(model.cnn(warped), y.repeat(2))   # summed over the views
-                    loss = loss + cfg.equivariance * equivariance_error(theta, params[len(idx):], rot)
-                else:
-                    warped, theta = model.stn(x)
-                    loss = F.cross_entropy(model.cnn(warped), y)
-                    if cfg.equivariance > 0:
-                        loss = loss + cfg.equivariance * equivariance_loss(model.stn, x, theta, gen,
-                                                                           cfg.turn_degrees)
-                if cfg.rotation_prior > 0:
-                    loss = loss + cfg.rotation_prior * rotation_angle(theta).pow(2).mean()
-            else:
-                loss = F.cross_entropy(model(x), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if bar is not None:
-                bar.set_postfix_str(f"loss={loss.item():.3f}", refresh=False)
-                bar.update(1)
+
+    def save(epoch: int, **inside) -> None:
         if checkpoint is not None:
-            save_checkpoint({"format": "warpaint.digits", "version": CHECKPOINT_VERSION, "epoch": epoch + 1,
+            save_checkpoint({"format": "warpaint.digits", "version": CHECKPOINT_VERSION, "epoch": epoch,
                              "config": asdict(cfg), "model": model.state_dict(),
-                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, checkpoint)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, model)
-    if bar is not None:
-        bar.close()
+                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **inside},
+                            checkpoint)
+
+    t0 = time.perf_counter()
+    try:
+        with StopRequest() as stop:
+            for epoch in range(state["epoch"], cfg.epochs):
+                model.train()
+                perm = state.pop("perm", None)
+                perm = torch.randperm(x_train.shape[0], generator=gen) if perm is None else perm
+                for b in range(state.pop("batch", 0), steps_per_epoch):
+                    idx = perm[b * cfg.batch_size: (b + 1) * cfg.batch_size]
+                    loss = _digits_step(model, cfg, opt, sched, x_train[idx], y_train[idx], gen)
+                    if bar is not None:
+                        bar.set_postfix_str(f"loss={loss:.3f}", refresh=False)
+                        bar.update(1)
+                    if stop.requested:       # Ctrl-C / SIGTERM: keep the state, resume exactly here
+                        save(epoch, batch=b + 1, perm=perm, gen=gen.get_state(), rng=torch.get_rng_state())
+                        stop.raise_if_requested()
+                save(epoch + 1)
+                if on_epoch is not None:
+                    on_epoch(epoch + 1, model)
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - t0
-    result = {"distortion": cfg.distortion, "model": cfg.model, "error_pct": evaluate(model, x_test, y_test),
-              "train_seconds": round(seconds, 1), "parameters": count_parameters(model),
-              "epochs": cfg.epochs, "train_digits": int(x_train.shape[0]), "test_digits": int(x_test.shape[0]),
-              "threads": torch.get_num_threads(), "config": asdict(cfg)}
-    return model, result, EvalSet(x_test, y_test, info)
+    result = {"distortion": cfg.distortion, "model": cfg.model,
+              "error_pct": evaluate(model, test.images, test.labels), "train_seconds": round(seconds, 1),
+              "parameters": count_parameters(model), "epochs": cfg.epochs, "train_digits": int(x_train.shape[0]),
+              "test_digits": int(test.images.shape[0]), "threads": torch.get_num_threads(), "config": asdict(cfg)}
+    return model, result, test
+
+
+def run_experiments(configs: list[DigitsConfig], data: tuple[Tensor, Tensor], out: Path, *,
+                    progress: bool = True, report=None) -> dict:
+    """Train and evaluate each configuration into ``out``: checkpoints, the transformer's
+    pictures, and its entry (``DISTORTION/MODEL``) in ``results.json``. Returns the results."""
+    from .common import read_results, write_results
+
+    results_path = out / "results.json"
+    results = read_results(results_path)
+    out.mkdir(parents=True, exist_ok=True)
+    for cfg in configs:
+        name, kind = cfg.distortion, cfg.model
+        model, res, test = train(cfg, data, checkpoint=out / f"{name}_{kind}.pt", progress=progress)
+        if kind == "stcnn":
+            save_alignment_grid(model, test.images, out / f"{name}_stn_grid.png")
+            if name in ("R", "RTS"):
+                res.update(rotation_check(model, test, plot=out / f"{name}_rotation.png"))
+        results[f"{name}/{kind}"] = res
+        if report is not None:
+            report(res)
+        write_results(results, results_path)
+    return results
 
 
 def recovered_rotation(model: STCNN, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,7 @@ Classes: 0 background (sheet, clutter, outside the sheet), 1 + d for the strokes
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +25,7 @@ from ..stn.transformer import SpatialTransformer, rotation_equivariance_loss
 from ..training import fit, restore, summary
 from . import canvas
 from .canvas import CanvasConfig
-from .detection import check_config, input_transformer, resume_ignores
+from .common import check_config, input_transformer, resume_ignores
 
 
 def unwarp(y: Tensor, theta: Tensor, *, mode: Literal["bilinear", "nearest"] = "bilinear",
@@ -124,20 +124,22 @@ class STNSegmenter(nn.Module):
 # -- training and evaluation ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Config:
-    stn: bool = True
-    stn_kind: str = "rigid"          # rotation + shift
-    stn_encoder: bool = False        # also a transformer on the deepest encoder features
-    equivariance: float = 1.0        # weight of the self-supervised rotation-equivariance term
-    stn_lr_scale: float = 0.1        # learning-rate factor of the transformers
-    background_weight: float = 0.1   # cross-entropy weight of background pixels (digits: 1)
-    steps: int = 1200
-    batch_size: int = 8
-    lr: float = 2e-3
-    width: int = 16
-    size: int = 128
-    n_test_digits: int = 2000        # MNIST digits held out for the test canvases
-    test_canvases: int = 300
-    seed: int = 0
+    """Every option of the app (the CLI's flags are generated from these)."""
+
+    stn: bool = field(default=True, metadata={"help": "with a spatial transformer in front"})
+    stn_kind: str = field(default="rigid", metadata={"help": "the transformer's transform (rigid: turn and shift)", "choices": ("rigid", "similarity", "affine", "projective")})
+    stn_encoder: bool = field(default=False, metadata={"help": "also a transformer on the deepest encoder features"})
+    equivariance: float = field(default=1.0, metadata={"help": "weight of the self-supervised rotation-equivariance term"})
+    stn_lr_scale: float = field(default=0.1, metadata={"help": "learning-rate factor of the transformers"})
+    background_weight: float = field(default=0.1, metadata={"help": "cross-entropy weight of background pixels (digits: 1)"})
+    steps: int = field(default=1200, metadata={"help": "training steps"})
+    batch_size: int = field(default=8, metadata={"help": "canvases per step"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    width: int = field(default=16, metadata={"help": "channels of the first layer"})
+    size: int = field(default=128, metadata={"help": "canvas side, px"})
+    n_test_digits: int = field(default=2000, metadata={"help": "MNIST digits held out for the test canvases"})
+    test_canvases: int = field(default=300, metadata={"help": "canvases in each test set (used by the eval command)"})
+    seed: int = field(default=0, metadata={"help": "seed"})
 
 
 def make_model(cfg: Config) -> STNSegmenter:

@@ -26,11 +26,20 @@ from typing import Literal
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import color
-from ..errors import InputError
-from ..io import fit_long_side, pil_to_tensor, resize, resize_pil, tensor_to_pil
+from ..errors import InputError, check_number, check_pixels
+from ..io import (
+    MIN_SIDE,
+    fit_long_side,
+    pil_to_tensor,
+    resize,
+    resize_long_side,
+    resize_pil,
+    resize_pil_long_side,
+    tensor_to_pil,
+)
 from ..vgg import VGGFeatures
 from .nets import STAT_LAYERS, StyleEncoder, TransformerNet, feature_statistics
 
@@ -38,12 +47,13 @@ Kind = Literal["arbitrary", "single"]
 FORMAT = "warpaint.feedforward"
 #: Long side at which style images are encoded, for model files that do not say (version 1).
 STYLE_SIZE = 256
+#: (The shortest side the network takes, io.MIN_SIDE: two stride-2 convolutions, padding.)
 
 
 def style_inputs(vgg: VGGFeatures, image: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """What a model reads of a (B, 3, H, W) style image resized to ``size`` on its long side:
     VGG feature statistics (B, 1920) and colour moments (B, 6)."""
-    image = resize(image, fit_long_side(tuple(image.shape[-2:]), size))  # type: ignore[arg-type]
+    image = resize_long_side(image, size)
     # one image: channels-last, as in TransformerNet (the style code 5-10 % faster on a CPU)
     x = image.contiguous(memory_format=torch.channels_last) if image.shape[0] == 1 else image
     return feature_statistics(vgg(x, STAT_LAYERS)), color.color_moments(image)
@@ -122,13 +132,18 @@ class FastStylizer:
         (Pillow's bicubic) to the content's size; strokes then keep the scale they were trained at,
         and large images are faster. ``None`` runs at full size.
         """
-        if not 0.0 <= strength <= 1.0:
-            raise InputError(f"strength must be between 0 and 1, got {strength}")
+        check_number("strength", strength, lo=0, hi=1)
+        check_pixels(content, "content")
+        for i, s in enumerate(styles or []):
+            check_pixels(s, f"style[{i}]")
+        if min(content.shape[-2:]) < MIN_SIDE:
+            raise InputError(f"content is {content.shape[-1]}x{content.shape[-2]} px; the network needs "
+                             f"at least {MIN_SIDE} px on the short side")
         original = content.to(self.device)
         full = tuple(original.shape[-2:])
         content = original
         if work_size is not None and max(full) > work_size:
-            content = resize(original, fit_long_side(full, work_size))  # type: ignore[arg-type]
+            content = resize_long_side(original, work_size)
         self.net.eval()
         if self.encoder is None:
             if styles:
@@ -168,7 +183,7 @@ class FastStylizer:
         if size is not None:
             full = fit_long_side(full, size)
         small = full if work_size is None or max(full) <= work_size else fit_long_side(full, work_size)
-        style_images = [pil_to_tensor(resize_pil(s, fit_long_side((s.height, s.width), self.style_size)))
+        style_images = [pil_to_tensor(resize_pil_long_side(s, self.style_size))
                         for s in styles or []]
         if strength == 1 and preserve_color != "luminance":
             out = self.stylize(pil_to_tensor(resize_pil(content, small)), style_images, weights=weights,
@@ -208,7 +223,13 @@ def build(kind: Kind, *, code_dim: int = 64, width: int = 16, blocks: int = 5) -
 
 
 def load(path: str | Path | None = None, *, device: torch.device | str = "cpu") -> FastStylizer:
-    """Load a model file (default: the shipped arbitrary-style model) in float32."""
+    """Load a model file (default: the shipped arbitrary-style model) in float32.
+
+    Read with ``weights_only=True``; the network's shape is bounded and every weight must be
+    finite and fit it. Anything else is a one-line InputError.
+    """
+    from ..training import check_finite_state
+
     path = Path(path) if path is not None else shipped_model_path()
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -218,25 +239,47 @@ def load(path: str | Path | None = None, *, device: torch.device | str = "cpu") 
         raise InputError(f"{path}: not a warpaint model file ({type(e).__name__})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise InputError(f"{path}: not a warpaint feed-forward model (train one with `warpaint train`)")
+    try:
+        model = _from_file(ck, path)
+    except (KeyError, TypeError, RuntimeError, AttributeError, ValueError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{path}: the model file is damaged or does not fit this version of "
+                         f"warpaint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    for part in ck["state"].values():
+        check_finite_state(part, path)
+    if model.encoder is not None:     # style statistics need VGG: load it now, not on first use
+        model.vgg = VGGFeatures()
+    return model.to(device)
+
+
+#: Bounds on the network shape a model file may ask for (the shipped one: 64, 16, 5).
+MAX_CODE_DIM, MAX_WIDTH, MAX_BLOCKS = 1024, 128, 32
+
+
+def _from_file(ck: dict, path: Path) -> FastStylizer:
+    """The model a loaded model-file dict describes (KeyError/TypeError/RuntimeError when
+    it is damaged; InputError when its shape is out of bounds)."""
     net_cfg = ck["net"]
-    model = build(ck["kind"], code_dim=net_cfg["code_dim"] or 64, width=net_cfg["width"],
-                  blocks=net_cfg["blocks"])
+    for name, hi in (("code_dim", MAX_CODE_DIM), ("width", MAX_WIDTH), ("blocks", MAX_BLOCKS)):
+        v = net_cfg[name]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
+            raise InputError(f"{path}: network {name} {v!r} out of bounds (0..{hi})")
+    model = build(ck["kind"], code_dim=net_cfg["code_dim"] or 64, width=max(4, net_cfg["width"]),
+                  blocks=max(1, net_cfg["blocks"]))
     model.net.load_state_dict({k: v.float() for k, v in ck["state"]["net"].items()})
     if model.encoder is not None:
         missing, unexpected = model.encoder.load_state_dict(
             {k: v.float() for k, v in ck["state"]["encoder"].items()}, strict=False)
         if set(missing) - {"center", "spread"} or unexpected:   # older files: no input normalization
             raise InputError(f"{path}: the style encoder's weights do not fit its shape")
-    model.training = ck.get("training", {})
-    model.work_size = ck.get("work_size")
+    model.training = dict(ck.get("training", {}))
+    work_size = ck.get("work_size")
+    if work_size is not None:
+        check_number("work_size", work_size, lo=32, hi=16384, integer=True)
+    model.work_size = work_size
     model.style_size = int(ck.get("style_size", STYLE_SIZE))
+    check_number("style_size", model.style_size, lo=32, hi=4096, integer=True)
     model.color_transfer = bool(ck.get("color_transfer", False))
     model.net.eval()
-    if model.encoder is not None:     # style statistics need VGG: load it now, not on first use
-        model.vgg = VGGFeatures()
-    return model.to(device)
-
-
-def parameters(model: FastStylizer) -> int:
-    mods: list[nn.Module] = [model.net] + ([model.encoder] if model.encoder is not None else [])
-    return sum(p.numel() for m in mods for p in m.parameters())
+    return model

@@ -16,45 +16,61 @@ memory; ``init`` starts from the weights of an earlier model (fine-tuning).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import InputError, check_number
+from ..io import list_images as io_list_images
 from ..io import load_image, resize
-from ..losses import content_loss, gram_matrix, style_loss, total_variation
-from ..stylize import CONTENT_LAYERS, STYLE_LAYERS
-from ..training import fit
-from ..vgg import VGGFeatures
-from .model import FastStylizer, Kind, build, style_inputs
+from ..losses import gram_matrix, layers_content_loss, layers_style_loss, total_variation
+from ..training import check_finite_state, fit, load_checkpoint
+from ..vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
+from .model import MAX_BLOCKS, MAX_CODE_DIM, MAX_WIDTH, FastStylizer, Kind, build, style_inputs
 from .nets import STAT_LAYERS, feature_statistics
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+CHECKPOINT_FORMAT = "warpaint.feedforward-train"
+#: Upper bounds of the training options.
+MAX_STEPS, MAX_BATCH, MAX_CROP, MAX_SCALE = 10_000_000, 256, 1024, 4096
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    kind: str = "arbitrary"          # "arbitrary" or "single"
-    steps: int = 2000
-    batch_size: int = 4
-    size: int = 192                  # content crop side, px
-    style_size: int = 192            # style crop side, px
-    content_scale: int = 0           # short side photos are loaded at (0: 1.25 x size)
-    style_scale: int = 0             # short side paintings are loaded at (0: 1.5 x style_size)
-    code_size: int = 128             # long side at which a whole style image gives the code
-    lr: float = 2e-3
-    content_weight: float = 1.0
-    style_weight: float = 4.0
-    tv_weight: float = 0.0
-    identity_prob: float = 0.15      # arbitrary only: the content crop is its own style
-    color_transfer: bool = False     # arbitrary only: the output takes the style's colour moments
-    code_dim: int = 64
-    width: int = 16
-    blocks: int = 5
-    seed: int = 0
-    init: str = ""                   # model file to start from ("" = random initialization)
+    """Every option of ``warpaint train`` (the CLI's flags are generated from these)."""
+
+    kind: str = field(default="arbitrary", metadata={"help": "arbitrary or single"})
+    steps: int = field(default=2000, metadata={"help": "training steps", "group": "schedule"})
+    batch_size: int = field(default=4, metadata={"help": "crops per step", "group": "schedule"})
+    size: int = field(default=192, metadata={"help": "content crop side, px", "group": "data"})
+    style_size: int = field(default=192, metadata={"help": "style crop side, px", "group": "data"})
+    content_scale: int = field(default=0, metadata={
+        "help": "short side the photos are loaded at, px; 0 = 1.25 x --size", "group": "data"})
+    style_scale: int = field(default=0, metadata={
+        "help": "short side the paintings are loaded at, px; 0 = 1.5 x --style-size", "group": "data"})
+    code_size: int = field(default=128, metadata={
+        "help": "long side at which a whole style image is encoded, px", "group": "data"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate", "group": "schedule"})
+    content_weight: float = field(default=1.0, metadata={"help": "content loss weight", "group": "losses"})
+    style_weight: float = field(default=4.0, metadata={"help": "style loss weight", "group": "losses"})
+    tv_weight: float = field(default=0.0, metadata={"help": "total variation weight", "group": "losses"})
+    identity_prob: float = field(default=0.15, metadata={
+        "help": "arbitrary-style models: chance that a content crop is its own style", "group": "data"})
+    color_transfer: bool = field(default=False, metadata={
+        "help": "arbitrary-style models: move the output to the style's colour mean and spread (in "
+                "training and when stylizing)", "group": "network"})
+    code_dim: int = field(default=64, metadata={"help": "size of the style code", "group": "network"})
+    width: int = field(default=16, metadata={"help": "channels of the network's first layer",
+                                             "group": "network"})
+    blocks: int = field(default=5, metadata={"help": "residual blocks of the network", "group": "network"})
+    seed: int = field(default=0, metadata={"help": "seed of crops and initialization", "group": "schedule"})
+    init: str = field(default="", metadata={
+        "help": "start from this model file's weights (fine-tuning; same kind and shape)", "group": "network",
+        "metavar": "MODEL.pt"})
+
+    def __post_init__(self) -> None:
+        check_train_config(self)
 
     def scales(self) -> tuple[int, int]:
         """Short sides (content, style) at which the images are loaded."""
@@ -63,13 +79,28 @@ class TrainConfig:
         return self.content_scale or round(self.size * 1.25), style
 
 
+def check_train_config(cfg: TrainConfig) -> None:
+    """Every field finite and in range, or an InputError naming it."""
+    if cfg.kind not in ("arbitrary", "single"):
+        raise InputError(f"kind must be arbitrary or single, got {cfg.kind!r}")
+    for name, lo, hi in (("steps", 1, MAX_STEPS), ("batch_size", 1, MAX_BATCH), ("size", 32, MAX_CROP),
+                         ("style_size", 32, MAX_CROP), ("code_size", 32, MAX_CROP),
+                         ("content_scale", 0, MAX_SCALE), ("style_scale", 0, MAX_SCALE),
+                         ("code_dim", 1, MAX_CODE_DIM), ("width", 4, MAX_WIDTH), ("blocks", 1, MAX_BLOCKS),
+                         ("seed", 0, 2**63 - 1)):
+        check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
+    check_number("lr", cfg.lr, lo=0, lo_open=True, hi=1)
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        check_number(name, getattr(cfg, name), lo=0, hi=1e6)
+    check_number("identity_prob", cfg.identity_prob, lo=0, hi=1)
+    content_short, style_short = cfg.scales()
+    if content_short < cfg.size or style_short < cfg.style_size:
+        raise InputError("content_scale and style_scale must be at least size and style_size (or 0)")
+
+
 def list_images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise InputError(f"{folder}: folder not found")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in folder")
-    return files
+    """The training images in ``folder`` and its subfolders."""
+    return io_list_images(folder, recursive=True)
 
 
 def load_pool(paths: list[Path], short_side: int) -> list[Tensor]:
@@ -128,8 +159,8 @@ def losses(vgg: VGGFeatures, out: Tensor, content: Tensor, grams: dict[str, Tens
     with torch.no_grad():
         target = vgg(content, CONTENT_LAYERS)
     feats = vgg(out, tuple(dict.fromkeys((*CONTENT_LAYERS, *STYLE_LAYERS))))
-    c = sum(content_loss(feats[n], target[n]) for n in CONTENT_LAYERS) / len(CONTENT_LAYERS)
-    s = sum(style_loss(feats[n], grams[n]) for n in STYLE_LAYERS) / len(STYLE_LAYERS)
+    c = layers_content_loss(feats, target, CONTENT_LAYERS)
+    s = layers_style_loss(feats, grams, STYLE_LAYERS)
     total = cfg.content_weight * c + cfg.style_weight * s
     parts = {"content": float(c.detach()), "style": float(s.detach())}
     if cfg.tv_weight:
@@ -156,8 +187,6 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
     ``checkpoint`` holds the full training state (resumed from when its configuration
     matches); ``samples`` is a folder for sample grids every ``sample_every`` steps.
     """
-    if cfg.kind not in ("arbitrary", "single"):
-        raise InputError(f"kind must be arbitrary or single, got {cfg.kind!r}")
     for name, pool, side in (("content", content_pool, cfg.size), ("style", style_pool, cfg.style_size)):
         if not pool:
             raise InputError(f"no {name} images")
@@ -176,11 +205,35 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
         with torch.no_grad():
             stats = code_inputs(vgg, [style_pool[i].to(device) for i in pick.tolist()], cfg.code_size)[0]
         model.encoder.set_normalization(stats)
-    both = _Both(model)
+    step_loss = _step_loss(cfg, model, vgg, content_pool, style_pool, torch.device(device))
+    sample_set = None
+    if samples is not None:
+        samples.mkdir(parents=True, exist_ok=True)
+        g = torch.Generator().manual_seed(cfg.seed + 99)
+        sample_set = (random_crops(content_pool, 4, cfg.size, g), random_crops(style_pool, 4, cfg.style_size, g))
+
+    def on_step(n: int) -> None:
+        if sample_set is not None and (n % sample_every == 0 or n == cfg.steps):
+            save_samples(model, *sample_set, samples / f"step_{n:06d}.png")
+
+    history, seconds = fit(_Both(model), step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, config=asdict(cfg),
+                           checkpoint=checkpoint, progress=progress, desc=f"train {kind}",
+                           fmt=CHECKPOINT_FORMAT, on_step=on_step)
+    model.net.eval()
+    model.training = {"config": asdict(cfg), "seconds": round(seconds, 1), "steps": cfg.steps,
+                      "device": str(torch.device(device)), "threads": torch.get_num_threads(),
+                      "final_losses": history[-1] if history else {}}
+    return model, {"history": history, "seconds": seconds}
+
+
+def _step_loss(cfg: TrainConfig, model: FastStylizer, vgg: VGGFeatures, content_pool: list[Tensor],
+               style_pool: list[Tensor], device: torch.device):
+    """The loss of one training step (for :func:`~warpaint.training.fit`): a batch of content
+    crops, each with a style (crops of the one painting, or of a random painting, or with
+    ``identity_prob`` the content crop itself), through the network and the engine's losses."""
     fixed_grams = None
-    if kind == "single":               # one style: its Gram targets never change
-        style = style_pool[0][None].to(device)
-        fixed_grams = style_targets(vgg, style)[0]
+    if cfg.kind == "single":               # one style: its Gram targets never change
+        fixed_grams = style_targets(vgg, style_pool[0][None].to(device))[0]
 
     def step_loss(g: torch.Generator):
         content = random_crops(content_pool, cfg.batch_size, cfg.size, g).to(device)
@@ -202,24 +255,7 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
             out = model.render(content, model.encode(stats, moments))
         return losses(vgg, out, content, grams, cfg)
 
-    sample_set = None
-    if samples is not None:
-        samples.mkdir(parents=True, exist_ok=True)
-        g = torch.Generator().manual_seed(cfg.seed + 99)
-        sample_set = (random_crops(content_pool, 4, cfg.size, g), random_crops(style_pool, 4, cfg.style_size, g))
-
-    def on_step(n: int) -> None:
-        if sample_set is not None and (n % sample_every == 0 or n == cfg.steps):
-            save_samples(model, *sample_set, samples / f"step_{n:06d}.png")
-
-    history, seconds = fit(both, step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, config=asdict(cfg),
-                           checkpoint=checkpoint, progress=progress, desc=f"train {kind}",
-                           fmt="warpaint.feedforward-train", on_step=on_step)
-    model.net.eval()
-    model.training = {"config": asdict(cfg), "seconds": round(seconds, 1), "steps": cfg.steps,
-                      "device": str(torch.device(device)), "threads": torch.get_num_threads(),
-                      "final_losses": history[-1] if history else {}}
-    return model, {"history": history, "seconds": seconds}
+    return step_loss
 
 
 @torch.no_grad()
@@ -267,11 +303,89 @@ def _start_from(model: FastStylizer, path: Path) -> None:
 
 
 def from_checkpoint(path: Path) -> FastStylizer:
-    """The model in a training checkpoint (e.g. after an interrupted run)."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = TrainConfig(**ck["config"])
-    model = _build(cfg)
-    _Both(model).load_state_dict(ck["model"])
+    """The model in a training checkpoint (e.g. after an interrupted run); loaded with
+    ``weights_only=True`` (:func:`~warpaint.training.load_checkpoint`)."""
+    ck = load_checkpoint(path)
+    if ck.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a warpaint training checkpoint")
+    try:
+        cfg = TrainConfig(**ck["config"])
+        model = _build(cfg)
+        check_finite_state(ck["model"], path)
+        _Both(model).load_state_dict(ck["model"])
+    except (TypeError, KeyError, RuntimeError, AttributeError) as e:
+        raise InputError(f"{path}: checkpoint does not fit this version of warpaint "
+                         f"({type(e).__name__})") from None
     model.training = {"config": ck["config"], "steps": ck["step"], "seconds": round(ck["seconds"], 1),
                       "interrupted": True}
     return model
+
+
+def check_train_files(cfg: TrainConfig, content_dir: Path, style: Path, output: Path, *,
+                      work_size: int | None, sample_every: int) -> tuple[list[Path], list[Path]]:
+    """The content and style files of a training run, after checking every path and option
+    that :class:`TrainConfig` does not hold; nothing is read or written yet."""
+    from ..io import guard_output
+
+    if output.suffix != ".pt":
+        raise InputError(f"{output}: the model file must end in .pt")
+    if cfg.kind == "single" and not style.is_file():
+        raise InputError(f"{style}: style image not found")
+    if cfg.kind == "single" and cfg.color_transfer:
+        raise InputError("color_transfer is for arbitrary-style models (a folder of styles)")
+    if work_size is not None:
+        check_number("work_size", work_size, lo=32, hi=16384, integer=True)
+    check_number("sample_every", sample_every, lo=0, integer=True)
+    if cfg.init and not Path(cfg.init).is_file():
+        raise InputError(f"{cfg.init}: model file not found")
+    style_paths = [style] if cfg.kind == "single" else list_images(style)
+    content_paths = list_images(content_dir)
+    guard_output(output, [str(p) for p in (*style_paths, *content_paths, cfg.init) if p], what="model file",
+                 formats=(".pt",))
+    return content_paths, style_paths
+
+
+def train_to_file(cfg: TrainConfig, content_dir: Path, style: Path, output: Path, *,
+                  work_size: int | None = None, sample_every: int = 200, device: str = "auto",
+                  max_memory: float = 0.0, progress: bool = True) -> dict:
+    """Train a model from the photos in ``content_dir`` and ``style`` (one painting, or a
+    folder of them for an arbitrary-style model) and write it to ``output``, with a loss
+    curve (``OUTPUT_loss.png``), sample grids every ``sample_every`` steps and the training
+    state in ``OUTPUT.pt.ckpt`` (resumed from). Returns the training summary.
+
+    Ctrl-C or SIGTERM writes the model so far to ``OUTPUT.partial.pt`` (never over a
+    finished model) and re-raises, with the path as the exception's ``partial``.
+    """
+    from ..device import pick_device
+    from ..io import partial_path
+    from ..memory import check_budget, training_peak_bytes
+    from ..plots import save_loss_curve
+
+    content_paths, style_paths = check_train_files(cfg, content_dir, style, output, work_size=work_size,
+                                                   sample_every=sample_every)
+    dev = pick_device(device)
+    check_number("max_memory", max_memory, lo=0)
+    check_budget(training_peak_bytes(cfg.batch_size, cfg.size, cfg.style_size), max_memory, dev,
+                 f"training on {cfg.batch_size} crops of {cfg.size} px")
+    content_short, style_short = cfg.scales()
+    contents = load_pool(content_paths, content_short)
+    styles = load_pool(style_paths, style_short)  # one style: the whole painting; else crops of each
+    samples = output.with_name(output.stem + "_samples") if sample_every > 0 else None
+    ckpt = output.with_name(output.name + ".ckpt")
+    try:
+        model, summary = train(cfg, contents, styles, checkpoint=ckpt, samples=samples,
+                               sample_every=max(sample_every, 1), device=dev, progress=progress)
+    except KeyboardInterrupt as e:
+        if ckpt.exists():
+            partial = from_checkpoint(ckpt)
+            partial.work_size = work_size
+            e.partial = partial_path(str(output))  # type: ignore[attr-defined]
+            partial.save(e.partial)  # type: ignore[attr-defined]
+        raise
+    model.training.update(content_images=len(contents), style_images=len(styles))
+    model.work_size = work_size
+    model.save(output)
+    save_loss_curve(summary["history"], output.with_name(output.stem + "_loss.png"),
+                    title=f"{cfg.kind}: {cfg.steps} steps x {cfg.batch_size} crops of {cfg.size} px, "
+                          f"{dev.type} float32", xlabel="training step")
+    return summary

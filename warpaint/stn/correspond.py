@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..io import fit_long_side, resize
+from ..io import resize_long_side
 from ..vgg import VGGFeatures
 
 MATCH_LAYERS = ("relu4_1", "relu5_1")
@@ -116,7 +116,7 @@ def match_features(vgg: VGGFeatures, image: Tensor, *, size: int = 256,
                    layers: Sequence[str] = MATCH_LAYERS) -> dict[str, Tensor]:
     """``vgg`` features of an RGB image (1, 3, H, W) resized to long side ``size``."""
     dev = next(vgg.parameters()).device
-    return vgg(resize(image.to(dev), fit_long_side(tuple(image.shape[-2:]), size)), layers)
+    return vgg(resize_long_side(image.to(dev), size), layers)
 
 
 @torch.no_grad()

@@ -1,0 +1,555 @@
+"""Reliability and security: nothing unsafe loads, nothing is silently lost, no black images.
+
+One test (or a few) per fault of the hardening issue; each failed before its fix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from warpaint import api
+from warpaint.cli import main
+from warpaint.errors import InputError, NumericalError, ResourceError
+from warpaint.feedforward import build
+from warpaint.io import tensor_to_pil
+from warpaint.jobs import batch_names, partial_path
+from warpaint.stylize import StylizeConfig, Stylizer
+from warpaint.training import fit, load_checkpoint, save_checkpoint
+
+TINY = ["--size", "32", "--min-size", "32", "--steps", "2", "--coarse-steps", "0", "-q",
+        "--device", "cpu", "--dtype", "float32"]
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    rc = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def one_line_error(rc: int, err: str, *needles: str) -> None:
+    assert rc == 2, err
+    assert "Traceback" not in err
+    assert err.startswith("warpaint: error: ") and err.count("\n") == 1, err
+    for n in needles:
+        assert n in err, (n, err)
+
+
+class _Planted:
+    """A pickle whose loading would create ``marker`` (what an attacker's .pt would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def plant(path: Path, marker: Path) -> None:
+    torch.save({"format": "warpaint.app", "payload": _Planted(marker)}, path)
+
+
+def write_idx(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """MNIST-style IDX files (gzip) of uint8 images (N, 28, 28) and labels (N,)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 2051, *images.shape) + images.astype(np.uint8).tobytes())
+    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mnist"
+    write_idx(folder, rng.integers(0, 255, (60, 28, 28)), rng.integers(0, 10, 60))
+    return folder
+
+
+# -- 1. code execution from a checkpoint --------------------------------------------------------
+class TestPlantedCheckpoints:
+    def test_load_checkpoint_refuses(self, tmp_path):
+        marker = tmp_path / "owned"
+        plant(tmp_path / "evil.pt", marker)
+        with pytest.raises(InputError, match="refused"):
+            load_checkpoint(tmp_path / "evil.pt")
+        assert not marker.exists()
+
+    def test_from_checkpoint_refuses(self, tmp_path):
+        from warpaint.feedforward.train import from_checkpoint
+
+        marker = tmp_path / "owned"
+        plant(tmp_path / "evil.ckpt", marker)
+        with pytest.raises(InputError):
+            from_checkpoint(tmp_path / "evil.ckpt")
+        assert not marker.exists()
+
+    @pytest.mark.parametrize("app", ["detect", "seg"])
+    def test_stn_eval_on_a_planted_folder(self, capsys, tmp_path, mnist, app):
+        out = tmp_path / "theirs"
+        out.mkdir()
+        marker = tmp_path / "owned"
+        plant(out / f"{app}_plain.pt", marker)
+        rc, _, err = cli(capsys, "stn", f"{app}-eval", "--data", mnist, "--out", out, "--model", "plain", "-q")
+        one_line_error(rc, err, "refused")
+        assert not marker.exists()
+
+    def test_train_with_a_planted_checkpoint(self, capsys, tmp_path, image_files):
+        marker = tmp_path / "owned"
+        plant(tmp_path / "m.pt.ckpt", marker)
+        rc, _, err = cli(capsys, "train", "--content-dir", tmp_path, "--style", image_files["style"],
+                         "-o", tmp_path / "m.pt", "--steps", "1", "--size", "32", "--style-size", "32",
+                         "--sample-every", "0", "-q", "--device", "cpu")
+        one_line_error(rc, err, "refused")
+        assert not marker.exists() and not (tmp_path / "m.pt").exists()
+
+    def test_model_file_refuses(self, capsys, tmp_path, image_files):
+        marker = tmp_path / "owned"
+        plant(tmp_path / "evil.pt", marker)
+        rc, _, err = cli(capsys, "stylize", image_files["content"], "--model", tmp_path / "evil.pt",
+                         "-o", tmp_path / "o.png", *TINY)
+        one_line_error(rc, err, "evil.pt")
+        assert not marker.exists()
+
+    def test_real_checkpoints_still_load(self, tmp_path):
+        model = torch.nn.Linear(3, 2)
+        fit(model, lambda g: (model(torch.randn(4, 3, generator=g)).pow(2).mean(), {}), steps=3, lr=0.01,
+            seed=0, config={"a": 1}, checkpoint=tmp_path / "c.pt", progress=False)
+        ck = load_checkpoint(tmp_path / "c.pt")
+        assert ck["step"] == 3 and "optimizer" in ck and "scheduler" in ck
+
+
+# -- 2. NaN / inf never becomes an image ----------------------------------------------------------
+class TestNonFinite:
+    @pytest.mark.parametrize("flag, value", [
+        ("--style-weight", "nan"), ("--content-weight", "nan"), ("--tv-weight", "inf"),
+        ("--style-blend", "nan"), ("--style-layer-weights", "nan,1,1,1,1"), ("--lr", "1e9"),
+        ("--style-scale", "nan"), ("--style-scale", "inf"), ("--style-blend", "-1"), ("--lr", "nan"),
+        ("--seed", "99999999999999999999999"), ("--device", "meta")])
+    def test_float_options_refused(self, capsys, image_files, tmp_path, flag, value):
+        out = tmp_path / "o.png"
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out,
+                         *TINY, flag, value, "--json", tmp_path / "r.json")
+        one_line_error(rc, err, "meta" if value == "meta" else flag)
+        assert not out.exists() and not (tmp_path / "r.json").exists()
+
+    def test_engine_stops_on_a_non_finite_loss(self, vgg_random, content_image, style_image, monkeypatch):
+        s = Stylizer(StylizeConfig(size=32, min_size=32, steps=4, device="cpu", dtype="float32"),
+                     pretrained=False)
+        s.vgg = vgg_random
+        real, calls = s.losses, []
+
+        def poisoned(*a, **kw):
+            out = real(*a, **kw)
+            calls.append(1)
+            if len(calls) >= 2:
+                out["total"] = out["total"] * float("nan")
+            return out
+
+        monkeypatch.setattr(s, "losses", poisoned)
+        with pytest.raises(NumericalError, match="non-finite"):
+            s.run(content_image, [style_image])
+        current = s.current_result()
+        assert current is not None and bool(torch.isfinite(current).all())   # the last good one
+
+    def test_cli_writes_nothing_on_a_non_finite_loss(self, capsys, image_files, tmp_path, monkeypatch):
+        real = Stylizer.losses
+
+        def poisoned(self, *a, **kw):
+            out = real(self, *a, **kw)
+            out["total"] = out["total"] + float("inf")
+            return out
+
+        monkeypatch.setattr(Stylizer, "losses", poisoned)
+        out = tmp_path / "o.png"
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)
+        one_line_error(rc, err, "non-finite")
+        assert not out.exists() and not Path(partial_path(str(out))).exists()
+
+    def test_fit_stops_without_a_checkpoint(self, tmp_path):
+        model = torch.nn.Linear(3, 1)
+        ckpt = tmp_path / "c.pt"
+
+        def loss(g):
+            return model(torch.randn(2, 3, generator=g)).sum() * float("nan"), {}
+
+        with pytest.raises(NumericalError):
+            fit(model, loss, steps=5, lr=0.1, seed=0, config={}, checkpoint=ckpt, progress=False)
+        assert not ckpt.exists()
+        assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+    def test_train_nan_weight_refused(self, capsys, tmp_path, image_files):
+        rc, _, err = cli(capsys, "train", "--content-dir", tmp_path, "--style", image_files["style"],
+                         "-o", tmp_path / "m.pt", "--style-weight", "nan", "-q")
+        one_line_error(rc, err, "--style-weight")
+        assert not (tmp_path / "m.pt").exists()
+
+    def test_model_with_nan_weights_refused(self, tmp_path):
+        from warpaint.feedforward import load
+
+        m = build("single", width=8, blocks=1)
+        with torch.no_grad():
+            next(m.net.parameters()).fill_(float("nan"))
+        m.save(tmp_path / "nan.pt")
+        with pytest.raises(InputError, match="NaN"):
+            load(tmp_path / "nan.pt")
+
+    @pytest.mark.parametrize("bad", [float("nan"), 1.5, -0.2, float("inf")])
+    def test_api_rejects_bad_tensors(self, bad, content_image, style_image):
+        x = content_image.clone()
+        x[0, 0, 0, 0] = bad
+        with pytest.raises(InputError):
+            api.stylize(x, style_image, size=32, min_size=32, steps=1, device="cpu")
+        with pytest.raises(InputError):
+            build("single", width=8, blocks=1).stylize(x)
+
+    def test_flat_result_never_written(self, capsys, image_files, tmp_path, monkeypatch):
+        from warpaint.stylize import Result
+
+        monkeypatch.setattr(Stylizer, "run_detailed", lambda self, c, s, callback=None, init=None: Result(
+            torch.zeros(1, 3, 24, 32), torch.zeros(1, 3, 24, 32), None, [], 0))
+        out = tmp_path / "o.png"
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)
+        one_line_error(rc, err, "flat image")
+        assert not out.exists()
+
+
+# -- 3. folder batches -----------------------------------------------------------------------------
+class TestBatch:
+    def test_names_never_collide(self, capsys, tmp_path, content_image, style_image):
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        tensor_to_pil(content_image).save(photos / "a.jpg")
+        tensor_to_pil(content_image.flip(-1)).save(photos / "a.png")
+        tensor_to_pil(content_image).save(photos / "b.png")
+        tensor_to_pil(style_image).save(tmp_path / "s.png")
+        rc, _, err = cli(capsys, "stylize", photos, tmp_path / "s.png", "-o", tmp_path / "out", *TINY)
+        assert rc == 0, err
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg.png", "a.png.png", "b.png"]
+        assert batch_names([Path("x.JPG"), Path("x.jpeg")]) == ["x.JPG.png", "x.jpeg.png"]
+
+    def test_bad_image_is_skipped_and_reported(self, capsys, tmp_path, content_image, style_image):
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        (photos / "a_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+        tensor_to_pil(content_image).save(photos / "b.png")
+        tensor_to_pil(style_image).save(tmp_path / "s.png")
+        summary = tmp_path / "run.json"
+        rc, _, err = cli(capsys, "stylize", photos, tmp_path / "s.png", "-o", tmp_path / "out", *TINY,
+                         "--json", summary)
+        assert rc == 2
+        assert "a_broken.png" in err and "Traceback" not in err
+        assert (tmp_path / "out" / "b.png").is_file() and not (tmp_path / "out" / "a_broken.png").exists()
+        items = json.loads(summary.read_text())
+        assert [i["status"] for i in items] == ["error", "ok"]
+        assert "a_broken.png" in items[0]["error"]
+
+    def test_fast_on_a_one_pixel_line(self, capsys, tmp_path, image_files):
+        Image.new("RGB", (5000, 1), (120, 30, 40)).save(tmp_path / "line.png")
+        rc, _, err = cli(capsys, "stylize", tmp_path / "line.png", image_files["style"], "--fast",
+                         "-o", tmp_path / "o.png", "-q", "--device", "cpu")
+        one_line_error(rc, err, "short side")
+        assert not (tmp_path / "o.png").exists()
+
+
+# -- 4. finished results are never overwritten -----------------------------------------------------
+class TestFinishedResultsKept:
+    def test_rerun_ctrl_c_keeps_the_finished_output(self, capsys, image_files, tmp_path, monkeypatch):
+        out = tmp_path / "o.png"
+        assert cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)[0] == 0
+        finished = out.read_bytes()
+        real = Stylizer._optimize
+
+        def interrupted(self, *a, **kw):
+            for i, losses in enumerate(real(self, *a, **kw)):
+                if i == 1:
+                    raise KeyboardInterrupt
+                yield losses
+
+        monkeypatch.setattr(Stylizer, "_optimize", interrupted)
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)
+        assert rc == 130, err
+        assert out.read_bytes() == finished
+        with Image.open(tmp_path / "o.partial.png") as im:
+            assert im.size == (32, 24)
+
+    def test_partial_result_has_the_final_colours(self, vgg_random, monkeypatch):
+        """--preserve-color luminance: a stopped run's image is coloured, like a finished one."""
+        s = Stylizer(StylizeConfig(size=32, min_size=32, steps=3, preserve_color="luminance", device="cpu",
+                                   dtype="float32"), pretrained=False)
+        s.vgg = vgg_random
+        content = torch.zeros(1, 3, 24, 32)
+        content[:, 0] = 0.8      # red content: its chroma must come back
+        content[:, 2] = 0.1
+
+        def stop(it):
+            assert it.image[:, 0].mean() > it.image[:, 2].mean() + 0.3   # snapshots coloured too
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            s.run(content, [torch.rand(1, 3, 32, 32)], callback=stop)
+        current = s.current_result()
+        assert current.shape == (1, 3, 24, 32)
+        assert current[:, 0].mean() > current[:, 2].mean() + 0.3
+
+    def test_train_keeps_a_differing_checkpoint_and_the_finished_model(self, capsys, caplog, tmp_path,
+                                                                       image_files, ctrl_c_at_step):
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        Image.open(image_files["content"]).resize((64, 64)).save(photos / "c.png")
+        base = ["train", "--content-dir", photos, "--style", image_files["style"], "-o", tmp_path / "m.pt",
+                "--size", "32", "--style-size", "32", "--sample-every", "0", "-q", "--device", "cpu"]
+        assert cli(capsys, *base, "--steps", "2")[0] == 0
+        finished = (tmp_path / "m.pt").read_bytes()
+        ctrl_c_at_step(1)
+        rc, _, err = cli(capsys, *base, "--steps", "3")      # another configuration, interrupted
+        assert rc == 130, err
+        assert (tmp_path / "m.pt").read_bytes() == finished
+        assert (tmp_path / "m.partial.pt").is_file()
+        assert (tmp_path / "m.pt.ckpt.stale-1").is_file()    # the old checkpoint, moved aside
+        assert "stale-1" in err + caplog.text                # and the user is told
+
+
+# -- 5. checkpoints written by two processes at once ------------------------------------------------
+def test_concurrent_checkpoint_saves(tmp_path):
+    path = tmp_path / "c.pt"
+    errors = []
+
+    def writer(k: int) -> None:
+        try:
+            for i in range(5):
+                save_checkpoint({"format": "x", "k": k, "i": i, "w": torch.full((2000,), float(k))}, path)
+                load_checkpoint(path)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    ck = load_checkpoint(path)
+    assert bool((ck["w"] == ck["k"]).all())
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]     # no temporary file left
+
+
+# -- 6. resource bounds ----------------------------------------------------------------------------
+class TestResourceBounds:
+    @pytest.mark.parametrize("extra, needle", [
+        (["--size", "100000"], "--size must be <="), (["--warp-grid", "400"], "--warp-grid must be <="),
+        (["--style-scale", "1000"], "--style-scale must be <="),
+        (["--size", "16384", "--min-size", "16384"], "needs about")])
+    def test_refused_before_work(self, capsys, image_files, tmp_path, extra, needle):
+        out = tmp_path / "o.png"
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out,
+                         *TINY, *extra)
+        one_line_error(rc, err, needle)
+        assert not out.exists()
+
+    def test_max_memory_budget(self, capsys, image_files, tmp_path):
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o",
+                         tmp_path / "o.png", *TINY, "--max-memory", "0.5")
+        one_line_error(rc, err, "GB", "max_memory")
+
+    def test_score_size_bounded(self, capsys, image_files):
+        rc, _, err = cli(capsys, "score", image_files["content"], image_files["style"], image_files["content"],
+                         "--size", "100000")
+        one_line_error(rc, err, "--size")
+
+    def test_model_shapes_bounded(self, tmp_path):
+        from warpaint.feedforward import load
+
+        m = build("single", width=8, blocks=1)
+        m.save(tmp_path / "m.pt")
+        ck = torch.load(tmp_path / "m.pt", weights_only=True)
+        ck["net"]["width"] = 100_000
+        torch.save(ck, tmp_path / "huge.pt")
+        with pytest.raises(InputError, match="out of bounds"):
+            load(tmp_path / "huge.pt")
+
+    def test_estimate_grows_with_size(self):
+        from warpaint.memory import engine_peak_bytes
+
+        cfg = StylizeConfig()
+        small = engine_peak_bytes(cfg, (384, 512), (384, 512), [(512, 512)])
+        big = engine_peak_bytes(cfg, (3072, 4096), (3072, 4096), [(512, 512)])
+        assert 1e9 < small < 3e9 and big > 30e9
+        with pytest.raises(ResourceError, match="needs about"):
+            from warpaint.memory import check_budget
+
+            check_budget(big, 8, torch.device("cpu"), "x")
+
+    def test_styles_shrunk_before_tensors(self, tmp_path):
+        from warpaint.jobs import read_pil
+
+        Image.new("RGB", (4000, 3000), (1, 2, 3)).save(tmp_path / "big.png")
+        assert read_pil(str(tmp_path / "big.png"), long_side=512).size == (512, 384)
+
+
+# -- 7. other outputs never overwrite inputs --------------------------------------------------------
+class TestSideOutputs:
+    @pytest.mark.parametrize("flag", ["--json", "--loss-curve"])
+    def test_side_output_equal_to_an_input(self, capsys, image_files, tmp_path, flag):
+        style = image_files["style"]
+        before = style.read_bytes()
+        if flag == "--loss-curve":
+            target = image_files["content"]
+            before = target.read_bytes()
+        else:
+            target = style
+        rc, _, err = cli(capsys, "stylize", image_files["content"], style, "-o", tmp_path / "o.png", *TINY,
+                         flag, target)
+        assert rc == 2, err
+        assert target.read_bytes() == before
+        assert not (tmp_path / "o.png").exists()
+
+    def test_fast_stdout_and_json_clash(self, capsys, image_files):
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "--fast", "-o", "-",
+                         "--json", "-q")
+        one_line_error(rc, err, "stdout")
+
+
+# -- 8. one-line errors where tracebacks were ----------------------------------------------------
+class TestOneLineErrors:
+    def test_fast_work_size_one(self, capsys, image_files, tmp_path):
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "--fast",
+                         "--work-size", "1", "-o", tmp_path / "o.png", "-q")
+        one_line_error(rc, err, "--work-size")
+
+    @pytest.mark.parametrize("damage", ["missing", "shape"])
+    def test_damaged_model_file(self, capsys, image_files, tmp_path, damage):
+        m = build("single", width=8, blocks=1)
+        m.save(tmp_path / "m.pt")
+        ck = torch.load(tmp_path / "m.pt", weights_only=True)
+        key = next(iter(ck["state"]["net"]))
+        if damage == "missing":
+            del ck["state"]["net"][key]
+        else:
+            ck["state"]["net"][key] = torch.zeros(3, 3)
+        torch.save(ck, tmp_path / "bad.pt")
+        rc, _, err = cli(capsys, "stylize", image_files["content"], "--model", tmp_path / "bad.pt",
+                         "-o", tmp_path / "o.png", "-q")
+        one_line_error(rc, err, "bad.pt")
+
+    def test_idx_short_header(self, capsys, tmp_path, mnist):
+        with gzip.open(mnist / "t10k-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">III", 2051, 10, 28))      # three dimensions announced, two given
+        rc, _, err = cli(capsys, "stn", "digits", "--data", mnist, "--out", tmp_path / "o", "-q")
+        one_line_error(rc, err, "truncated IDX header")
+
+    def test_mnist_label_out_of_range(self, capsys, tmp_path):
+        folder = tmp_path / "m"
+        write_idx(folder, np.zeros((5, 28, 28)), np.array([1, 2, 200, 3, 4]))
+        rc, _, err = cli(capsys, "stn", "digits", "--data", folder, "--out", tmp_path / "o", "-q")
+        one_line_error(rc, err, "label of 200")
+
+    def test_corrupt_digits_results(self, capsys, tmp_path, mnist):
+        out = tmp_path / "o"
+        out.mkdir()
+        (out / "results.json").write_text("{not json")
+        rc, _, err = cli(capsys, "stn", "digits", "--data", mnist, "--out", out, "-q", "--epochs", "1")
+        one_line_error(rc, err, "results.json")
+        assert (out / "results.json").read_text() == "{not json"
+
+
+# -- 9. signals ----------------------------------------------------------------------------------
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.is_dir() and any(p.suffix == ".png" for p in path.iterdir())):
+        if proc.poll() is not None:
+            pytest.fail(f"exited early ({proc.returncode}): {proc.stderr.read().decode()}")
+        if time.monotonic() > deadline:
+            pytest.fail("nothing within the time limit")
+        time.sleep(0.1)
+
+
+def test_sigterm_keeps_the_current_image(python, subprocess_env, image_files, tmp_path):
+    snaps, out = tmp_path / "snaps", tmp_path / "o.png"
+    proc = subprocess.Popen([python, "-m", "warpaint", "stylize", str(image_files["content"]),
+                             str(image_files["style"]), "-o", str(out), "--size", "48", "--min-size", "48",
+                             "--steps", "100000", "--snapshot-every", "1", "--snapshot-dir", str(snaps),
+                             "-q", "--device", "cpu", "--dtype", "float32"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env)
+    try:
+        _wait_for(snaps, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err.decode()
+    assert "Traceback" not in err.decode()
+    assert not out.exists()
+    with Image.open(tmp_path / "o.partial.png") as im:
+        assert im.size == (48, 36)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_digits_ctrl_c_saves_and_resumes_exactly(tmp_path, mnist, monkeypatch):
+    """Stopped inside an epoch, the digits run saves its state and resumes from that batch
+    to the same weights as an uninterrupted run."""
+    from warpaint.apps import digits
+
+    images, labels = digits.load_mnist(mnist)
+    cfg = digits.DigitsConfig(distortion="R", model="cnn", epochs=2, batch_size=16, n_test=10)
+    whole, _, _ = digits.train(cfg, (images, labels), checkpoint=tmp_path / "a.pt", progress=False)
+
+    calls = {"n": 0}
+    real_loss = digits._digits_loss
+
+    def stop_at_third(model, *a):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)    # caught by StopRequest: acted on after this batch
+        return real_loss(model, *a)
+
+    monkeypatch.setattr(digits, "_digits_loss", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        digits.train(cfg, (images, labels), checkpoint=tmp_path / "b.pt", progress=False)
+    ck = load_checkpoint(tmp_path / "b.pt")
+    assert ck["epoch"] == 0 and ck["batch"] == 3
+    monkeypatch.setattr(digits, "_digits_loss", real_loss)
+    resumed, _, _ = digits.train(cfg, (images, labels), checkpoint=tmp_path / "b.pt", progress=False)
+    for p, q in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+# -- 10. colour on the run's device ---------------------------------------------------------------
+def test_match_color_builds_on_the_input_device(monkeypatch):
+    from warpaint import color
+
+    seen = []
+    real = torch.eye
+
+    def eye(*a, **kw):
+        seen.append(kw.get("device"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(torch, "eye", eye)
+    color.match_color(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    assert seen and all(d is not None for d in seen)
+
+
+# -- 11. the training state's name --------------------------------------------------------------
+def test_docs_name_the_checkpoint_file():
+    from warpaint.cli import build_parser
+
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]   # noqa: SLF001
+    assert "OUTPUT.pt.ckpt" in train.description
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert "OUTPUT.ckpt" not in readme.read_text()

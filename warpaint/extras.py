@@ -1,0 +1,100 @@
+"""The side outputs of stylization jobs: snapshots, loss curves, pictures of a warp and the
+JSON summary. Every front end that wants them (the CLI, the web page) uses these; each file
+is written atomically and is never one of the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError, OutputError
+from .io import save_image, write_bytes_atomic
+from .jobs import STDIO, Job, Outcome, guard_output, same_file, summary_of
+from .stylize import Iterate
+
+
+@dataclass(frozen=True)
+class Extras:
+    """Which side outputs a run writes (``None`` / 0: none)."""
+
+    snapshot_every: int = 0           # the current image every N steps
+    snapshot_dir: Path | None = None  # default: OUTPUT_STEM_snapshots beside the output
+    loss_curve: Path | None = None    # PNG of the losses per step
+    save_warp: Path | None = None     # folder for pictures of the warp
+    json: str | None = None           # summary file, or "-" for stdout
+
+    @property
+    def engine_only(self) -> list[str]:
+        """The fields set that only the optimization engine can honour."""
+        return [n for n, v in (("snapshot_every", self.snapshot_every > 0), ("loss_curve", self.loss_curve),
+                               ("save_warp", self.save_warp)) if v]
+
+
+def guard_extras(extras: Extras, output: str, inputs: Sequence[str]) -> None:
+    """No side output replaces an input; a JSON summary on stdout does not share it with
+    an image written there."""
+    if output == STDIO and extras.json == STDIO:
+        raise InputError("json without a file prints to stdout, which the image written to stdout already uses")
+    if extras.json not in (None, STDIO):
+        guard_output(extras.json, inputs, what="json file", formats=None)  # type: ignore[arg-type]
+    if extras.loss_curve is not None:
+        guard_output(extras.loss_curve, inputs, what="loss curve file", formats=(".png",))
+    for name, folder in (("snapshot_dir", extras.snapshot_dir), ("save_warp", extras.save_warp)):
+        if folder is not None and folder.exists() and (not folder.is_dir() or any(
+                s != STDIO and same_file(s, folder) for s in inputs)):
+            raise OutputError(f"{folder}: {name} must be a folder, not a file")
+
+
+def snapshot(extras: Extras, job: Job, it: Iterate) -> None:
+    """Write the current image every ``snapshot_every`` steps (a per-step hook)."""
+    if extras.snapshot_every <= 0 or it.done % extras.snapshot_every:
+        return
+    base = Path(job.output if isinstance(job.output, str) and job.output != STDIO else "warpaint")
+    folder = extras.snapshot_dir or base.with_name(base.stem + "_snapshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_image(it.image, folder / f"step_{it.done:05d}.png")
+
+
+def write_extras(extras: Extras, outcome: Outcome, method, many: bool) -> None:
+    """After a finished job: the warp's report in its summary, the warp pictures and the
+    loss curve (one per job, named after its output, in a batch of ``many``)."""
+    summary = outcome.summary
+    detail = summary.get("_detail")
+    w, h = summary["output_size"]
+    title = f"{w}x{h} px, {summary['steps']} steps, {method.device.type}, {method.dtype}"
+    stem = Path(outcome.job.output or "result").stem
+    if detail is not None and detail.geometry is not None:
+        summary["warp"] = detail.geometry.describe((h, w))
+        if extras.save_warp is not None:
+            from .stn.visualize import save_warp_pictures
+
+            folder = extras.save_warp / stem if many else extras.save_warp
+            save_warp_pictures(folder, summary["_content"], method.styles[detail.main_style], detail.unwarped,
+                               detail.image, detail.geometry, caption=title)
+    if detail is not None and detail.aligned:
+        summary["align_style"] = [g.describe((h, w)) for g in detail.aligned]
+    if extras.loss_curve is not None and outcome.history:
+        from .plots import save_loss_curve
+
+        curve = extras.loss_curve.with_name(f"{extras.loss_curve.stem}_{stem}.png") if many else extras.loss_curve
+        save_loss_curve(outcome.history, curve, scale_starts=outcome.scale_starts, title=title)
+
+
+def summary_text(outcomes: Sequence[Outcome]) -> str:
+    """The JSON summary of the outcomes: one object for one job, else a list (no NaN)."""
+    items = [summary_of(o) for o in outcomes]
+    return json.dumps(items[0] if len(items) == 1 else items, indent=2, allow_nan=False)
+
+
+def write_summary(dest: str | None, outcomes: Sequence[Outcome]) -> None:
+    """The JSON summary to ``dest`` (atomically), or to stdout for ``-``."""
+    if dest is None:
+        return
+    text = summary_text(outcomes)
+    if dest == STDIO:
+        print(text)
+    else:
+        write_bytes_atomic((text + "\n").encode(), Path(dest))

@@ -1,0 +1,391 @@
+"""The job layer: what every front end runs to stylize files.
+
+A :class:`Job` is one content file (or stdin) and one output file (or stdout). :func:`run_jobs`
+reads the inputs, runs a method (the optimization engine, :class:`EngineMethod`, or a
+feed-forward model, :class:`FastMethod`), checks the result (finite, not flat), resizes it,
+writes it atomically and yields one :class:`Outcome` per job. A job that fails on bad input is
+reported and the next one runs; Ctrl-C or SIGTERM writes the current result under a
+``.partial`` name and stops. The CLI only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .errors import InputError, Interrupted, NumericalError, OutputError, WarpaintError
+from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported for front ends)
+    fit_long_side,
+    guard_output,
+    list_images,
+    partial_path,
+    pil_to_tensor,
+    read_pil,
+    resize,
+    resize_pil,
+    resize_pil_long_side,
+    same_file,
+    save_image,
+    tensor_to_pil,
+)
+from .memory import check_budget, engine_peak_bytes, fast_peak_bytes
+from .stylize import Iterate, StylizeConfig, Stylizer
+from .training import StopRequest
+
+STDIO = "-"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stylization: a content file (``-``: stdin) or image to an output file (``-``:
+    stdout; ``None``: not written, the result is only in the :class:`Outcome`)."""
+
+    content: str | Image.Image | Tensor
+    output: str | None
+
+
+@dataclass
+class Outcome:
+    """How a job ended: ``status`` is ``ok``, ``error``, ``stopped`` (its ``stop`` event) or
+    ``interrupted`` (Ctrl-C, SIGTERM). ``image`` is the result (the current one when stopped),
+    a tensor (engine) or a Pillow image (fast)."""
+
+    job: Job
+    status: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    image: Tensor | Image.Image | None = None
+    exception: WarpaintError | None = None   # what made an ``error`` outcome
+    error: str | None = None
+    partial: str | None = None          # where the partial result went (interrupted jobs)
+    history: list[dict[str, float]] = field(default_factory=list)
+    scale_starts: list[int] = field(default_factory=list)
+
+
+# -- planning -------------------------------------------------------------------------------
+def batch_names(files: Sequence[Path]) -> list[str]:
+    """Output names (PNG) for a folder batch: ``stem.png``, or ``name.ext.png`` for every file
+    whose stem another file shares, so no two outputs collide.
+
+    Example:
+        >>> batch_names([Path("a.jpg"), Path("a.png"), Path("b.jpg")])
+        ['a.jpg.png', 'a.png.png', 'b.png']
+    """
+    stems = [f.stem.lower() for f in files]
+    return [f"{f.name}.png" if stems.count(f.stem.lower()) > 1 else f"{f.stem}.png" for f in files]
+
+
+def plan(content: str, output: str) -> list[Job]:
+    """The jobs for a content file or folder (then ``output`` is a folder, created if needed)."""
+    if content != STDIO and Path(content).is_dir():
+        out_dir = Path(output)
+        if output == STDIO or (out_dir.exists() and not out_dir.is_dir()):
+            raise OutputError(f"{output}: for a folder of content images, -o must be a folder")
+        files = list_images(Path(content))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return [Job(str(c), str(out_dir / name)) for c, name in zip(files, batch_names(files))]
+    return [Job(content, output)]
+
+
+def guard_jobs(jobs: Sequence[Job], inputs: Sequence[str]) -> None:
+    """Check every job's output against every input (each content file of a batch too)."""
+    everything = [*inputs, *(j.content for j in jobs if j.content not in inputs)]
+    if everything.count(STDIO) > 1:
+        raise InputError("only one input can be read from stdin (-)")
+    for job in jobs:
+        if job.output != STDIO:
+            guard_output(job.output, everything)
+
+
+# -- reading and checking -----------------------------------------------------------------------
+def read_init(cfg: StylizeConfig) -> Tensor | None:
+    """The start image when ``cfg.init`` names a file, else None."""
+    if cfg.init in ("content", "noise", "style"):
+        return None
+    return pil_to_tensor(read_pil(cfg.init))
+
+
+def check_result(image: Tensor | Image.Image, content_hw: tuple[int, int] | None = None) -> None:
+    """A NumericalError for a result no one should receive: non-finite values, or a flat
+    (e.g. all-black) image."""
+    a = np.asarray(image) if isinstance(image, Image.Image) else image.detach().float().cpu().numpy()
+    if not np.isfinite(a).all():
+        raise NumericalError("the result holds NaN or infinite values; nothing was written")
+    span = float(a.max()) - float(a.min())
+    if span <= (0.5 if isinstance(image, Image.Image) else 0.5 / 255):
+        raise NumericalError("the result is a flat image of one colour (the optimization diverged); "
+                             "nothing was written")
+
+
+# -- methods ----------------------------------------------------------------------------------
+class Method(Protocol):
+    """A way to stylize: the engine or a feed-forward model."""
+
+    name: str
+    device: torch.device
+    dtype: str
+
+    def check(self, content: Image.Image) -> None: ...
+    def run(self, content: Image.Image, on_step: Callable[[Iterate], None]) -> tuple[Any, dict]: ...
+    def current(self) -> Tensor | None: ...
+
+
+class EngineMethod:
+    """The optimization engine (:class:`~warpaint.stylize.Stylizer`) with fixed styles."""
+
+    name = "optimize"
+
+    def __init__(self, cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *,
+                 init: Tensor | None = None) -> None:
+        self.cfg = cfg
+        self.stylizer = Stylizer(cfg)
+        self.device = self.stylizer.device
+        self.dtype = str(self.stylizer.dtype).removeprefix("torch.")
+        self.styles = [_as_tensor(s) for s in styles]
+        self.init = init
+
+    def check(self, content: Image.Image | Tensor) -> None:
+        hw = self.cfg.scales(_hw(content))[-1]
+        need = engine_peak_bytes(self.cfg, hw, _hw(content), [tuple(s.shape[-2:]) for s in self.styles])
+        check_budget(need, self.cfg.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
+
+    def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Tensor, dict]:
+        tensor = _as_tensor(content)
+        detail = self.stylizer.run_detailed(tensor, self.styles, callback=on_step, init=self.init)
+        scales = self.cfg.scales(_hw(content))
+        # keys with "_" are for the caller (pictures of the warp), not for the JSON summary
+        extra: dict[str, Any] = {"scales": [[w, h] for h, w in scales], "config": asdict(self.cfg),
+                                 "_detail": detail, "_content": tensor}
+        return detail.image, extra
+
+    def current(self) -> Tensor | None:
+        return self.stylizer.current_result()
+
+
+class FastMethod:
+    """A feed-forward model (:mod:`warpaint.feedforward`): one forward pass."""
+
+    name = "fast"
+    dtype = "float32"
+
+    def __init__(self, model, styles: Sequence[Image.Image], *, size: int, weights: list[float] | None,
+                 strength: float, preserve_color: str, work_size: int | None, max_memory: float,
+                 label: str) -> None:
+        self.model, self.styles, self.size, self.weights = model, list(styles), size, weights
+        self.strength, self.preserve_color, self.work_size = strength, preserve_color, work_size
+        self.max_memory, self.label = max_memory, label
+        self.device = model.device
+
+    def check(self, content: Image.Image | Tensor) -> None:
+        hw = fit_long_side(_hw(content), self.size)
+        need = fast_peak_bytes(hw, self.work_size, blend_full=self.strength < 1 or self.preserve_color != "none")
+        check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
+
+    def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
+        if isinstance(content, Tensor):
+            content = tensor_to_pil(content)
+        out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
+                                       strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
+                                       work_size=self.work_size)
+        return out, {"model": self.label, "kind": self.model.kind, "strength": self.strength,
+                     "work_size": self.work_size}
+
+    def current(self) -> Tensor | None:
+        return None
+
+
+def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, fast: bool = False,
+                model: str | Path | None = None, strength: float = 1.0,
+                work_size: int | None = None) -> EngineMethod | FastMethod:
+    """The method a front end asked for: the engine with ``cfg``, or (``fast``, or a
+    ``model`` file) a feed-forward model (``None``: the shipped one) at ``strength``, run at
+    ``work_size`` (``None``: the model's own; 0: full size). Style images (Pillow) are shrunk
+    to what the method reads before they become tensors. Options the method cannot honour
+    are InputErrors."""
+    def shrink(im: Image.Image | Tensor, side: int) -> Image.Image | Tensor:
+        return im if isinstance(im, Tensor) else resize_pil_long_side(im, side, enlarge=False)
+
+    if not (fast or model is not None):
+        if not styles:
+            raise InputError("give at least one style image (or a feed-forward model)")
+        need = max(16, round(cfg.size * cfg.style_scale))
+        return EngineMethod(cfg, [shrink(s, need) for s in styles], init=read_init(cfg))
+    from .device import pick_device
+    from .errors import check_number
+    from .feedforward import load
+
+    for name, used in (("warp", cfg.warp != "none"), ("align_style", cfg.align_style != "none")):
+        if used:
+            raise InputError(f"{name} works with the optimization engine, not with a feed-forward model")
+    check_number("strength", strength, lo=0, hi=1)
+    if work_size:
+        check_number("work_size", work_size, lo=32, hi=16384, integer=True)
+    ff = load(model, device=pick_device(cfg.device))
+    if ff.kind == "single" and styles:
+        raise InputError(f"{model}: a single-style model takes no style image")
+    if ff.kind == "arbitrary" and not styles:
+        raise InputError("give at least one style image for an arbitrary-style model")
+    pils = [tensor_to_pil(s) if isinstance(s, Tensor) else shrink(s, ff.style_size) for s in styles]
+    return FastMethod(ff, pils, size=cfg.size, weights=list(cfg.style_blend) or None, strength=strength,
+                      preserve_color=cfg.preserve_color, max_memory=cfg.max_memory, label=str(model or "shipped"),
+                      work_size=ff.work_size if work_size is None else (work_size or None))
+
+
+# -- running ----------------------------------------------------------------------------------
+def _write(image: Tensor | Image.Image, dest: str) -> None:
+    save_image(image, sys.stdout.buffer if dest == STDIO else dest)
+
+
+def _resize_to(image: Tensor | Image.Image, hw: tuple[int, int]) -> Tensor | Image.Image:
+    if isinstance(image, Image.Image):
+        return resize_pil(image, hw)
+    return resize(image, hw)
+
+
+def _size_of(image: Tensor | Image.Image) -> tuple[int, int]:
+    """(W, H) of a tensor or a Pillow image."""
+    return image.size if isinstance(image, Image.Image) else (int(image.shape[-1]), int(image.shape[-2]))
+
+
+def _hw(image: Tensor | Image.Image) -> tuple[int, int]:
+    """(H, W) of a tensor or a Pillow image."""
+    w, h = _size_of(image)
+    return h, w
+
+
+def _as_tensor(image: Tensor | Image.Image) -> Tensor:
+    return image if isinstance(image, Tensor) else pil_to_tensor(image)
+
+
+def _save_partial(current: Tensor | None, job: Job) -> str | None:
+    """Write the current result of a stopped job under its ``.partial`` name."""
+    if current is None or job.output in (None, STDIO):
+        return None
+    check_result(current)
+    dest = partial_path(job.output)  # type: ignore[arg-type]
+    _write(current, dest)
+    return dest
+
+
+class _Stop(Exception):
+    """Raised between steps when a job's ``stop`` event is set."""
+
+
+def _current(method: Method, content_hw: tuple[int, int], original_size: bool) -> Tensor | None:
+    current = method.current()
+    if current is not None and original_size:
+        current = resize(current, content_hw)
+    return current
+
+
+def run_job(job: Job, method: Method, *, original_size: bool = False,
+            on_step: Callable[[Iterate], None] | None = None, loaded: dict[str, Image.Image] | None = None,
+            stop: threading.Event | None = None) -> Outcome:
+    """Run one job: read, check the memory budget, stylize, check, resize, write atomically
+    (unless ``job.output`` is None); the outcome holds the result image.
+
+    ``loaded`` maps content names to images already in memory (the demo's). Bad input (a
+    WarpaintError) gives an ``error`` outcome. ``stop`` (set from another thread, e.g. a web
+    page's Stop button) ends the job after the current step with a ``stopped`` outcome that
+    holds the current result. Ctrl-C or SIGTERM (main thread) writes the current result to
+    :func:`partial_path` and raises :class:`~warpaint.errors.Interrupted` with the outcome
+    attached as ``.outcome``.
+    """
+    history: list[dict[str, float]] = []
+    scale_starts: list[int] = []
+    try:
+        content = job.content if not isinstance(job.content, str) else \
+            (loaded or {}).get(job.content) or read_pil(job.content)
+        method.check(content)
+    except WarpaintError as e:
+        return Outcome(job, "error", error=str(e), exception=e)
+    content_hw = _hw(content)
+
+    def step(it: Iterate) -> None:
+        if it.step == 1:
+            scale_starts.append(it.done - 1)
+        history.append(it.losses)
+        if on_step is not None:
+            on_step(it)
+        signals.raise_if_requested()
+        if stop is not None and stop.is_set():
+            raise _Stop
+
+    t0 = time.perf_counter()
+    try:
+        with StopRequest(second_press_raises=True) as signals:
+            result, extra = method.run(content, step)
+    except (KeyboardInterrupt, _Stop) as e:
+        current = _current(method, content_hw, original_size)
+        outcome = Outcome(job, "stopped" if isinstance(e, _Stop) else "interrupted", history=history,
+                          scale_starts=scale_starts, image=current, partial=_save_partial(current, job))
+        if isinstance(e, _Stop):
+            return outcome
+        raise _with_outcome(Interrupted(e.signum if isinstance(e, Interrupted) else 2), outcome) from None
+    except WarpaintError as e:
+        return Outcome(job, "error", error=str(e), history=history, exception=e)
+    return _finish(job, method, content, result, extra, time.perf_counter() - t0, original_size,
+                   history, scale_starts)
+
+
+def _finish(job: Job, method: Method, content: Image.Image | Tensor, result: Tensor | Image.Image, extra: dict,
+            seconds: float, original_size: bool, history: list, scale_starts: list[int]) -> Outcome:
+    """Check, resize and write a finished job's result; its outcome and summary."""
+    try:
+        check_result(result)
+        if original_size:
+            result = _resize_to(result, _hw(content))
+        if job.output is not None:
+            _write(result, job.output)
+    except WarpaintError as e:
+        return Outcome(job, "error", error=str(e), history=history, exception=e)
+    w, h = _size_of(result)
+    name = job.content if isinstance(job.content, str) else "(image)"
+    summary = {"content": name, "output": job.output, "status": "ok", "method": method.name,
+               "content_size": list(_size_of(content)), "output_size": [w, h],
+               "steps": len(history), "seconds": round(seconds, 4), "device": str(method.device),
+               "dtype": method.dtype, "torch_threads": torch.get_num_threads(),
+               "final_losses": history[-1] if history else {}, **extra}
+    return Outcome(job, "ok", summary, history=history, scale_starts=scale_starts, image=result)
+
+
+def _with_outcome(e: Interrupted, outcome: Outcome) -> Interrupted:
+    e.outcome = outcome  # type: ignore[attr-defined]
+    return e
+
+
+def run_jobs(jobs: Sequence[Job], method: Method, *, original_size: bool = False,
+             on_step: Callable[[Job, Iterate], None] | None = None,
+             loaded: dict[str, Image.Image] | None = None,
+             stop: threading.Event | None = None) -> Iterator[Outcome]:
+    """:func:`run_job` for each job in turn, yielding each outcome; a job that fails on bad
+    input does not stop the others; a set ``stop`` ends the batch after the current job's step."""
+    for job in jobs:
+        hook = None if on_step is None else (lambda it, job=job: on_step(job, it))
+        outcome = run_job(job, method, original_size=original_size, on_step=hook, loaded=loaded, stop=stop)
+        yield outcome
+        if outcome.status == "stopped":
+            return
+
+
+def summary_of(outcome: Outcome) -> dict[str, Any]:
+    """The JSON-ready summary of an outcome (per-item status, error or partial output)."""
+    name = outcome.job.content if isinstance(outcome.job.content, str) else "(image)"
+    base = {"content": name, "output": outcome.job.output, "status": outcome.status}
+    if outcome.status == "ok":
+        return {k: v for k, v in outcome.summary.items() if not k.startswith("_")}
+    if outcome.error is not None:
+        base["error"] = outcome.error
+    if outcome.partial is not None:
+        base["partial_output"] = outcome.partial
+    base["steps"] = len(outcome.history)
+    return base
