@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 
 import pytest
 import torch
 from PIL import Image
+from test_stylize import make_cfg
 
 from warpaint.cli import main
 from warpaint.errors import InputError
 from warpaint.losses import region_grams, style_loss
+from warpaint.stn.geostyle import FULL_FROM, REFUSE_BELOW
+from warpaint.stn.warps import MIN_JACOBIAN
 from warpaint.stylize import Stylizer
-
-from test_stylize import make_cfg
 
 
 def rotated(image: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -38,7 +41,8 @@ class TestRegionGrams:
     def test_one_region_is_the_gram(self):
         f = torch.rand(2, 4, 6, 6)
         assert region_grams(f, 1).shape == (2, 1, 4, 4)
-        torch.testing.assert_close(style_loss(f, region_grams(f[:1], 1)), style_loss(f, region_grams(f[:1], 1)[:, 0]))
+        one = region_grams(f[:1], 1)
+        torch.testing.assert_close(style_loss(f, one), style_loss(f, one[:, 0]))
 
     def test_regions_see_layout(self):
         """Swapping the two halves keeps the global Gram but not the per-region ones."""
@@ -120,6 +124,56 @@ class TestEngine:
         assert r.image.shape == (1, 3, 64, 64) and torch.isfinite(r.image).all()
         assert r.geometry is not None
 
+    def test_refused_warp_is_the_plain_run(self, vgg, images, caplog):
+        """No shared layout: one warning line, and the result is the run without a warp."""
+        kw = dict(size=64, min_size=32, steps=1, coarse_steps=1)
+        content, style = blobs(96), images.checker(96, 96)
+        s = Stylizer(make_cfg(warp="tps", **kw), pretrained=False)
+        s.vgg = vgg
+        with caplog.at_level(logging.WARNING, logger="warpaint"):
+            r = s.run_detailed(content, [style])
+        assert r.geometry is not None and not r.geometry.applied
+        warnings = [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
+        assert len(warnings) == 1 and "not applied" in warnings[0].getMessage()
+        assert "\n" not in warnings[0].getMessage()
+        plain = Stylizer(make_cfg(**kw), pretrained=False)
+        plain.vgg = vgg
+        assert torch.equal(r.image, r.unwarped)
+        assert torch.equal(r.image, plain.run(content, [style]))
+        d = r.geometry.describe((64, 64))
+        assert d["applied"] is False and d["reason"] == r.geometry.reason
+
+    def test_low_confidence_scales_and_force_does_not(self, vgg, caplog):
+        """Two unrelated smooth-noise images: a confidence between the thresholds scales the
+        strength down (with a warning); --warp-force applies the full strength."""
+        content, style = blobs(96), blobs(96, seed=3)
+        runs = {}
+        for force in (False, True):
+            cfg = make_cfg(size=64, min_size=32, steps=1, coarse_steps=1, warp="tps", warp_force=force)
+            s = Stylizer(cfg, pretrained=False)
+            s.vgg = vgg
+            runs[force] = s.run_detailed(content, [style])
+            assert runs[force].geometry.applied
+            assert runs[force].geometry.warp.min_jacobian((64, 64)) >= MIN_JACOBIAN
+        assert REFUSE_BELOW <= runs[False].geometry.confidence.value < FULL_FROM
+        assert 0 < runs[False].geometry.strength < 0.5 and "strength scaled" in caplog.text
+        assert runs[True].geometry.strength == 0.5
+        assert not torch.equal(runs[True].image, runs[True].unwarped)
+
+    def test_fold_bound_after_joint_optimization(self, vgg_random, images, monkeypatch):
+        """A warp optimizer that overshoots (learning rate 0.3, no fold term) still ends with
+        a minimum Jacobian of at least the bound: the engine stiffens after optimizing."""
+        engine = importlib.import_module("warpaint.stylize")   # (warpaint.stylize is also a function)
+        monkeypatch.setattr(engine, "WARP_LR", 0.3)
+        monkeypatch.setitem(engine.WARP_WEIGHTS, "fold", 0.0)
+        content = images.content(64, 64)
+        s = Stylizer(make_cfg(size=64, steps=4, warp="tps", warp_force=True, warp_strength=1.0),
+                     pretrained=False)
+        s.vgg = vgg_random
+        r = s.run_detailed(content, [rotated(content, 10.0)])
+        assert r.geometry.warp.min_jacobian((64, 64)) >= MIN_JACOBIAN
+        assert r.geometry.describe((64, 64))["min_jacobian"] >= MIN_JACOBIAN
+
     def test_regions_fit_small_feature_maps(self, vgg_random, images):
         """8 x 8 regions at 32 px: relu5_1 maps are 1 x 2, so fewer regions there, no NaN."""
         s = Stylizer(make_cfg(size=32, steps=2, style_regions=8), pretrained=False)
@@ -163,6 +217,27 @@ class TestCLI:
         assert rc == 0, captured.err
         w = json.loads(captured.out)["warp"]
         assert {"rotation_deg", "scale_x", "scale_y", "translation_x_px", "translation_y_px"} <= set(w)
+
+    def test_refused_warp_json(self, capsys, caplog, tmp_path):
+        from conftest import make_checker
+
+        from warpaint.io import tensor_to_pil
+
+        paths = [tmp_path / "blobs.png", tmp_path / "checker.png"]
+        tensor_to_pil(blobs(96)).save(paths[0])
+        tensor_to_pil(make_checker(96, 96)).save(paths[1])
+        rc = main(["stylize", *map(str, paths), "-o", str(tmp_path / "o.png"), "--size", "64", "--steps", "1",
+                   "--coarse-steps", "1", "-q", "--device", "cpu", "--warp", "tps", "--json"])
+        captured = capsys.readouterr()
+        assert rc == 0, captured.err
+        w = json.loads(captured.out)["warp"]
+        assert w["applied"] is False and w["reason"] and w["confidence"]["value"] < 0.1
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(said) == 1 and said[0].startswith("--warp") and "not applied" in said[0]
+
+    def test_warp_force_needs_warp(self):
+        with pytest.raises(InputError, match="warp_force"):
+            make_cfg(warp_force=True)
 
     def test_save_warp_needs_warp(self, capsys, image_files, tmp_path):
         rc = main(["stylize", str(image_files["content"]), str(image_files["style"]), "-o",

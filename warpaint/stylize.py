@@ -30,7 +30,7 @@ from .losses import (
     total_variation,
 )
 from .stn.geometry import sample
-from .stn.geostyle import WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
+from .stn.geostyle import FULL_FROM, WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
 from .stn.warps import AffineWarp
 from .vgg import CONTENT_LAYERS, LAYER_INDEX, STYLE_LAYERS, VGGFeatures, layer_stride
 
@@ -52,7 +52,7 @@ OPTION_GROUPS: dict[str, tuple[str, ...]] = {
     "losses": ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
                "style_layer_weights"),
     "style input": ("style_blend", "style_scale", "style_regions", "preserve_color"),
-    "geometry": ("warp", "warp_strength", "warp_grid", "align_style"),
+    "geometry": ("warp", "warp_strength", "warp_force", "warp_grid", "align_style"),
     "optimizer": ("optimizer", "lr", "init", "pooling", "seed"),
     "runtime": ("device", "dtype", "max_memory"),
 }
@@ -97,6 +97,9 @@ class StylizeConfig:
     warp_strength: float = field(default=0.5, metadata={
         "help": "how far matched content points move toward their style partners "
                 "(0 = not at all, 1 = all the way)"})
+    warp_force: bool = field(default=False, metadata={
+        "help": "apply --warp at full strength even when the matches show no shared layout "
+                "(by default a low confidence scales the strength down or skips the warp)"})
     warp_grid: int = field(default=6, metadata={
         "help": "control points per side of the TPS warp (border points stay fixed)"})
     align_style: Literal["none", "affine", "tps"] = field(default="none", metadata={
@@ -214,6 +217,8 @@ def _check_config(cfg: StylizeConfig) -> None:
             bad(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
     if cfg.warp != "none" and cfg.align_style != "none":
         bad("use warp or align_style, not both: they pull the geometry in opposite directions")
+    if cfg.warp_force and cfg.warp == "none":
+        bad("warp_force needs a warp (affine or tps)")
     if not isinstance(cfg.init, str) or not cfg.init:
         bad(f"init must be content, noise, style or an image file, got {cfg.init!r}")
     check_device_name(cfg.device)
@@ -341,7 +346,7 @@ class Stylizer:
         """
         try:
             geo = estimate_warp(self.vgg, style, content, self.cfg.align_style,  # type: ignore[arg-type]
-                                k=self.cfg.warp_grid)
+                                k=self.cfg.warp_grid, force=True)   # (its own test follows)
             matches, scale = len(geo.source), geo.warp.area_scale()
         except InputError:
             geo, matches, scale = None, 0, float("nan")
@@ -352,6 +357,7 @@ class Stylizer:
             return style, Geometry(AffineWarp(), none, none, none, torch.zeros(0))
         geo.warp.project()
         hw = fit_long_side(tuple(content.shape[-2:]), max(style.shape[-2:]))
+        geo.warp.stiffen(hw)   # the fold bound holds here too
         grid = geo.warp.grid(hw).to(style.device)
         return sample(style, grid, padding_mode="border", align_corners=False), geo
 
@@ -410,11 +416,35 @@ class Stylizer:
         image = image.detach()
         if cfg.preserve_color == "luminance":
             image = color.join_luminance(image, prepared.original)
+        if prepared.geometry is not None:
+            prepared.geometry.warp.stiffen(scales[-1])   # the joint optimization may have bent it further
         final = image if prepared.geometry is None else apply_warp(image, prepared.geometry)
         self._current = None
         cpu = torch.device("cpu")
-        geometry = prepared.geometry.to(cpu) if prepared.geometry else None
+        geometry = prepared.report.to(cpu) if prepared.report else None
         return Result(final.cpu(), image.cpu(), geometry, prepared.aligned, prepared.main)
+
+    def estimate_geometry(self, content: Tensor, style: Tensor, hw: tuple[int, int]) -> Geometry | None:
+        """The warp of ``cfg.warp`` (``None`` without one), projected inside the image and
+        stiffened to the fold bound on an ``hw`` grid, or a refused geometry (logged as a
+        one-line warning). The strength is scaled down when the confidence is low (also
+        logged), unless ``cfg.warp_force``.
+        """
+        cfg = self.cfg
+        if cfg.warp == "none":
+            return None
+        geo = estimate_warp(self.vgg, content, style, cfg.warp, strength=cfg.warp_strength,
+                            k=cfg.warp_grid, force=cfg.warp_force).to(self.device)
+        conf = geo.confidence.value if geo.confidence is not None else float("nan")
+        if not geo.applied:
+            log.warning("--warp: %s; the warp is not applied (--warp-force applies it anyway)", geo.reason)
+            return geo
+        if geo.strength < cfg.warp_strength:
+            log.warning("--warp: confidence %.2f (full strength from %.2f): strength scaled %.2f -> %.2f",
+                        conf, FULL_FROM, cfg.warp_strength, geo.strength)
+        geo.warp.project()   # from here on it never samples outside the image
+        geo.warp.stiffen(hw)
+        return geo
 
     def current_result(self) -> Tensor | None:
         """The result so far of the run in progress (or one stopped by an exception), as
@@ -473,12 +503,10 @@ class Stylizer:
             styles, aligned = [p[0] for p in pairs], [p[1] for p in pairs]
             if cfg.style_regions == 0 and all(len(g.source) == 0 for g in aligned):
                 regions = 1   # nothing was aligned: per-region statistics would mean nothing
-        geometry, main = None, max(range(len(styles)), key=lambda i: blend[i])
-        if cfg.warp != "none":
-            geometry = estimate_warp(self.vgg, original, styles[main], cfg.warp,
-                                     strength=cfg.warp_strength, k=cfg.warp_grid).to(self.device)
-            geometry.warp.project()   # from here on it never samples outside the image
-        return _Prepared(content, original, styles, blend, scales, regions, aligned, geometry, main)
+        main = max(range(len(styles)), key=lambda i: blend[i])
+        report = self.estimate_geometry(original, styles[main], scales[-1])
+        geometry = report if report is not None and report.applied else None
+        return _Prepared(content, original, styles, blend, scales, regions, aligned, geometry, main, report)
 
     def _checked_scales(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
         """``cfg.scales(hw)``, or an InputError when the final scale is too small for the
@@ -556,8 +584,9 @@ class _Prepared:
     scales: list[tuple[int, int]]  # (H, W) of each scale, coarse to fine
     regions: int                  # side of the style-statistics grid
     aligned: list[Geometry]       # one per style with ``align_style``
-    geometry: Geometry | None     # the warp of ``warp``
+    geometry: Geometry | None     # the warp of ``warp`` when it is applied
     main: int                     # index of the style the warp was matched to
+    report: Geometry | None = None  # the warp of ``warp``, also when refused (for the report)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from warpaint.stn.geometry import base_grid, from_pixel_transform
-from warpaint.stn.warps import AffineWarp, TPSWarp, fit_affine, jacobian_determinant, ransac_affine
+from warpaint.stn.warps import (
+    MIN_JACOBIAN,
+    AffineWarp,
+    TPSWarp,
+    fit_affine,
+    jacobian_determinant,
+    ransac_affine,
+)
 
 
 def _rotation_scale_theta(deg: float, scale: float, hw: tuple[int, int]) -> torch.Tensor:
@@ -132,3 +139,32 @@ class TestInside:
         warp = AffineWarp(theta)
         warp.project()
         torch.testing.assert_close(warp.theta.detach(), theta)
+
+
+class TestStiffen:
+    """The fold guarantee: :meth:`Warp.stiffen` brings the minimum Jacobian to MIN_JACOBIAN."""
+
+    def test_folding_tps(self):
+        w = TPSWarp(4)
+        with torch.no_grad():
+            w.interior.copy_(w.interior.flip(0) * 0.9)      # interior points swapped: folds
+        assert w.min_jacobian((32, 32)) < 0
+        lam = w.stiffen((32, 32))
+        assert 0 <= lam < 1
+        assert w.min_jacobian((32, 32)) >= MIN_JACOBIAN
+
+    def test_strong_affine_zoom(self):
+        w = AffineWarp(torch.tensor([[0.2, 0.0, 0.1], [0.0, 0.25, 0.0]]))   # det 0.05: 4.5x zoom
+        assert w.min_jacobian((16, 16)) < MIN_JACOBIAN
+        w.stiffen((16, 16))
+        assert w.min_jacobian((16, 16)) >= MIN_JACOBIAN
+        with torch.no_grad():
+            assert w.grid((16, 16)).abs().max() <= 1.0 + 1e-6           # still inside (projected)
+
+    def test_a_good_warp_is_left_alone(self):
+        w = TPSWarp(5)
+        with torch.no_grad():
+            w.interior.add_(0.03)
+        before = w.interior.detach().clone()
+        assert w.stiffen((32, 32)) == 1.0
+        torch.testing.assert_close(w.interior.detach(), before, atol=0, rtol=0)

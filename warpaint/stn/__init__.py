@@ -18,12 +18,13 @@ from .geometry import (
     transform_boxes,
     transform_points,
 )
-from .geostyle import Geometry, estimate_warp
+from .geostyle import Confidence, Geometry, estimate_warp
 from .transformer import SpatialTransformer, localization_net
-from .warps import AffineWarp, TPSWarp, jacobian_determinant
+from .warps import MIN_JACOBIAN, AffineWarp, TPSWarp, jacobian_determinant
 
 __all__ = [
-    "AffineWarp", "Geometry", "SpatialTransformer", "TPSWarp", "affine_grid", "compose_affine",
+    "MIN_JACOBIAN", "AffineWarp", "Confidence", "Geometry", "SpatialTransformer", "TPSWarp",
+    "affine_grid", "compose_affine",
     "control_grid", "estimate_warp", "from_pixel_transform", "identity_affine", "invert_affine",
     "jacobian_determinant", "localization_net", "out_of_bounds_penalty", "sample",
     "to_pixel_transform", "tps_grid", "tps_weights", "transform_boxes", "transform_points",

@@ -47,11 +47,25 @@ def save_warp_pictures(folder: str | os.PathLike[str], content: Tensor, style: T
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    plt = pyplot()
     hw = tuple(warped.shape[-2:])
+    with torch.no_grad():
+        grid = geometry.warp.grid(hw).cpu()[0]                          # (H, W, 2)
+    figures = {"matches": _matches_figure(content, style, geometry),
+               "grid": _grid_figure(unwarped, warped, grid),
+               "displacement": _displacement_figure(grid),
+               "compare": _compare_figure(unwarped, warped)}
     paths = []
+    for name, fig in figures.items():
+        fig.suptitle(caption, fontsize=8, y=0.02)
+        fig.tight_layout()
+        paths.append(folder / f"{name}.png")
+        save_figure(fig, paths[-1])
+    return paths
 
-    # matched points: content | style (scaled to the content's height), pairs joined
+
+def _matches_figure(content: Tensor, style: Tensor, geometry: Geometry):
+    """Content | style (scaled to the content's height), matched points joined by lines."""
+    plt = pyplot()
     ch, cw = content.shape[-2:]
     sw = max(1, round(style.shape[-1] * ch / style.shape[-2]))
     pair = torch.cat([content.cpu().float(), resize(style.cpu().float(), (ch, sw))], -1)
@@ -66,17 +80,19 @@ def save_warp_pictures(folder: str | os.PathLike[str], content: Tensor, style: T
         col = cmap(float(shade[i]))
         ax.plot([pa[i, 0], pb[i, 0]], [pa[i, 1], pb[i, 1]], "-", lw=0.7, color=col)
         ax.plot([pa[i, 0], pb[i, 0]], [pa[i, 1], pb[i, 1]], "o", ms=2.5, color=col)
-    ax.set_title(f"{pa.shape[0]} matches, content (left) to style (right); colour = confidence",
-                 fontsize=9)
+    conf = geometry.confidence
+    said = "" if conf is None else f", confidence {conf.value:.2f}"
+    state = "" if geometry.applied else f"\nwarp not applied: {geometry.reason}"
+    ax.set_title(f"{pa.shape[0]} consensus matches{said}, content (left) to style (right); "
+                 f"colour = similarity{state}", fontsize=9)
     ax.axis("off")
-    fig.suptitle(caption, fontsize=8, y=0.02)
-    fig.tight_layout()
-    paths.append(folder / "matches.png")
-    save_figure(fig, paths[-1])
+    return fig
 
-    # warp grid over the result
-    with torch.no_grad():
-        grid = geometry.warp.grid(hw).cpu()[0]                          # (H, W, 2)
+
+def _grid_figure(unwarped: Tensor, warped: Tensor, grid: Tensor):
+    """A regular grid over the warped result, and where it samples the unwarped one."""
+    plt = pyplot()
+    hw = tuple(grid.shape[:2])
     ident = base_grid(hw, align_corners=False)
     fig, ax = plt.subplots(1, 2, figsize=(10, 5.2), dpi=100)
     ax[0].imshow(_hwc(unwarped))
@@ -96,13 +112,15 @@ def save_warp_pictures(folder: str | os.PathLike[str], content: Tensor, style: T
         x.set_xlim(-0.5, hw[1] - 0.5)
         x.set_ylim(hw[0] - 0.5, -0.5)
         x.axis("off")
-    fig.suptitle(caption, fontsize=8, y=0.02)
-    fig.tight_layout()
-    paths.append(folder / "grid.png")
-    save_figure(fig, paths[-1])
+    return fig
 
-    # displacement magnitude
-    mag = ((grid - ident) * torch.tensor([hw[1] / 2, hw[0] / 2])).norm(dim=-1)
+
+def _displacement_figure(grid: Tensor):
+    """Displacement magnitude of a (H, W, 2) grid in output pixels, with the minimum
+    Jacobian determinant in the title."""
+    plt = pyplot()
+    hw = tuple(grid.shape[:2])
+    mag = ((grid - base_grid(hw, align_corners=False)) * torch.tensor([hw[1] / 2, hw[0] / 2])).norm(dim=-1)
     det = jacobian_determinant(grid[None])
     fig, ax = plt.subplots(figsize=(6, 5.2), dpi=100)
     im = ax.imshow(mag.numpy(), cmap="magma")
@@ -110,12 +128,12 @@ def save_warp_pictures(folder: str | os.PathLike[str], content: Tensor, style: T
     ax.set_title(f"mean {float(mag.mean()):.1f} px, max {float(mag.max()):.1f} px, "
                  f"min Jacobian det {float(det.min()):.3f}", fontsize=9)
     ax.axis("off")
-    fig.suptitle(caption, fontsize=8, y=0.02)
-    fig.tight_layout()
-    paths.append(folder / "displacement.png")
-    save_figure(fig, paths[-1])
+    return fig
 
-    # without / with
+
+def _compare_figure(unwarped: Tensor, warped: Tensor):
+    """The result without and with the warp, side by side."""
+    plt = pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(10, 5.2), dpi=100)
     ax[0].imshow(_hwc(unwarped))
     ax[0].set_title("without the warp")
@@ -123,8 +141,4 @@ def save_warp_pictures(folder: str | os.PathLike[str], content: Tensor, style: T
     ax[1].set_title("with the warp")
     for x in ax:
         x.axis("off")
-    fig.suptitle(caption, fontsize=8, y=0.02)
-    fig.tight_layout()
-    paths.append(folder / "compare.png")
-    save_figure(fig, paths[-1])
-    return paths
+    return fig

@@ -44,6 +44,11 @@ def jacobian_determinant(grid: Tensor) -> Tensor:
     return dx[..., 0] * dy[..., 1] - dx[..., 1] * dy[..., 0]
 
 
+#: The fold guarantee: every warp that geometric style applies has a Jacobian determinant of
+#: at least this much everywhere on the output grid (:meth:`Warp.stiffen` enforces it).
+MIN_JACOBIAN = 0.1
+
+
 def fold_penalty(grid: Tensor, *, margin: float = 0.2) -> Tensor:
     """Mean squared shortfall of the Jacobian determinant below ``margin`` (0 when none)."""
     return F.relu(margin - jacobian_determinant(grid)).pow(2).mean()
@@ -98,6 +103,36 @@ class Warp(nn.Module):
     def min_jacobian(self, size: tuple[int, int]) -> float:
         return float(jacobian_determinant(self.grid(size)).min())
 
+    def identity_parameters(self) -> list[Tensor]:  # pragma: no cover - abstract
+        """The parameters' values for the identity warp, in :meth:`parameters` order."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def stiffen(self, size: tuple[int, int], *, bound: float = MIN_JACOBIAN, factor: float = 0.8,
+                tries: int = 30) -> float:
+        """Pull the warp toward the identity (in place) until its minimum Jacobian determinant
+        on a ``size`` (H, W) grid is at least ``bound``.
+
+        The parameters become ``identity + lam * (current - identity)`` with ``lam`` = 1,
+        ``factor``, ``factor^2``... (then 0, the identity), each followed by :meth:`project`.
+
+        Returns:
+            the ``lam`` kept: 1 when the warp already met the bound, 0 when only the identity did.
+        """
+        if self.min_jacobian(size) >= bound:
+            return 1.0
+        start = [p.detach().clone() for p in self.parameters()]
+        ident = self.identity_parameters()
+        lam = 1.0
+        for i in range(tries + 1):
+            lam = factor ** (i + 1) if i < tries else 0.0
+            for p, s, e in zip(self.parameters(), start, ident, strict=True):
+                p.copy_(e + lam * (s - e))
+            self.project()
+            if self.min_jacobian(size) >= bound:
+                break
+        return lam
+
     @torch.no_grad()
     def area_scale(self, size: tuple[int, int] = (32, 32)) -> float:
         """How much the warped image magnifies its input on average: the inverse square root
@@ -117,6 +152,9 @@ class AffineWarp(Warp):
 
     def forward(self, points: Tensor) -> Tensor:
         return points @ self.theta[:, :2].T + self.theta[:, 2]
+
+    def identity_parameters(self) -> list[Tensor]:
+        return [torch.eye(2, 3, device=self.theta.device)]
 
     @classmethod
     def fit(cls, src: Tensor, dst: Tensor, weights: Tensor | None = None) -> AffineWarp:
@@ -192,6 +230,9 @@ class TPSWarp(Warp):
 
     def forward(self, points: Tensor) -> Tensor:
         return tps_weights(points, self.control) @ self.points()
+
+    def identity_parameters(self) -> list[Tensor]:
+        return [self.control[self.inner].clone()]
 
     def grid(self, size: tuple[int, int]) -> Tensor:
         """As :meth:`Warp.grid`, clamped to the image: between the fixed border points the
@@ -278,10 +319,12 @@ def fit_affine(src: Tensor, dst: Tensor, weights: Tensor | None = None) -> Tenso
 
 
 def ransac_affine(src: Tensor, dst: Tensor, *, threshold: float = 0.1, iterations: int = 512,
-                  seed: int = 0) -> Tensor:
+                  seed: int = 0, mirror: bool = False) -> Tensor:
     """Boolean inlier mask of the affine model (from 3 random matches) with the most inliers.
 
-    ``threshold`` is the largest residual, in normalized units, of an inlier.
+    ``threshold`` is the largest residual, in normalized units, of an inlier. Unless
+    ``mirror``, models that mirror the image (negative determinant) are not candidates: no
+    warp can follow them without folding over.
     """
     n = src.shape[0]
     if n < 3:
@@ -296,5 +339,7 @@ def ransac_affine(src: Tensor, dst: Tensor, *, threshold: float = 0.1, iteration
     sol = torch.linalg.solve(xs[ok], ys[ok])                                           # (I', 3, 2)
     res = (x[None] @ sol - src.double()[None]).norm(dim=-1)                            # (I', N)
     inliers = res < threshold
+    if not mirror:
+        inliers &= (torch.linalg.det(sol[:, :2, :]) > 0)[:, None]
     best = inliers.sum(1).argmax()
     return inliers[best]
