@@ -58,22 +58,26 @@ def snapshot(extras: Extras, job: Job, it: Iterate) -> None:
     save_image(it.image, folder / f"step_{it.done:05d}.png")
 
 
-def write_extras(extras: Extras, outcome: Outcome, method, many: bool) -> None:
-    """After a finished job: the warp's report in its summary, the warp pictures and the
-    loss curve (one per job, named after its output, in a batch of ``many``)."""
+def write_extras(extras: Extras, outcome: Outcome, method, many: bool = False) -> list[Path]:
+    """After a finished job: the warp's report in its summary, the warp pictures and the loss
+    curve (one per job, named after its output, in a batch of ``many``). Returns the warp
+    pictures written (none for a job that did not finish)."""
+    if outcome.status != "ok":
+        return []
     summary = outcome.summary
     detail = summary.get("_detail")
     w, h = summary["output_size"]
     title = f"{w}x{h} px, {summary['steps']} steps, {method.device.type}, {method.dtype}"
     stem = Path(outcome.job.output or "result").stem
+    pictures: list[Path] = []
     if detail is not None and detail.geometry is not None:
         summary["warp"] = detail.geometry.describe((h, w))
         if extras.save_warp is not None:
             from .stn.visualize import save_warp_pictures
 
             folder = extras.save_warp / stem if many else extras.save_warp
-            save_warp_pictures(folder, summary["_content"], method.styles[detail.main_style], detail.unwarped,
-                               detail.image, detail.geometry, caption=title)
+            pictures = save_warp_pictures(folder, summary["_content"], method.styles[detail.main_style],
+                                          detail.unwarped, detail.image, detail.geometry, caption=title)
     if detail is not None and detail.aligned:
         summary["align_style"] = [g.describe((h, w)) for g in detail.aligned]
     if extras.loss_curve is not None and outcome.history:
@@ -81,6 +85,7 @@ def write_extras(extras: Extras, outcome: Outcome, method, many: bool) -> None:
 
         curve = extras.loss_curve.with_name(f"{extras.loss_curve.stem}_{stem}.png") if many else extras.loss_curve
         save_loss_curve(outcome.history, curve, scale_starts=outcome.scale_starts, title=title)
+    return pictures
 
 
 def summary_text(outcomes: Sequence[Outcome]) -> str:

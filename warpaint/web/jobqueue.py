@@ -29,6 +29,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import WarpaintError
+from ..extras import Extras, write_extras
 from ..io import save_image
 from ..jobs import Job, Outcome, make_method, run_job, summary_of
 from ..stylize import Iterate, StylizeConfig
@@ -318,18 +319,8 @@ class JobQueue:
         assert job.folder is not None
         frame = png_bytes(outcome.image)
         (job.folder / "result.png").write_bytes(frame)
+        job.warp = [p.name for p in write_extras(Extras(save_warp=job.folder / "warp"), outcome, method)]
         summary = {**summary_of(outcome), **job.names}
-        detail = outcome.summary.get("_detail")
-        if detail is not None and detail.geometry is not None:
-            w, h = summary["output_size"]
-            summary["warp"] = detail.geometry.describe((h, w))
-            from ..stn.visualize import save_warp_pictures
-
-            caption = f"{w}x{h} px, {summary['steps']} steps, {method.device.type}, {method.dtype}"
-            paths = save_warp_pictures(job.folder / "warp", outcome.summary["_content"],
-                                       method.styles[detail.main_style], detail.unwarped, detail.image,
-                                       detail.geometry, caption=caption)
-            job.warp = [p.name for p in paths]
         text = json.dumps(finite(summary), indent=2, default=str, allow_nan=False)
         (job.folder / "result.json").write_text(text + "\n")
         self.update(job, frame=frame)
