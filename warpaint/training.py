@@ -192,11 +192,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
                              "scheduler": sched.state_dict(), "history": history,
                              "seconds": spent}, checkpoint)
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, initial=start, desc=desc, unit="step")
+    bar = progress_bar(steps, start, desc, "step") if progress else None
     t0 = time.perf_counter()
     try:
         with StopRequest() as stop:
@@ -220,6 +216,13 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     seconds += time.perf_counter() - t0
     save(steps, seconds)
     return history, seconds
+
+
+def progress_bar(total: int, initial: int, desc: str, unit: str):
+    """The progress bar of a training run (tqdm), starting at ``initial`` when resumed."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit)
 
 
 def _resume_fit(checkpoint: Path | None, fmt: str, config: dict, ignores: tuple[str, ...], model: nn.Module,

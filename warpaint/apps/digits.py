@@ -43,6 +43,7 @@ from ..training import (
     load_checkpoint,
     move_aside,
     param_groups,
+    progress_bar,
     save_checkpoint,
 )
 from .common import load_mnist, read_idx, split  # noqa: F401  (re-exported: the data of the digits app)
@@ -303,7 +304,18 @@ class EvalSet:
 
 
 def _digits_loss(model: nn.Module, cfg: DigitsConfig, x: Tensor, y: Tensor, gen: torch.Generator) -> Tensor:
-    """One batch's training loss: cross-entropy, plus the ST-CNN's self-supervised terms."""
+    """One batch's training loss: cross-entropy, plus the ST-CNN's self-supervised terms.
+
+    For the ST-CNN two self-supervised terms can join the cross-entropy (neither looks at
+    the distortions' parameters): ``equivariance`` weighs
+    :func:`~warpaint.stn.transformer.rotation_equivariance_loss` (turn the batch by a random
+    extra angle; the transformer must turn by as much more), and ``rotation_prior`` the mean
+    squared rotation angle of the transformer (the smallest turn that works: with the
+    equivariance term, each digit's upright becomes the centre of the rotations it was seen
+    under, i.e. MNIST's own upright). With ``turned_view`` the turned batch of the
+    equivariance term also goes through the classifier (one pass over both batches): every
+    step then trains the classifier on two views of each digit.
+    """
     if not isinstance(model, STCNN):
         return F.cross_entropy(model(x), y)
     if cfg.equivariance > 0 and cfg.turned_view:      # both views in one pass
@@ -387,19 +399,9 @@ def _resume(checkpoint: Path | None, cfg: DigitsConfig, model: nn.Module, opt, s
 
 def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | None = None,
           progress: bool = True, on_epoch=None) -> tuple[nn.Module, dict, EvalSet]:
-    """Train one model on one distortion; return it, a results dict (error %, time,
-    parameters, configuration) and the test set it was evaluated on.
-
-    For the ST-CNN two self-supervised terms can join the cross-entropy (neither looks at
-    the distortions' parameters): ``equivariance`` weighs
-    :func:`~warpaint.stn.transformer.rotation_equivariance_loss` (turn the batch by a random
-    extra angle; the transformer must turn by as much more), and ``rotation_prior`` the mean
-    squared rotation angle of the transformer (the smallest turn that works: with the
-    equivariance term, each digit's upright becomes the centre of the rotations it was seen
-    under, i.e. MNIST's own upright). With ``turned_view`` the turned batch of the
-    equivariance term also goes through the classifier (one pass over both batches): every
-    step then trains the classifier on two views of each digit.
-    """
+    """Train one model on one distortion (the loss: :func:`_digits_loss`); return it, a
+    results dict (error %, time, parameters, configuration) and the test set it was
+    evaluated on. Ctrl-C or SIGTERM saves the state inside the epoch and resumes there."""
     images, labels = data
     if not 0 < cfg.n_test < images.shape[0]:
         raise InputError(f"n_test must be between 1 and {images.shape[0] - 1} (the digits given), got {cfg.n_test}")
@@ -412,12 +414,8 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     if "gen" in state:                       # stopped inside an epoch: continue exactly there
         gen.set_state(state["gen"])
         torch.set_rng_state(state["rng"])    # dropout draws from the global generator
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, initial=state["epoch"] * steps_per_epoch + state.get("batch", 0),
-                   desc=f"{cfg.model} {cfg.distortion}", unit="batch")
+    bar = progress_bar(total, state["epoch"] * steps_per_epoch + state.get("batch", 0),
+                       f"{cfg.model} {cfg.distortion}", "batch") if progress else None
 
     def save(epoch: int, **inside) -> None:
         if checkpoint is not None:
