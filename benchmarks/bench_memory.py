@@ -28,14 +28,20 @@ from warpaint.memory import engine_peak_bytes, fast_peak_bytes
 from warpaint.stylize import StylizeConfig
 from warpaint.io import fit_long_side
 kind, size, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-content = Image.effect_noise((size, size * 3 // 4), 60).convert("RGB")
-style = Image.effect_noise((512, 512), 80).convert("RGB")
+from warpaint.demo import demo_content
+from warpaint.io import tensor_to_pil
+# a real photo (so that a warp finds its matches): the demo's, and itself turned as the style
+content = tensor_to_pil(demo_content()).resize((size, size * 3 // 4))
+style = content.rotate(12, resample=Image.Resampling.BICUBIC).resize((512, 384))
 hw = fit_long_side((content.height, content.width), size)
 if kind == "engine":
     cfg = StylizeConfig(size=size, min_size=size, steps=2, device="cpu", dtype="float32", warp=extra)
     method = EngineMethod(cfg, [style])
-    estimate = engine_peak_bytes(cfg, hw, hw, [(512, 512)])
-    method.run(content, lambda it: None)
+    estimate = engine_peak_bytes(cfg, hw, hw, [(384, 512)])
+    _, extra_info = method.run(content, lambda it: None)
+    detail = extra_info["_detail"]
+    if cfg.warp != "none":
+        assert detail.geometry is not None and detail.geometry.applied, "the warp was not applied"
 else:
     from warpaint.feedforward import load
     work = None if extra == "full" else int(extra)
@@ -57,8 +63,9 @@ def main() -> None:
     rows = []
     for kind, size, extra in CASES:
         out = subprocess.run([sys.executable, "-c", CHILD, kind, str(size), extra], capture_output=True,
-                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""},
-                             check=True)
+                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
+        if out.returncode:
+            sys.exit(f"{kind} {size} {extra} failed:\n{out.stderr}")
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row["ratio"] = round(row["estimate"] / row["peak"], 2)
         rows.append(row)

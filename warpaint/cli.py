@@ -85,7 +85,8 @@ def _run(args: argparse.Namespace, jobs, method, extras, loaded: dict | None = N
 
     progress, outcomes = _Progress(args, extras), []
     try:
-        for outcome in run_jobs(jobs, method, original_size=args.original_size, on_step=progress, loaded=loaded):
+        for outcome in run_jobs(jobs, method, original_size=args.original_size, on_step=progress,
+                                loaded=loaded):
             progress.close()
             outcomes.append(outcome)
             if outcome.status == "error":
@@ -102,8 +103,8 @@ def _run(args: argparse.Namespace, jobs, method, extras, loaded: dict | None = N
         progress.close()
         outcomes.append(e.outcome)  # type: ignore[attr-defined]
         partial = e.outcome.partial  # type: ignore[attr-defined]
-        print(f"warpaint: interrupted; {f'wrote the current image to {partial}' if partial else 'nothing written'}",
-              file=sys.stderr)
+        where = f"wrote the current image to {partial}" if partial else "nothing written"
+        print(f"warpaint: interrupted; {where}", file=sys.stderr)
         write_summary(extras.json, outcomes)
         return e.exit_code
     if len(jobs) > 1 or outcomes[0].status == "ok":
@@ -135,7 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .feedforward.train import TrainConfig, train_to_file
 
     kind = "single" if args.style is not None else "arbitrary"
-    cfg = TrainConfig(kind=kind, **{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "kind"})
+    cfg = TrainConfig(kind=kind, **{f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                                    if f.name != "kind"})
     try:
         summary = train_to_file(cfg, args.content_dir, args.style or args.style_dir, args.output,
                                 work_size=args.work_size, sample_every=args.sample_every, device=args.device,
@@ -145,7 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"warpaint: interrupted; wrote the model so far to {e.partial} and the training state to "
                   f"{args.output}.ckpt (run the same command to resume)", file=sys.stderr)
         return e.exit_code if isinstance(e, Interrupted) else 130
-    print(f"wrote {args.output} ({kind} model, {cfg.steps} steps, {summary['seconds']:.0f} s)", file=sys.stderr)
+    print(f"wrote {args.output} ({kind} model, {cfg.steps} steps, {summary['seconds']:.0f} s)",
+          file=sys.stderr)
     return 0
 
 
@@ -210,7 +213,7 @@ def cmd_stn_app(args: argparse.Namespace) -> int:
              if f.name != "stn" and getattr(args, f.name, None) is not None}
     common.check_out_folder(args.out)
     if verb == "train":   # every option checked before any work
-        configs = [runs.checked_config(app, stn=v == "stn", **given) for v in variants]
+        configs = [app.Config(stn=v == "stn", **given) for v in variants]   # each checks itself
         runs.train_variants(app, name, configs, common.load_mnist(args.data), args.out,
                             progress=not args.quiet, report=_report)
     else:

@@ -37,7 +37,8 @@ def guard_extras(extras: Extras, output: str, inputs: Sequence[str]) -> None:
     """No side output replaces an input; a JSON summary on stdout does not share it with
     an image written there."""
     if output == STDIO and extras.json == STDIO:
-        raise InputError("json without a file prints to stdout, which the image written to stdout already uses")
+        raise InputError("json without a file prints to stdout, which the image written to stdout "
+                         "already uses")
     if extras.json not in (None, STDIO):
         guard_output(extras.json, inputs, what="json file", formats=None)  # type: ignore[arg-type]
     if extras.loss_curve is not None:
@@ -83,7 +84,9 @@ def write_extras(extras: Extras, outcome: Outcome, method, many: bool = False) -
     if extras.loss_curve is not None and outcome.history:
         from .plots import save_loss_curve
 
-        curve = extras.loss_curve.with_name(f"{extras.loss_curve.stem}_{stem}.png") if many else extras.loss_curve
+        curve = extras.loss_curve
+        if many:
+            curve = curve.with_name(f"{curve.stem}_{stem}.png")
         save_loss_curve(outcome.history, curve, scale_starts=outcome.scale_starts, title=title)
     return pictures
 

@@ -93,7 +93,7 @@ def plan(content: str, output: str) -> list[Job]:
             raise OutputError(f"{output}: for a folder of content images, -o must be a folder")
         files = list_images(Path(content))
         out_dir.mkdir(parents=True, exist_ok=True)
-        return [Job(str(c), str(out_dir / name)) for c, name in zip(files, batch_names(files))]
+        return [Job(str(c), str(out_dir / name)) for c, name in zip(files, batch_names(files), strict=True)]
     return [Job(content, output)]
 
 
@@ -188,10 +188,12 @@ class FastMethod:
 
     def check(self, content: Image.Image | Tensor) -> None:
         hw = fit_long_side(_hw(content), self.size)
-        need = fast_peak_bytes(hw, self.work_size, blend_full=self.strength < 1 or self.preserve_color != "none")
+        blend = self.strength < 1 or self.preserve_color != "none"
+        need = fast_peak_bytes(hw, self.work_size, blend_full=blend)
         check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
 
-    def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
+    def run(self, content: Image.Image | Tensor,
+            on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
         if isinstance(content, Tensor):
             content = tensor_to_pil(content)
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
@@ -240,7 +242,8 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
         raise InputError("give at least one style image for an arbitrary-style model")
     pils = [tensor_to_pil(s) if isinstance(s, Tensor) else shrink(s, ff.style_size) for s in styles]
     return FastMethod(ff, pils, size=cfg.size, weights=list(cfg.style_blend) or None, strength=strength,
-                      preserve_color=cfg.preserve_color, max_memory=cfg.max_memory, label=str(model or "shipped"),
+                      preserve_color=cfg.preserve_color, max_memory=cfg.max_memory,
+                      label=str(model or "shipped"),
                       work_size=ff.work_size if work_size is None else (work_size or None))
 
 
@@ -341,8 +344,9 @@ def run_job(job: Job, method: Method, *, original_size: bool = False,
                    history, scale_starts)
 
 
-def _finish(job: Job, method: Method, content: Image.Image | Tensor, result: Tensor | Image.Image, extra: dict,
-            seconds: float, original_size: bool, history: list, scale_starts: list[int]) -> Outcome:
+def _finish(job: Job, method: Method, content: Image.Image | Tensor, result: Tensor | Image.Image,
+            extra: dict, seconds: float, original_size: bool, history: list,
+            scale_starts: list[int]) -> Outcome:
     """Check, resize and write a finished job's result; its outcome and summary."""
     try:
         check_result(result)

@@ -80,7 +80,8 @@ def fast_peak_bytes(hw: tuple[int, int], work_size: int | None, *, blend_full: b
 def training_peak_bytes(batch: int, size: int, style_size: int) -> int:
     """Estimated peak of one feed-forward training step: a batch of ``size`` crops through the
     network and VGG19 with gradients, and the style crops through VGG19."""
-    return int(ENGINE_BASE + batch * (ENGINE_PER_PIXEL * size * size + STYLE_PER_PIXEL * style_size * style_size))
+    per_sample = ENGINE_PER_PIXEL * size * size + STYLE_PER_PIXEL * style_size * style_size
+    return int(ENGINE_BASE + batch * per_sample)
 
 
 def check_budget(need: int, max_memory_gb: float, device: torch.device, what: str) -> None:

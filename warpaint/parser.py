@@ -87,7 +87,8 @@ def _stylize_parsers(sub) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output file (.png, .jpg, ...), folder for a batch, or - (PNG to stdout)")
     g = p.add_argument_group("feed-forward options (one forward pass instead of optimization)")
-    g.add_argument("--fast", action="store_true", help="use the arbitrary-style model that ships with warpaint")
+    g.add_argument("--fast", action="store_true",
+                   help="use the arbitrary-style model that ships with warpaint")
     g.add_argument("--model", type=_path, default=None, metavar="PT",
                    help="use a model trained with `warpaint train` (implies --fast)")
     g.add_argument("--strength", type=float, default=1.0, help="0 = the content, 1 = full style (default: 1)")
@@ -145,7 +146,8 @@ def _serve_parser(sub) -> None:
     from .web.jobqueue import Settings
 
     p = sub.add_parser("serve", help="a web page that stylizes uploads and shows the picture forming",
-                       description="Serve the web page (see docs/web.md): upload a photo and paintings, watch "
+                       description="Serve the web page (see docs/web.md): upload a photo and paintings, "
+                                   "watch "
                                    "the run live, download the result. One run at a time; the others queue.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine "
                                                         "only; a wider one prints a warning)")

@@ -259,9 +259,9 @@ def _fit_step(model: nn.Module, step_loss: StepLoss, opt, sched, seed: int, step
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
     value = float(loss.detach())
     if not (math.isfinite(value) and math.isfinite(float(norm))):
-        raise NumericalError(f"the training loss or its gradient became non-finite at step {step + 1} (loss "
-                             f"{value:.3g}); lower the learning rate or the loss weights (the last checkpoint "
-                             "is kept)")
+        raise NumericalError(f"the training loss or its gradient became non-finite at step {step + 1} "
+                             f"(loss {value:.3g}); lower the learning rate or the loss weights (the last "
+                             "checkpoint is kept)")
     opt.step()
     sched.step()
     return {"total": value, **parts}

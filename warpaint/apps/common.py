@@ -96,6 +96,9 @@ class CanvasAppConfig:
         "help": "canvases in each test set (used by the eval command)"})
     seed: int = field(default=0, metadata={"help": "seed"})
 
+    def __post_init__(self) -> None:
+        check_config(self)
+
 
 def input_transformer(kind: str, in_channels: int = 1) -> SpatialTransformer:
     """The transformer in front of the canvas models: its localization net looks at the

@@ -11,17 +11,10 @@ from torch import Tensor
 
 from ..errors import InputError
 from . import canvas
-from .common import check_config, read_results, write_results
+from .common import read_results, write_results
 
 # -- running the canvas applications -----------------------------------------------------------
 Report = Callable[[dict], None]
-
-
-def checked_config(app: ModuleType, **options):
-    """``app.Config(**options)``, checked by :func:`check_config`."""
-    cfg = app.Config(**options)
-    check_config(cfg)
-    return cfg
 
 
 def train_variants(app: ModuleType, name: str, configs: list, data: tuple[Tensor, Tensor], out: Path, *,
