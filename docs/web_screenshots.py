@@ -5,7 +5,7 @@ Runs a server in the background, drives the page in headless Chromium (Debian's
 (1000 px wide, 256-colour PNGs)::
 
     OMP_NUM_THREADS=1 python docs/web_screenshots.py \\
-        ../shared/images/content/tubingen.jpg ../shared/images/style/starry_night.jpg
+        ../shared/images/content/brad_pitt.jpg ../shared/images/style/picasso_selfport1907.jpg
 """
 
 from __future__ import annotations
