@@ -504,3 +504,79 @@ def test_docs_name_the_checkpoint_file():
     assert "OUTPUT.pt.ckpt" in train.description
     readme = Path(__file__).resolve().parents[1] / "README.md"
     assert "OUTPUT.ckpt" not in readme.read_text()
+
+
+# -- found in review: interruptions between steps, names that could still collide -----------------
+class TestReviewFindings:
+    def test_a_partial_never_replaces_a_file(self, capsys, image_files, tmp_path, monkeypatch):
+        out = tmp_path / "o.png"
+        (tmp_path / "o.partial.png").write_bytes(b"a finished result of someone's")
+        real = Stylizer._optimize
+
+        def interrupted(self, *a, **kw):
+            for i, losses in enumerate(real(self, *a, **kw)):
+                if i == 1:
+                    raise KeyboardInterrupt
+                yield losses
+
+        monkeypatch.setattr(Stylizer, "_optimize", interrupted)
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)
+        assert rc == 130, err
+        assert (tmp_path / "o.partial.png").read_bytes() == b"a finished result of someone's"
+        assert (tmp_path / "o.partial-2.png").is_file() and "o.partial-2.png" in err
+
+    def test_signal_during_a_fast_run_keeps_the_result_and_stops(self, capsys, image_files, tmp_path,
+                                                               monkeypatch):
+        """--fast has no steps: a Ctrl-C during it is acted on after the image is written."""
+        from warpaint.feedforward.model import FastStylizer
+
+        real = FastStylizer.stylize_image
+
+        def signalled(self, *a, **kw):
+            os.kill(os.getpid(), signal.SIGINT)      # recorded by the job's StopRequest
+            return real(self, *a, **kw)
+
+        monkeypatch.setattr(FastStylizer, "stylize_image", signalled)
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        for name in ("a.png", "b.png"):
+            Image.open(image_files["content"]).save(photos / name)
+        rc, _, err = cli(capsys, "stylize", photos, image_files["style"], "--fast", "-o", tmp_path / "out",
+                         "--size", "32", "-q", "--device", "cpu", "--json", tmp_path / "r.json")
+        assert rc == 130, err
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]   # the batch stopped
+        assert [i["status"] for i in json.loads((tmp_path / "r.json").read_text())] == ["ok"]
+
+    def test_init_file_is_an_input(self, capsys, image_files, tmp_path):
+        start = tmp_path / "start.png"
+        start.write_bytes(image_files["content"].read_bytes())
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "--init", start,
+                         "-o", start, *TINY)
+        one_line_error(rc, err, "input")
+        assert start.read_bytes() == image_files["content"].read_bytes()
+
+    @pytest.mark.parametrize("flag", ["--json", "--loss-curve"])
+    def test_side_output_equal_to_the_image_output(self, capsys, image_files, tmp_path, flag):
+        out = tmp_path / "r.png"
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY,
+                         flag, out)
+        one_line_error(rc, err, "side output")
+        assert not out.exists()
+
+    def test_batch_snapshots_per_image(self, capsys, tmp_path, content_image, style_image):
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        tensor_to_pil(content_image).save(photos / "a.png")
+        tensor_to_pil(content_image.flip(-1)).save(photos / "b.png")
+        tensor_to_pil(style_image).save(tmp_path / "s.png")
+        rc, _, err = cli(capsys, "stylize", photos, tmp_path / "s.png", "-o", tmp_path / "out", *TINY,
+                         "--snapshot-every", "1", "--snapshot-dir", tmp_path / "snaps")
+        assert rc == 0, err
+        for stem in ("a", "b"):
+            assert sorted(p.name for p in (tmp_path / "snaps" / stem).iterdir()) == ["step_00001.png",
+                                                                                   "step_00002.png"]
+
+    def test_negative_snapshot_every(self, capsys, image_files, tmp_path):
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o",
+                         tmp_path / "o.png", *TINY, "--snapshot-every", "-5")
+        one_line_error(rc, err, "--snapshot-every")

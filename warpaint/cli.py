@@ -24,8 +24,8 @@ from .parser import build_parser
 class _Progress:
     """Per-step callback of the CLI: a progress bar per job, and the snapshots."""
 
-    def __init__(self, args: argparse.Namespace, extras) -> None:
-        self.quiet, self.extras, self.bar = args.quiet, extras, None
+    def __init__(self, args: argparse.Namespace, extras, many: bool) -> None:
+        self.quiet, self.extras, self.many, self.bar = args.quiet, extras, many, None
 
     def __call__(self, job, it) -> None:
         from .extras import snapshot
@@ -39,7 +39,7 @@ class _Progress:
             self.bar.set_postfix_str(f"{it.size[1]}x{it.size[0]} " + " ".join(
                 f"{k}={v:.3g}" for k, v in it.losses.items()), refresh=False)
             self.bar.update(1)
-        snapshot(self.extras, job, it)
+        snapshot(self.extras, job, it, self.many)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -54,11 +54,11 @@ def _config(args: argparse.Namespace):
     return StylizeConfig(**{f.name: getattr(args, f.name) for f in fields(StylizeConfig)})
 
 
-def _extras(args: argparse.Namespace, inputs: Sequence[str]):
+def _extras(args: argparse.Namespace, inputs: Sequence[str], outputs: Sequence[str]):
     from .extras import Extras, guard_extras
 
     extras = Extras(args.snapshot_every, args.snapshot_dir, args.loss_curve, args.save_warp, args.json)
-    guard_extras(extras, args.output, inputs)
+    guard_extras(extras, args.output, inputs, outputs)
     return extras
 
 
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace, jobs, method, extras, loaded: dict | None = N
     from .extras import write_extras, write_summary
     from .jobs import run_jobs
 
-    progress, outcomes = _Progress(args, extras), []
+    progress, outcomes = _Progress(args, extras, len(jobs) > 1), []
     try:
         for outcome in run_jobs(jobs, method, original_size=args.original_size, on_step=progress,
                                 loaded=loaded):
@@ -99,16 +99,21 @@ def _run(args: argparse.Namespace, jobs, method, extras, loaded: dict | None = N
                 print(f"wrote {outcome.job.output} ({s['output_size'][0]}x{s['output_size'][1]} px, "
                       f"{s['steps']} steps, {method.device.type}, {method.dtype}, {s['seconds']:.2f} s)",
                       file=sys.stderr)
-    except Interrupted as e:
+    except KeyboardInterrupt as e:   # Ctrl-C / SIGTERM: in a step, or between them
         progress.close()
-        outcomes.append(e.outcome)  # type: ignore[attr-defined]
-        partial = e.outcome.partial  # type: ignore[attr-defined]
-        where = f"wrote the current image to {partial}" if partial else "nothing written"
+        outcome = getattr(e, "outcome", None)
+        if outcome is not None:
+            outcomes.append(outcome)
+        where = "nothing more written"
+        if outcome is not None and outcome.partial:
+            where = f"wrote the current image to {outcome.partial}"
+        elif outcome is not None and outcome.status == "ok":
+            where = f"wrote {outcome.job.output}, then stopped"
         print(f"warpaint: interrupted; {where}", file=sys.stderr)
-        write_summary(extras.json, outcomes)
-        return e.exit_code
+        write_summary(extras.json, outcomes, len(jobs) > 1)
+        return e.exit_code if isinstance(e, Interrupted) else 130
     if len(jobs) > 1 or outcomes[0].status == "ok":
-        write_summary(extras.json, outcomes)
+        write_summary(extras.json, outcomes, len(jobs) > 1)
     failed = sum(o.status == "error" for o in outcomes)
     if failed and len(jobs) > 1:
         print(f"warpaint: error: {failed} of {len(jobs)} images failed (see above)", file=sys.stderr)
@@ -123,10 +128,11 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if not fast and not args.styles:
         raise InputError("give at least one style image (or --fast / --model for a trained model)")
     cfg = _config(args)   # validate options before any work
-    inputs = [args.content, *args.styles]
+    init = [cfg.init] if cfg.init not in ("content", "noise", "style") else []   # a start image file
+    inputs = [args.content, *args.styles, *init]
     jobs = plan(args.content, args.output)
     guard_jobs(jobs, inputs)
-    extras = _extras(args, [*inputs, *(j.content for j in jobs)])
+    extras = _extras(args, [*inputs, *(j.content for j in jobs)], [j.output for j in jobs])
     return _run(args, jobs, _method(args, cfg, extras, args.styles), extras)
 
 
@@ -160,7 +166,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = _config(args)
     jobs = [Job("demo-content", args.output)]
     guard_jobs(jobs, [])
-    extras = _extras(args, [])
+    extras = _extras(args, [], [args.output])
     content, style = tensor_to_pil(demo_content()), tensor_to_pil(demo_style())
     if args.save_inputs is not None:
         args.save_inputs.mkdir(parents=True, exist_ok=True)

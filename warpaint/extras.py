@@ -33,9 +33,17 @@ class Extras:
                                ("save_warp", self.save_warp)) if v]
 
 
-def guard_extras(extras: Extras, output: str, inputs: Sequence[str]) -> None:
-    """No side output replaces an input; a JSON summary on stdout does not share it with
-    an image written there."""
+def guard_extras(extras: Extras, output: str, inputs: Sequence[str], outputs: Sequence[str] = ()) -> None:
+    """No side output replaces an input, an image output or another side output; a JSON
+    summary on stdout does not share it with an image written there."""
+    from .errors import check_number
+
+    check_number("snapshot_every", extras.snapshot_every, lo=0, integer=True)
+    files = [str(f) for f in (extras.json, extras.loss_curve) if f not in (None, STDIO)]
+    taken = [o for o in outputs if o not in (None, STDIO)]
+    for f in files:
+        if any(same_file(f, o) for o in taken) or files.count(f) > 1:
+            raise OutputError(f"{f}: a side output may not be the image output or another side output")
     if output == STDIO and extras.json == STDIO:
         raise InputError("json without a file prints to stdout, which the image written to stdout "
                          "already uses")
@@ -49,13 +57,19 @@ def guard_extras(extras: Extras, output: str, inputs: Sequence[str]) -> None:
             raise OutputError(f"{folder}: {name} must be a folder, not a file")
 
 
-def snapshot(extras: Extras, job: Job, it: Iterate) -> None:
-    """Write the current image every ``snapshot_every`` steps (a per-step hook)."""
+def snapshot(extras: Extras, job: Job, it: Iterate, many: bool = False) -> None:
+    """Write the current image every ``snapshot_every`` steps (a per-step hook); in a batch
+    of ``many`` jobs, each job's snapshots go to a folder named after its output."""
     if extras.snapshot_every <= 0 or it.done % extras.snapshot_every:
         return
     base = Path(job.output if isinstance(job.output, str) and job.output != STDIO else "warpaint")
     folder = extras.snapshot_dir or base.with_name(base.stem + "_snapshots")
-    folder.mkdir(parents=True, exist_ok=True)
+    if many and extras.snapshot_dir is not None:
+        folder = folder / base.stem
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot make the snapshot folder ({e.strerror or e})") from None
     save_image(it.image, folder / f"step_{it.done:05d}.png")
 
 
@@ -91,17 +105,18 @@ def write_extras(extras: Extras, outcome: Outcome, method, many: bool = False) -
     return pictures
 
 
-def summary_text(outcomes: Sequence[Outcome]) -> str:
-    """The JSON summary of the outcomes: one object for one job, else a list (no NaN)."""
+def summary_text(outcomes: Sequence[Outcome], many: bool = False) -> str:
+    """The JSON summary of the outcomes: one object for a single job, else (``many``: a
+    batch, even one stopped after its first image) a list; no NaN."""
     items = [summary_of(o) for o in outcomes]
-    return json.dumps(items[0] if len(items) == 1 else items, indent=2, allow_nan=False)
+    return json.dumps(items if many or len(items) != 1 else items[0], indent=2, allow_nan=False)
 
 
-def write_summary(dest: str | None, outcomes: Sequence[Outcome]) -> None:
+def write_summary(dest: str | None, outcomes: Sequence[Outcome], many: bool = False) -> None:
     """The JSON summary to ``dest`` (atomically), or to stdout for ``-``."""
     if dest is None:
         return
-    text = summary_text(outcomes)
+    text = summary_text(outcomes, many)
     if dest == STDIO:
         print(text)
     else:

@@ -304,15 +304,25 @@ def guard_output(out: str | Path, inputs: Sequence[str], *, what: str = "output"
     _probe_writable(path)
 
 
-def partial_path(out: str) -> str:
-    """Where an interrupted job's result goes: ``out.partial.png`` beside ``out.png``.
+def partial_path(out: str, n: int = 1) -> str:
+    """Where an interrupted job's result goes: ``out.partial.png`` beside ``out.png``
+    (``out.partial-N.png`` for ``n`` > 1, when that one is taken).
 
     Example:
-        >>> partial_path("results/out.png")
-        'results/out.partial.png'
+        >>> partial_path("results/out.png"), partial_path("out.png", 2)
+        ('results/out.partial.png', 'out.partial-2.png')
     """
     p = Path(out)
-    return str(p.with_name(f"{p.stem}.partial{p.suffix}"))
+    return str(p.with_name(f"{p.stem}.partial{'' if n == 1 else f'-{n}'}{p.suffix}"))
+
+
+def free_partial_path(out: str) -> str:
+    """The first :func:`partial_path` of ``out`` that no file has (a partial result never
+    replaces a file, finished or not)."""
+    n = 1
+    while Path(partial_path(out, n)).exists():
+        n += 1
+    return partial_path(out, n)
 
 
 

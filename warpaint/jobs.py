@@ -10,6 +10,7 @@ reported and the next one runs; Ctrl-C or SIGTERM writes the current result unde
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from .errors import InputError, Interrupted, NumericalError, OutputError, Warpai
 from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported for front ends)
     MIN_SIDE,
     fit_long_side,
+    free_partial_path,
     guard_output,
     list_images,
     partial_path,
@@ -44,6 +46,7 @@ from .stylize import Iterate, StylizeConfig, Stylizer
 from .training import StopRequest
 
 STDIO = "-"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,25 @@ def batch_names(files: Sequence[Path]) -> list[str]:
     """Output names (PNG) for a folder batch: ``stem.png``, or ``name.ext.png`` for every file
     whose stem another file shares, so no two outputs collide.
 
+    A name still taken (``a.png.jpg`` beside ``a.png`` and ``a.jpg``) gets a counter.
+
     Example:
         >>> batch_names([Path("a.jpg"), Path("a.png"), Path("b.jpg")])
         ['a.jpg.png', 'a.png.png', 'b.png']
+        >>> batch_names([Path("a.jpg"), Path("a.png"), Path("a.png.jpg")])
+        ['a.jpg.png', 'a.png.png', 'a.png-2.png']
     """
     stems = [f.stem.lower() for f in files]
-    return [f"{f.name}.png" if stems.count(f.stem.lower()) > 1 else f"{f.stem}.png" for f in files]
+    names, taken = [], set()
+    for f in files:
+        base = f.name if stems.count(f.stem.lower()) > 1 else f.stem
+        name, n = f"{base}.png", 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}-{n}.png"
+        taken.add(name.lower())
+        names.append(name)
+    return names
 
 
 def plan(content: str, output: str) -> list[Job]:
@@ -92,7 +108,10 @@ def plan(content: str, output: str) -> list[Job]:
         if output == STDIO or (out_dir.exists() and not out_dir.is_dir()):
             raise OutputError(f"{output}: for a folder of content images, -o must be a folder")
         files = list_images(Path(content))
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{output}: cannot make the output folder ({e.strerror or e})") from None
         return [Job(str(c), str(out_dir / name)) for c, name in zip(files, batch_names(files), strict=True)]
     return [Job(content, output)]
 
@@ -274,12 +293,17 @@ def _as_tensor(image: Tensor | Image.Image) -> Tensor:
 
 
 def _save_partial(current: Tensor | None, job: Job) -> str | None:
-    """Write the current result of a stopped job under its ``.partial`` name."""
+    """Write the current result of a stopped job under a free ``.partial`` name (never over
+    an existing file); None when there is nothing to write or it cannot be written."""
     if current is None or job.output in (None, STDIO):
         return None
-    check_result(current)
-    dest = partial_path(job.output)  # type: ignore[arg-type]
-    _write(current, dest)
+    dest = free_partial_path(job.output)  # type: ignore[arg-type]
+    try:
+        check_result(current)
+        _write(current, dest)
+    except WarpaintError as e:   # the interruption stays what is reported
+        log.warning("the current image was not written: %s", e)
+        return None
     return dest
 
 
@@ -340,8 +364,11 @@ def run_job(job: Job, method: Method, *, original_size: bool = False,
         raise _with_outcome(Interrupted(e.signum if isinstance(e, Interrupted) else 2), outcome) from None
     except WarpaintError as e:
         return Outcome(job, "error", error=str(e), history=history, exception=e)
-    return _finish(job, method, content, result, extra, time.perf_counter() - t0, original_size,
-                   history, scale_starts)
+    outcome = _finish(job, method, content, result, extra, time.perf_counter() - t0, original_size,
+                      history, scale_starts)
+    if signals.requested:   # a signal after the last step, or during a method without steps:
+        raise _with_outcome(Interrupted(signals.signum or 2), outcome)   # the finished result is kept
+    return outcome
 
 
 def _finish(job: Job, method: Method, content: Image.Image | Tensor, result: Tensor | Image.Image,

@@ -184,7 +184,8 @@ def _check_config(cfg: StylizeConfig) -> None:
     def bad(msg: str) -> None:
         raise InputError(msg)
 
-    for name, lo, hi in (("size", MIN_SIDE, MAX_SIZE), ("min_size", MIN_SIDE, MAX_SIZE), ("steps", 0, MAX_STEPS),
+    for name, lo, hi in (("size", MIN_SIDE, MAX_SIZE), ("min_size", MIN_SIDE, MAX_SIZE),
+                         ("steps", 0, MAX_STEPS),
                          ("coarse_steps", -1, MAX_STEPS), ("warp_grid", 3, 32), ("style_regions", 0, 8),
                          ("seed", 0, 2**63 - 1)):
         check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
@@ -387,6 +388,7 @@ class Stylizer:
                 nothing is returned.
         """
         cfg = self.cfg
+        self._current = None                  # nothing of an earlier run
         prepared = self._prepare(content, styles)
         styles, blend, scales = prepared.styles, prepared.blend, prepared.scales
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
@@ -448,8 +450,9 @@ class Stylizer:
 
     def current_result(self) -> Tensor | None:
         """The result so far of the run in progress (or one stopped by an exception), as
-        :meth:`run` would return it: colours joined, warped, at the final size, on the CPU;
-        ``None`` before the first step or after a finished run."""
+        :meth:`run` would return it: colours joined, warped, at the final size, on the CPU
+        (the start image until the first step); ``None`` before a run has its start image
+        and after a finished one."""
         if self._current is None:
             return None
         image, prepared = self._current

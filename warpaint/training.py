@@ -238,10 +238,17 @@ def _resume_fit(checkpoint: Path | None, fmt: str, config: dict, ignores: tuple[
         return {k: v for k, v in d.items() if k not in ignores}
 
     if ck.get("format") == fmt and isinstance(ck.get("config"), dict) and kept(ck["config"]) == kept(config):
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        return ck["step"], ck["history"], ck["seconds"]
+        try:
+            check_finite_state(ck["model"], checkpoint)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            return int(ck["step"]), list(ck["history"]), float(ck["seconds"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            if isinstance(e, InputError):
+                raise
+            raise InputError(f"{checkpoint}: damaged checkpoint ({type(e).__name__}); move it away to start "
+                             "over") from None
     aside = move_aside(checkpoint)
     log.warning("%s: its configuration differs from this run's; kept as %s, training from scratch",
                 checkpoint, aside)

@@ -39,8 +39,8 @@ def train_variants(app: ModuleType, name: str, configs: list, data: tuple[Tensor
 
 def evaluate_variants(app: ModuleType, name: str, variants: tuple[str, ...], load_data: Callable,
                       data_folder: Path, out: Path, *, report: Report | None = None) -> dict:
-    """Evaluate each trained variant on the held-out canvas sets (every checkpoint is checked
-    before any work); pictures of the predictions, entries in ``NAME_results.json``."""
+    """Evaluate each trained variant on the held-out canvas sets (that every checkpoint exists
+    is checked before any work); pictures of the predictions, entries in ``NAME_results.json``."""
     from ..training import count_parameters
 
     results_path = out / f"{name}_results.json"

@@ -357,7 +357,7 @@ def train_to_file(cfg: TrainConfig, content_dir: Path, style: Path, output: Path
     finished model) and re-raises, with the path as the exception's ``partial``.
     """
     from ..device import pick_device
-    from ..io import partial_path
+    from ..io import free_partial_path
     from ..memory import check_budget, training_peak_bytes
     from ..plots import save_loss_curve
 
@@ -379,7 +379,7 @@ def train_to_file(cfg: TrainConfig, content_dir: Path, style: Path, output: Path
         if ckpt.exists():
             partial = from_checkpoint(ckpt)
             partial.work_size = work_size
-            e.partial = partial_path(str(output))  # type: ignore[attr-defined]
+            e.partial = free_partial_path(str(output))  # type: ignore[attr-defined]
             partial.save(e.partial)  # type: ignore[attr-defined]
         raise
     model.training.update(content_images=len(contents), style_images=len(styles))
