@@ -1,4 +1,4 @@
-"""Command line: ``warpaint stylize | demo | score | train | stn ...``. A thin layer over the
+"""Command line: ``warpaint stylize | demo | score | train | serve | stn ...``. A thin layer over
 job layer (:mod:`warpaint.jobs`, :mod:`warpaint.extras`) and the apps: it parses (the options
 are in :mod:`warpaint.parser`) and prints.
 
