@@ -1,6 +1,6 @@
-"""Command line: ``warpaint stylize | demo | score | train | serve | stn ...``. A thin layer over
-job layer (:mod:`warpaint.jobs`, :mod:`warpaint.extras`) and the apps: it parses (the options
-are in :mod:`warpaint.parser`) and prints.
+"""Command line: ``warpaint stylize | demo | score | train | serve | stn ...``. A thin layer
+over the job layer (:mod:`warpaint.jobs`, :mod:`warpaint.extras`), the apps and the web page:
+it parses (the options are in :mod:`warpaint.parser`) and prints.
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr), 130 on Ctrl-C and 143 on
 SIGTERM (the current result is written first, under a ``.partial`` name).
