@@ -327,9 +327,10 @@ def run_job(job: Job, method: Method, *, original_size: bool = False,
     ``loaded`` maps content names to images already in memory (the demo's). Bad input (a
     WarpaintError) gives an ``error`` outcome. ``stop`` (set from another thread, e.g. a web
     page's Stop button) ends the job after the current step with a ``stopped`` outcome that
-    holds the current result. Ctrl-C or SIGTERM (main thread) writes the current result to
-    :func:`partial_path` and raises :class:`~warpaint.errors.Interrupted` with the outcome
-    attached as ``.outcome``.
+    holds the current result. Ctrl-C or SIGTERM (main thread) writes the current result to a
+    free ``.partial`` name (:func:`~warpaint.io.free_partial_path`) and raises
+    :class:`~warpaint.errors.Interrupted` with the outcome attached as ``.outcome``; one that
+    comes after the last step lets the finished result be written first.
     """
     history: list[dict[str, float]] = []
     scale_starts: list[int] = []
