@@ -472,9 +472,10 @@ def test_digits_ctrl_c_saves_and_resumes_exactly(tmp_path, mnist, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         digits.train(cfg, (images, labels), checkpoint=tmp_path / "b.pt", progress=False)
     ck = load_checkpoint(tmp_path / "b.pt")
-    assert ck["epoch"] == 0 and ck["batch"] == 3
+    assert ck["epoch"] == 0 and ck["batch"] == 3 and ck["seconds"] > 0   # time so far kept too
     monkeypatch.setattr(digits, "_digits_loss", real_loss)
-    resumed, _, _ = digits.train(cfg, (images, labels), checkpoint=tmp_path / "b.pt", progress=False)
+    resumed, res, _ = digits.train(cfg, (images, labels), checkpoint=tmp_path / "b.pt", progress=False)
+    assert res["train_seconds"] >= round(ck["seconds"], 1)   # both runs' time
     for p, q in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q)
 

@@ -394,7 +394,7 @@ def _resume(checkpoint: Path | None, cfg: DigitsConfig, model: nn.Module, opt, s
             raise
         raise InputError(f"{checkpoint}: damaged checkpoint ({type(e).__name__}); move it away to start "
                          "over") from None
-    return {k: ck[k] for k in ("epoch", "batch", "perm", "gen", "rng") if k in ck}
+    return {k: ck[k] for k in ("epoch", "batch", "perm", "gen", "rng", "seconds") if k in ck}
 
 
 def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | None = None,
@@ -417,12 +417,14 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     bar = progress_bar(total, state["epoch"] * steps_per_epoch + state.get("batch", 0),
                        f"{cfg.model} {cfg.distortion}", "batch") if progress else None
 
+    spent = float(state.get("seconds", 0.0))   # training time of earlier, interrupted runs
+
     def save(epoch: int, **inside) -> None:
         if checkpoint is not None:
             save_checkpoint({"format": "warpaint.digits", "version": CHECKPOINT_VERSION, "epoch": epoch,
                              "config": asdict(cfg), "model": model.state_dict(),
-                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **inside},
-                            checkpoint)
+                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                             "seconds": spent + time.perf_counter() - t0, **inside}, checkpoint)
 
     t0 = time.perf_counter()
     try:
@@ -446,7 +448,7 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     finally:
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - t0
+    seconds = spent + time.perf_counter() - t0
     result = {"distortion": cfg.distortion, "model": cfg.model,
               "error_pct": evaluate(model, test.images, test.labels), "train_seconds": round(seconds, 1),
               "parameters": count_parameters(model), "epochs": cfg.epochs, "train_digits": int(x_train.shape[0]),
