@@ -99,6 +99,12 @@ def draw(edges: dict[str, set[str]], depth: dict[str, int], dest: Path) -> None:
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(dest, dpi=110)
+    plt.close(fig)
+    from PIL import Image
+
+    with Image.open(dest) as im:     # a diagram needs few colours: about 90 kB instead of 400
+        small = im.convert("RGB").quantize(colors=32, method=Image.Quantize.MEDIANCUT)
+    small.save(dest, optimize=True)
 
 
 def table(edges: dict[str, set[str]], depth: dict[str, int]) -> str:

@@ -210,14 +210,20 @@ class TestNonFinite:
         assert not out.exists()
 
 
+def photo_folder(tmp_path: Path, images: dict) -> Path:
+    """``tmp_path/photos`` holding the (1, 3, H, W) ``images`` under their names."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, image in images.items():
+        tensor_to_pil(image).save(photos / name)
+    return photos
+
+
 # -- 3. folder batches -----------------------------------------------------------------------------
 class TestBatch:
     def test_names_never_collide(self, capsys, tmp_path, content_image, style_image):
-        photos = tmp_path / "photos"
-        photos.mkdir()
-        tensor_to_pil(content_image).save(photos / "a.jpg")
-        tensor_to_pil(content_image.flip(-1)).save(photos / "a.png")
-        tensor_to_pil(content_image).save(photos / "b.png")
+        photos = photo_folder(tmp_path, {"a.jpg": content_image, "a.png": content_image.flip(-1),
+                                         "b.png": content_image})
         tensor_to_pil(style_image).save(tmp_path / "s.png")
         rc, _, err = cli(capsys, "stylize", photos, tmp_path / "s.png", "-o", tmp_path / "out", *TINY)
         assert rc == 0, err
@@ -225,10 +231,8 @@ class TestBatch:
         assert batch_names([Path("x.JPG"), Path("x.jpeg")]) == ["x.JPG.png", "x.jpeg.png"]
 
     def test_bad_image_is_skipped_and_reported(self, capsys, tmp_path, content_image, style_image):
-        photos = tmp_path / "photos"
-        photos.mkdir()
+        photos = photo_folder(tmp_path, {"b.png": content_image})
         (photos / "a_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-        tensor_to_pil(content_image).save(photos / "b.png")
         tensor_to_pil(style_image).save(tmp_path / "s.png")
         summary = tmp_path / "run.json"
         rc, _, err = cli(capsys, "stylize", photos, tmp_path / "s.png", "-o", tmp_path / "out", *TINY,
@@ -248,21 +252,26 @@ class TestBatch:
         assert not (tmp_path / "o.png").exists()
 
 
+def ctrl_c_in_engine(monkeypatch, at_step: int) -> None:
+    """The engine's runs are interrupted as if by Ctrl-C after step ``at_step - 1``."""
+    real = Stylizer._optimize
+
+    def interrupted(self, *a, **kw):
+        for i, losses in enumerate(real(self, *a, **kw), 1):
+            if i == at_step:
+                raise KeyboardInterrupt
+            yield losses
+
+    monkeypatch.setattr(Stylizer, "_optimize", interrupted)
+
+
 # -- 4. finished results are never overwritten -----------------------------------------------------
 class TestFinishedResultsKept:
     def test_rerun_ctrl_c_keeps_the_finished_output(self, capsys, image_files, tmp_path, monkeypatch):
         out = tmp_path / "o.png"
         assert cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)[0] == 0
         finished = out.read_bytes()
-        real = Stylizer._optimize
-
-        def interrupted(self, *a, **kw):
-            for i, losses in enumerate(real(self, *a, **kw)):
-                if i == 1:
-                    raise KeyboardInterrupt
-                yield losses
-
-        monkeypatch.setattr(Stylizer, "_optimize", interrupted)
+        ctrl_c_in_engine(monkeypatch, at_step=2)
         rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)
         assert rc == 130, err
         assert out.read_bytes() == finished
@@ -512,15 +521,7 @@ class TestReviewFindings:
     def test_a_partial_never_replaces_a_file(self, capsys, image_files, tmp_path, monkeypatch):
         out = tmp_path / "o.png"
         (tmp_path / "o.partial.png").write_bytes(b"a finished result of someone's")
-        real = Stylizer._optimize
-
-        def interrupted(self, *a, **kw):
-            for i, losses in enumerate(real(self, *a, **kw)):
-                if i == 1:
-                    raise KeyboardInterrupt
-                yield losses
-
-        monkeypatch.setattr(Stylizer, "_optimize", interrupted)
+        ctrl_c_in_engine(monkeypatch, at_step=2)
         rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)
         assert rc == 130, err
         assert (tmp_path / "o.partial.png").read_bytes() == b"a finished result of someone's"
@@ -565,10 +566,7 @@ class TestReviewFindings:
         assert not out.exists()
 
     def test_batch_snapshots_per_image(self, capsys, tmp_path, content_image, style_image):
-        photos = tmp_path / "photos"
-        photos.mkdir()
-        tensor_to_pil(content_image).save(photos / "a.png")
-        tensor_to_pil(content_image.flip(-1)).save(photos / "b.png")
+        photos = photo_folder(tmp_path, {"a.png": content_image, "b.png": content_image.flip(-1)})
         tensor_to_pil(style_image).save(tmp_path / "s.png")
         rc, _, err = cli(capsys, "stylize", photos, tmp_path / "s.png", "-o", tmp_path / "out", *TINY,
                          "--snapshot-every", "1", "--snapshot-dir", tmp_path / "snaps")
