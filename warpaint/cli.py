@@ -128,8 +128,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if not fast and not args.styles:
         raise InputError("give at least one style image (or --fast / --model for a trained model)")
     cfg = _config(args)   # validate options before any work
-    init = [cfg.init] if cfg.init not in ("content", "noise", "style") else []   # a start image file
-    inputs = [args.content, *args.styles, *init]
+    inputs = [args.content, *args.styles, *([cfg.init_file] if cfg.init_file else [])]
     jobs = plan(args.content, args.output)
     guard_jobs(jobs, inputs)
     extras = _extras(args, [*inputs, *(j.content for j in jobs)], [j.output for j in jobs])

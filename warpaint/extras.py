@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, check_number
 from .io import save_image, write_bytes_atomic
 from .jobs import STDIO, Job, Outcome, guard_output, same_file, summary_of
 from .stylize import Iterate
@@ -36,8 +36,6 @@ class Extras:
 def guard_extras(extras: Extras, output: str, inputs: Sequence[str], outputs: Sequence[str] = ()) -> None:
     """No side output replaces an input, an image output or another side output; a JSON
     summary on stdout does not share it with an image written there."""
-    from .errors import check_number
-
     check_number("snapshot_every", extras.snapshot_every, lo=0, integer=True)
     files = [str(f) for f in (extras.json, extras.loss_curve) if f not in (None, STDIO)]
     taken = [o for o in outputs if o not in (None, STDIO)]

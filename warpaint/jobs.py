@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .errors import InputError, Interrupted, NumericalError, OutputError, WarpaintError
+from .errors import InputError, Interrupted, NumericalError, OutputError, WarpaintError, check_number
 from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported for front ends)
     MIN_SIDE,
     fit_long_side,
@@ -129,12 +129,10 @@ def guard_jobs(jobs: Sequence[Job], inputs: Sequence[str]) -> None:
 # -- reading and checking -----------------------------------------------------------------------
 def read_init(cfg: StylizeConfig) -> Tensor | None:
     """The start image when ``cfg.init`` names a file, else None."""
-    if cfg.init in ("content", "noise", "style"):
-        return None
-    return pil_to_tensor(read_pil(cfg.init))
+    return None if cfg.init_file is None else pil_to_tensor(read_pil(cfg.init_file))
 
 
-def check_result(image: Tensor | Image.Image, content_hw: tuple[int, int] | None = None) -> None:
+def check_result(image: Tensor | Image.Image) -> None:
     """A NumericalError for a result no one should receive: non-finite values, or a flat
     (e.g. all-black) image."""
     a = np.asarray(image) if isinstance(image, Image.Image) else image.detach().float().cpu().numpy()
@@ -232,8 +230,7 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     ``model`` file) a feed-forward model (``None``: the shipped one) at ``strength``, run at
     ``work_size`` (``None``: the model's own; 0: full size). Style images (Pillow) are shrunk
     before they become tensors: to twice the long side the engine needs, to the size a model
-    reads. Options the method cannot honour
-    are InputErrors."""
+    reads. Options the method cannot honour are InputErrors."""
     def shrink(im: Image.Image | Tensor, side: int) -> Image.Image | Tensor:
         return im if isinstance(im, Tensor) else resize_pil_long_side(im, side, enlarge=False)
 
@@ -245,7 +242,6 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
         need = 2 * max(MIN_SIDE, round(cfg.size * cfg.style_scale))
         return EngineMethod(cfg, [shrink(s, need) for s in styles], init=read_init(cfg))
     from .device import pick_device
-    from .errors import check_number
     from .feedforward import load
 
     for name, used in (("warp", cfg.warp != "none"), ("align_style", cfg.align_style != "none")):

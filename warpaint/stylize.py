@@ -140,6 +140,11 @@ class StylizeConfig:
         return kept
 
     @property
+    def init_file(self) -> str | None:
+        """The start image's file when ``init`` names one (not content, noise or style)."""
+        return None if self.init in ("content", "noise", "style") else self.init
+
+    @property
     def regions(self) -> int:
         """Side of the style-statistics grid (``style_regions`` with 0 resolved)."""
         if self.style_regions:

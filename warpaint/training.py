@@ -225,6 +225,21 @@ def progress_bar(total: int, initial: int, desc: str, unit: str):
     return tqdm(total=total, initial=initial, desc=desc, unit=unit)
 
 
+def load_training_state(ck: dict, path: Path, model: nn.Module, opt, sched) -> None:
+    """Put a checkpoint's model, optimizer and schedule states into ``model``, ``opt`` and
+    ``sched`` (for resuming); a damaged or non-finite state is a one-line InputError."""
+    try:
+        check_finite_state(ck["model"], path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{path}: damaged checkpoint ({type(e).__name__}); move it away to start "
+                         "over") from None
+
+
 def _resume_fit(checkpoint: Path | None, fmt: str, config: dict, ignores: tuple[str, ...], model: nn.Module,
                 opt, sched) -> tuple[int, list[dict[str, float]], float]:
     """Load a :func:`fit` checkpoint of this configuration (up to ``ignores``) into the model,
@@ -238,15 +253,10 @@ def _resume_fit(checkpoint: Path | None, fmt: str, config: dict, ignores: tuple[
         return {k: v for k, v in d.items() if k not in ignores}
 
     if ck.get("format") == fmt and isinstance(ck.get("config"), dict) and kept(ck["config"]) == kept(config):
+        load_training_state(ck, checkpoint, model, opt, sched)
         try:
-            check_finite_state(ck["model"], checkpoint)
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
             return int(ck["step"]), list(ck["history"]), float(ck["seconds"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            if isinstance(e, InputError):
-                raise
+        except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{checkpoint}: damaged checkpoint ({type(e).__name__}); move it away to start "
                              "over") from None
     aside = move_aside(checkpoint)

@@ -38,9 +38,9 @@ from ..stn.transformer import (
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
 from ..training import (
     StopRequest,
-    check_finite_state,
     count_parameters,
     load_checkpoint,
+    load_training_state,
     move_aside,
     param_groups,
     progress_bar,
@@ -382,18 +382,10 @@ def _resume(checkpoint: Path | None, cfg: DigitsConfig, model: nn.Module, opt, s
     ck = load_checkpoint(checkpoint)
     if ck.get("config") != asdict(cfg) or ck.get("version") != CHECKPOINT_VERSION:
         aside = move_aside(checkpoint)
-        log.warning("%s: another configuration or version; kept as %s, training from scratch", checkpoint, aside)
+        log.warning("%s: another configuration or version; kept as %s, training from scratch",
+                    checkpoint, aside)
         return {"epoch": 0}
-    try:
-        check_finite_state(ck["model"], checkpoint)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"{checkpoint}: damaged checkpoint ({type(e).__name__}); move it away to start "
-                         "over") from None
+    load_training_state(ck, checkpoint, model, opt, sched)
     return {k: ck[k] for k in ("epoch", "batch", "perm", "gen", "rng", "seconds") if k in ck}
 
 
@@ -404,7 +396,8 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     evaluated on. Ctrl-C or SIGTERM saves the state inside the epoch and resumes there."""
     images, labels = data
     if not 0 < cfg.n_test < images.shape[0]:
-        raise InputError(f"n_test must be between 1 and {images.shape[0] - 1} (the digits given), got {cfg.n_test}")
+        raise InputError(f"n_test must be between 1 and {images.shape[0] - 1} (the digits given), "
+                         f"got {cfg.n_test}")
     x_train, y_train, test = _split_data(cfg, images, labels)
     model, opt, sched = _digits_model(cfg, x_train.shape[0])
     steps_per_epoch = math.ceil(x_train.shape[0] / cfg.batch_size)
@@ -451,8 +444,9 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
     seconds = spent + time.perf_counter() - t0
     result = {"distortion": cfg.distortion, "model": cfg.model,
               "error_pct": evaluate(model, test.images, test.labels), "train_seconds": round(seconds, 1),
-              "parameters": count_parameters(model), "epochs": cfg.epochs, "train_digits": int(x_train.shape[0]),
-              "test_digits": int(test.images.shape[0]), "threads": torch.get_num_threads(), "config": asdict(cfg)}
+              "parameters": count_parameters(model), "epochs": cfg.epochs,
+              "train_digits": int(x_train.shape[0]), "test_digits": int(test.images.shape[0]),
+              "threads": torch.get_num_threads(), "config": asdict(cfg)}
     return model, result, test
 
 
