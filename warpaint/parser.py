@@ -156,7 +156,7 @@ def _serve_parser(sub) -> None:
 
 
 def _stn_parsers(sub) -> None:
-    from .apps import detection, segmentation
+    from .apps.common import DetectionConfig, SegmentationConfig  # not the apps: no torchvision here
     from .apps.digits import DigitsConfig
 
     stn = sub.add_parser("stn", help="spatial transformer network applications")
@@ -170,8 +170,8 @@ def _stn_parsers(sub) -> None:
                    help="which model(s) to train (default: both)")
     _add_app_io(p, "digits")
     add_config_flags(p, DigitsConfig, skip=("distortion", "model"), unset=True)
-    for app, what, module in (("detect", "Faster R-CNN detector", detection),
-                              ("seg", "U-Net segmenter", segmentation)):
+    for app, what, config in (("detect", "Faster R-CNN detector", DetectionConfig),
+                              ("seg", "U-Net segmenter", SegmentationConfig)):
         for verb in ("train", "eval"):
             p = stn_sub.add_parser(f"{app}-{verb}", help=f"{verb} the {what} with and without an STN",
                                    description=f"{'Train' if verb == 'train' else 'Evaluate'} the {what} on "
@@ -182,7 +182,7 @@ def _stn_parsers(sub) -> None:
                            help="without STN, with STN, or both (default: both)")
             _add_app_io(p, app)
             if verb == "train":
-                add_config_flags(p, module.Config, skip=("stn",), unset=True)
+                add_config_flags(p, config, skip=("stn",), unset=True)
 
 
 def _add_app_io(p: argparse.ArgumentParser, app: str) -> None:

@@ -100,6 +100,25 @@ class CanvasAppConfig:
         check_config(self)
 
 
+@dataclass(frozen=True)
+class DetectionConfig(CanvasAppConfig):
+    """The detector's options (the CLI's flags are generated from these)."""
+
+    steps: int = field(default=1800, metadata={"help": "training steps"})
+    width: int = field(default=32, metadata={"help": "channels of the first layer"})
+
+
+@dataclass(frozen=True)
+class SegmentationConfig(CanvasAppConfig):
+    """The segmenter's options (the CLI's flags are generated from these)."""
+
+    stn_encoder: bool = field(default=False, metadata={
+        "help": "also a transformer on the deepest encoder features"})
+    stn_lr_scale: float = field(default=0.1, metadata={"help": "learning-rate factor of the transformers"})
+    background_weight: float = field(default=0.1, metadata={
+        "help": "cross-entropy weight of background pixels (digits: 1)"})
+
+
 def input_transformer(kind: str, in_channels: int = 1) -> SpatialTransformer:
     """The transformer in front of the canvas models: its localization net looks at the
     image at half resolution (enough to see the sheet's pose, at a quarter of the cost)."""

@@ -13,7 +13,7 @@ through the transform when masks are not given).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -28,7 +28,8 @@ from ..stn.transformer import SpatialTransformer, rotation_equivariance_loss
 from ..training import fit, restore, summary
 from . import canvas
 from .canvas import STROKE, CanvasConfig, boxes_from_masks
-from .common import CanvasAppConfig, check_config, input_transformer, resume_ignores  # noqa: F401  (re-exported)
+from .common import DetectionConfig as Config  # noqa: F401  (the app's options)
+from .common import check_config, input_transformer, resume_ignores  # noqa: F401  (re-exported)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -155,14 +156,6 @@ class STNDetector(nn.Module):
 
 
 # -- training and evaluation ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Config(CanvasAppConfig):
-    """The detector's options (the CLI's flags are generated from these)."""
-
-    steps: int = field(default=1800, metadata={"help": "training steps"})
-    width: int = field(default=32, metadata={"help": "channels of the first layer"})
-
-
 def make_model(cfg: Config) -> STNDetector:
     check_config(cfg)
     torch.manual_seed(cfg.seed)

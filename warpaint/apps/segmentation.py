@@ -12,7 +12,7 @@ Classes: 0 background (sheet, clutter, outside the sheet), 1 + d for the strokes
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +25,8 @@ from ..stn.transformer import SpatialTransformer, rotation_equivariance_loss
 from ..training import fit, restore, summary
 from . import canvas
 from .canvas import CanvasConfig
-from .common import CanvasAppConfig, check_config, input_transformer, resume_ignores
+from .common import SegmentationConfig as Config  # noqa: F401  (the app's options)
+from .common import check_config, input_transformer, resume_ignores
 
 
 def unwarp(y: Tensor, theta: Tensor, *, mode: Literal["bilinear", "nearest"] = "bilinear",
@@ -122,17 +123,6 @@ class STNSegmenter(nn.Module):
 
 
 # -- training and evaluation ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Config(CanvasAppConfig):
-    """The segmenter's options (the CLI's flags are generated from these)."""
-
-    stn_encoder: bool = field(default=False, metadata={
-        "help": "also a transformer on the deepest encoder features"})
-    stn_lr_scale: float = field(default=0.1, metadata={"help": "learning-rate factor of the transformers"})
-    background_weight: float = field(default=0.1, metadata={
-        "help": "cross-entropy weight of background pixels (digits: 1)"})
-
-
 def make_model(cfg: Config) -> STNSegmenter:
     check_config(cfg)
     torch.manual_seed(cfg.seed)

@@ -19,11 +19,20 @@ from dataclasses import replace
 
 from ..errors import InputError
 from .jobqueue import JobQueue, Settings
-from .server import create_app
 
 __all__ = ["JobQueue", "Settings", "create_app", "is_loopback", "running", "serve"]
 
 log = logging.getLogger("warpaint.web")
+
+
+def __getattr__(name: str):
+    """``create_app`` on first use: FastAPI (half a second to import) is loaded only by
+    what serves, not by every command whose parser reads :class:`Settings`."""
+    if name == "create_app":
+        from .server import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_loopback(host: str) -> bool:
@@ -57,6 +66,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     step and every file the server kept is removed)."""
     import uvicorn
 
+    from .server import create_app
+
     _check_free(host, port)
     if not is_loopback(host):
         print(f"warpaint: warning: serving on {host}: anyone who can reach this machine can use the "
@@ -76,6 +87,8 @@ def running(settings: Settings | None = None, *, timeout: float = 30.0) -> Itera
     """A server on 127.0.0.1 and a free port, in a background thread (tests, screenshots):
     yields its URL and app; shut down, with every file it kept, on leaving the block."""
     import uvicorn
+
+    from .server import create_app
 
     app = create_app(settings)
     sock = socket.socket()
