@@ -41,7 +41,7 @@ from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported
     save_image,
     tensor_to_pil,
 )
-from .memory import check_budget, engine_peak_bytes, fast_peak_bytes
+from .memory import budget_bytes, check_budget, plan_fast
 from .stylize import Iterate, StylizeConfig, Stylizer
 from .training import StopRequest
 
@@ -172,9 +172,7 @@ class EngineMethod:
         self.init = init
 
     def check(self, content: Image.Image | Tensor) -> None:
-        hw = self.cfg.scales(_hw(content))[-1]
-        need = engine_peak_bytes(self.cfg, hw, _hw(content), [tuple(s.shape[-2:]) for s in self.styles])
-        check_budget(need, self.cfg.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
+        self.stylizer.plans(_hw(content), [tuple(s.shape[-2:]) for s in self.styles])  # type: ignore[misc]
 
     def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Tensor, dict]:
         tensor = _as_tensor(content)
@@ -183,6 +181,10 @@ class EngineMethod:
         # keys with "_" are for the caller (pictures of the warp), not for the JSON summary
         extra: dict[str, Any] = {"scales": [[w, h] for h, w in scales], "config": asdict(self.cfg),
                                  "_detail": detail, "_content": tensor}
+        tiled = [{"size": [w, h], "tile": p.core, "overlap": 2 * p.margin, "lbfgs_history": p.history}
+                 for (h, w), p in zip(scales, detail.plans) if p.tiled]
+        if tiled:
+            extra["tiled_scales"] = tiled
         return detail.image, extra
 
     def current(self) -> Tensor | None:
@@ -197,17 +199,20 @@ class FastMethod:
 
     def __init__(self, model, styles: Sequence[Image.Image], *, size: int, weights: list[float] | None,
                  strength: float, preserve_color: str, work_size: int | None, max_memory: float,
-                 label: str) -> None:
+                 label: str, tile: int = 0) -> None:
         self.model, self.styles, self.size, self.weights = model, list(styles), size, weights
         self.strength, self.preserve_color, self.work_size = strength, preserve_color, work_size
-        self.max_memory, self.label = max_memory, label
+        self.max_memory, self.label, self.tile = max_memory, label, tile
         self.device = model.device
+        self.plan = (0, 0)    # (tile, stats_size) of the content last checked
 
     def check(self, content: Image.Image | Tensor) -> None:
         hw = fit_long_side(_hw(content), self.size)
         blend = self.strength < 1 or self.preserve_color != "none"
-        need = fast_peak_bytes(hw, self.work_size, blend_full=blend)
-        check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
+        budget = budget_bytes(self.max_memory, self.device)
+        tile, stats, need = plan_fast(hw, self.work_size, budget, blend_full=blend, tile=self.tile)
+        check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px", budget=budget)
+        self.plan = (tile, stats)
 
     def run(self, content: Image.Image | Tensor,
             on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
@@ -215,9 +220,12 @@ class FastMethod:
             content = tensor_to_pil(content)
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
                                        strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
-                                       work_size=self.work_size)
-        return out, {"model": self.label, "kind": self.model.kind, "strength": self.strength,
-                     "work_size": self.work_size}
+                                       work_size=self.work_size, tile=self.plan[0], stats_size=self.plan[1])
+        extra = {"model": self.label, "kind": self.model.kind, "strength": self.strength,
+                 "work_size": self.work_size}
+        if self.plan[0]:
+            extra["tiles"] = {"tile": self.plan[0], "stats_size": self.plan[1]}
+        return out, extra
 
     def current(self) -> Tensor | None:
         return None
@@ -258,7 +266,7 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     pils = [tensor_to_pil(s) if isinstance(s, Tensor) else shrink(s, ff.style_size) for s in styles]
     return FastMethod(ff, pils, size=cfg.size, weights=list(cfg.style_blend) or None, strength=strength,
                       preserve_color=cfg.preserve_color, max_memory=cfg.max_memory,
-                      label=str(model or "shipped"),
+                      label=str(model or "shipped"), tile=cfg.tile,
                       work_size=ff.work_size if work_size is None else (work_size or None))
 
 
