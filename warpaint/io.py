@@ -93,8 +93,18 @@ def _sample_bits(im: Image.Image) -> int:
     return 16 if ";16" in raw else 8
 
 
-def _open(source: PathLike | BinaryIO, max_pixels: int) -> tuple[Image.Image, int]:
-    """The decoded image and the bits per sample of its file (:func:`_sample_bits`)."""
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation of a not yet loaded image (1: upright). Read before decoding:
+    Pillow's TIFF reader turns an image upright as it decodes and then drops the tag."""
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a corrupt EXIF block must not stop us
+        return 1
+
+
+def _open(source: PathLike | BinaryIO, max_pixels: int) -> tuple[Image.Image, int, int]:
+    """The decoded image, the bits per sample of its file (:func:`_sample_bits`) and its
+    EXIF orientation as stored (:func:`_orientation`)."""
     # The path as given (a Path's ``.name`` would be the bare file name); a stream's own name.
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else \
         getattr(source, "name", None) or str(source)
@@ -121,6 +131,7 @@ def _open(source: PathLike | BinaryIO, max_pixels: int) -> tuple[Image.Image, in
                 raise InputError(
                     f"{name}: {im.width}x{im.height} px exceeds the limit of {max_pixels} pixels")
             bits = _sample_bits(im)
+            orientation = _orientation(im) if bits == 16 else 1
             im.load()  # decode now, so truncated files fail here
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"{name}: image too large ({e})") from None
@@ -130,7 +141,7 @@ def _open(source: PathLike | BinaryIO, max_pixels: int) -> tuple[Image.Image, in
         raise InputError(f"{name}: cannot decode image ({e})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old
-    return im, bits
+    return im, bits, orientation
 
 
 def load_pil(source: PathLike | BinaryIO, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -143,7 +154,7 @@ def load_pil(source: PathLike | BinaryIO, *, max_pixels: int = MAX_PIXELS) -> Im
     Raises:
         InputError: missing, directory, empty, truncated, non-image or over ``max_pixels``.
     """
-    im, _ = _open(source, max_pixels)
+    im, _, _ = _open(source, max_pixels)
     im, _ = to_srgb(_exif_transpose(im), name=_name_of(source))
     return _to_rgb(im)
 
@@ -250,13 +261,10 @@ _ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_18
                 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 
-def _orient(a: np.ndarray, im: Image.Image) -> np.ndarray:
-    """(H, W, C) samples of ``im``'s file turned upright by its EXIF orientation: Pillow
-    transposes an image of pixel indices, which then gathers the samples."""
-    try:
-        method = _ORIENTATION.get(int(im.getexif().get(0x0112, 1)))
-    except Exception:  # noqa: BLE001 - a corrupt EXIF block must not stop us
-        method = None
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) samples turned upright by their EXIF ``orientation``: Pillow transposes an
+    image of pixel indices, which then gathers the samples."""
+    method = _ORIENTATION.get(orientation)
     if method is None:
         return a
     h, w, c = a.shape
@@ -331,7 +339,7 @@ def read_content(src: str, *, max_pixels: int = MAX_PIXELS) -> Loaded:
     if src == "-":
         source, name = _io.BytesIO(sys.stdin.buffer.read()), "stdin"
         source.name = "stdin"  # type: ignore[attr-defined]
-    im, bits = _open(source, max_pixels)
+    im, bits, orientation = _open(source, max_pixels)
     if bits == 16 and im.format in DEEP_FORMATS:
         profile, note = _icc_plan(im, name)
         if profile is None:   # no profile to convert: the 16 bits are kept
@@ -341,7 +349,7 @@ def read_content(src: str, *, max_pixels: int = MAX_PIXELS) -> Loaded:
                 with open(source, "rb") as f:
                     a = _read_deep(f, im.format, name)
             if a is not None:
-                rgb, alpha = _from_deep(_orient(a, im))
+                rgb, alpha = _from_deep(_orient(a, orientation))
                 if alpha is not None and bool((alpha >= 1).all()):
                     alpha = None
                 return Loaded(rgb, alpha, 16, note)
