@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageCms
+from test_reliability import ctrl_c_in_engine
 
 from warpaint.cli import main
 from warpaint.errors import InputError, OutputError
 from warpaint.io import check_bit_depth, load_pil, read_content, resize, save_image, to_srgb
-
-from test_reliability import ctrl_c_in_engine
 
 TINY = ["--size", "32", "--min-size", "32", "--steps", "1", "--coarse-steps", "0", "--device", "cpu",
         "--dtype", "float32"]
@@ -200,8 +199,8 @@ class TestSixteenBits:
         save_image(c.image, tmp_path / f"out.{ext}", alpha=c.alpha, bit_depth=16)
         back = read_content(str(tmp_path / f"out.{ext}"))
         assert back.bit_depth == 16 and levels(back.image) > 256
-        got = np.round(torch.cat([back.image] + ([back.alpha] if channels == 4 else []), 1)[0].permute(1, 2, 0)
-                       .numpy() * 65535)
+        both = torch.cat([back.image] + ([back.alpha] if channels == 4 else []), 1)
+        got = np.round(both[0].permute(1, 2, 0).numpy() * 65535)
         assert np.abs(got - src).max() <= 1
 
     def test_sixteen_bit_gray(self, tmp_path):
@@ -330,7 +329,8 @@ class TestCLI:
     def test_sixteen_bit_content_keeps_sixteen_bits(self, capsys, tmp_path, image_files):
         write_png16(tmp_path / "c16.png", gradient16(48, 64, 4))
         out, out8 = tmp_path / "o.png", tmp_path / "o8.png"
-        rc, _, err = cli(capsys, "stylize", tmp_path / "c16.png", image_files["style"], "-o", out, "-q", *TINY)
+        rc, _, err = cli(capsys, "stylize", tmp_path / "c16.png", image_files["style"], "-o", out, "-q",
+                         *TINY)
         assert rc == 0, err
         back = read_content(str(out))
         assert back.bit_depth == 16 and back.alpha is not None and levels(back.image) > 256

@@ -1,11 +1,12 @@
 """The job layer: what every front end runs to stylize files.
 
 A :class:`Job` is one content file (or stdin) and one output file (or stdout). :func:`run_jobs`
-reads the inputs (keeping a content file's alpha channel and 16-bit samples), runs a method (the optimization engine, :class:`EngineMethod`, or a
-feed-forward model, :class:`FastMethod`), checks the result (finite, not flat), resizes it,
-writes it atomically and yields one :class:`Outcome` per job. A job that fails on bad input is
-reported and the next one runs; Ctrl-C or SIGTERM writes the current result under a
-``.partial`` name and stops. The CLI only parses options and prints.
+reads the inputs (keeping a content file's alpha channel and 16-bit samples), runs a method
+(the optimization engine, :class:`EngineMethod`, or a feed-forward model, :class:`FastMethod`),
+checks the result (finite, not flat), resizes it, writes it atomically and yields one
+:class:`Outcome` per job. A job that fails on bad input is reported and the next one runs;
+Ctrl-C or SIGTERM writes the current result under a ``.partial`` name and stops. The CLI only
+parses options and prints.
 """
 
 from __future__ import annotations
@@ -303,7 +304,8 @@ def _out_bits(bit_depth: BitDepth, source: Loaded, result: Tensor | Image.Image,
     result is a float tensor (the engine's) and the format holds them; else 8."""
     if str(bit_depth) == "16":
         if isinstance(result, Image.Image):
-            raise InputError("bit_depth 16 needs a float result (the optimization engine); this one has 8 bits")
+            raise InputError("bit_depth 16 needs a float result (the optimization engine's); "
+                             "this one has 8 bits")
         return 16
     fmt = output_format(dest) if dest is not None else "PNG"
     deep = str(bit_depth) == "auto" and source.bit_depth == 16 and isinstance(result, Tensor)
