@@ -285,7 +285,11 @@ def _read_deep(data: BinaryIO, fmt: str | None, name: str) -> np.ndarray | None:
             a = np.array([np.asarray(r, dtype=np.uint16) for r in rows], dtype=np.uint16)
         except (png.Error, ValueError, EOFError) as e:
             raise InputError(f"{name}: cannot decode 16-bit PNG ({e})") from None
-        return a.reshape(h, w, info["planes"]) if info["bitdepth"] == 16 else None
+        if info["bitdepth"] <= 8:
+            return None
+        if info["bitdepth"] < 16:   # an sBIT chunk: pypng gives the significant bits; back to 16
+            a = np.round(a * (65535.0 / (2 ** info["bitdepth"] - 1))).astype(np.uint16)
+        return a.reshape(h, w, info["planes"])
     if fmt == "TIFF":
         import tifffile
 
@@ -293,6 +297,8 @@ def _read_deep(data: BinaryIO, fmt: str | None, name: str) -> np.ndarray | None:
             with tifffile.TiffFile(data) as tif:
                 page = tif.pages.first
                 if str(page.photometric.name) not in ("RGB", "MINISBLACK"):
+                    return None
+                if 1 in tuple(page.extrasamples or ()):   # premultiplied alpha: Pillow's reading
                     return None
                 a, axes = page.asarray(), page.axes
         except Exception as e:  # noqa: BLE001 - tifffile raises many kinds; all mean a bad file
