@@ -226,15 +226,15 @@ class FastMethod:
         self.strength, self.preserve_color, self.work_size = strength, preserve_color, work_size
         self.max_memory, self.label, self.tile = max_memory, label, tile
         self.device = model.device
-        self.plan = (0, 0)    # (tile, stats_size) of the content last checked
+        self.plan = 0    # the tile size of the content last checked (0: whole)
 
     def check(self, content: Image.Image | Tensor) -> None:
         hw = fit_long_side(_hw(content), self.size)
         blend = self.strength < 1 or self.preserve_color != "none"
         budget = budget_bytes(self.max_memory, self.device)
-        tile, stats, need = plan_fast(hw, self.work_size, budget, blend_full=blend, tile=self.tile)
+        tile, need = plan_fast(hw, self.work_size, budget, blend_full=blend, tile=self.tile)
         check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px", budget=budget)
-        self.plan = (tile, stats)
+        self.plan = tile
 
     def run(self, content: Image.Image | Tensor,
             on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
@@ -242,11 +242,11 @@ class FastMethod:
             content = tensor_to_pil(content)
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
                                        strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
-                                       work_size=self.work_size, tile=self.plan[0], stats_size=self.plan[1])
+                                       work_size=self.work_size, tile=self.plan)
         extra = {"model": self.label, "kind": self.model.kind, "strength": self.strength,
                  "work_size": self.work_size}
-        if self.plan[0]:
-            extra["tiles"] = {"tile": self.plan[0], "stats_size": self.plan[1]}
+        if self.plan:
+            extra["tile"] = self.plan
         return out, extra
 
     def current(self) -> Tensor | None:
