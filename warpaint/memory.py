@@ -161,7 +161,8 @@ def plan_fast(hw: tuple[int, int], work_size: int | None, budget: int, *, blend_
     if (whole <= budget and tile == 0) or max(net_hw) <= tile:
         return 0, whole
     fixed = whole - FAST_PER_PIXEL * net_px + FAST_TILED_PER_PIXEL * net_px
-    core = tile or max(MIN_CORE, min(2048, int((max(budget - fixed, 0) / FAST_PER_PIXEL) ** 0.5 / 1.1) // 64 * 64))
+    fits = int((max(budget - fixed, 0) / FAST_PER_PIXEL) ** 0.5 / 1.1) // 64 * 64   # a tile's side: 1.1 core
+    core = tile or max(MIN_CORE, min(2048, fits))
     side = min(core + 128, max(net_hw))
     return core, int(fixed + FAST_PER_PIXEL * side * min(side, min(net_hw)))
 

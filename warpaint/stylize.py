@@ -21,7 +21,6 @@ from . import color
 from .device import check_device_name, enable_fast_math, pick_device, pick_dtype, use_channels_last
 from .errors import InputError, NumericalError, check_number, check_pixels
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
-from .memory import ENGINE_BASE, IMAGE_PER_PIXEL, STYLE_PER_PIXEL, budget_bytes, check_budget, plan_scale
 from .losses import (
     blend_grams,
     gram_matrix,
@@ -30,10 +29,11 @@ from .losses import (
     region_grams,
     total_variation,
 )
+from .memory import ENGINE_BASE, IMAGE_PER_PIXEL, STYLE_PER_PIXEL, budget_bytes, check_budget, plan_scale
 from .stn.geometry import sample
 from .stn.geostyle import FULL_FROM, WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
 from .stn.warps import AffineWarp
-from .tiling import ScalePlan, cuts, layout
+from .tiling import ScalePlan, cuts, layout, segments
 from .vgg import CONTENT_LAYERS, LAYER_INDEX, STYLE_LAYERS, VGGFeatures, layer_stride
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,8 @@ def _min_side(cfg: StylizeConfig) -> int:
     return max(layer_stride(n) for n in (*cfg.content_layers, *cfg.style_layers))
 
 
+#: The plan of a scale that runs whole (no tiles, the full L-BFGS history).
+WHOLE = ScalePlan()
 #: The smallest tile core ``tile`` accepts (tiles overlap by at least 32 px on each side).
 MIN_TILE = 64
 #: Upper bounds of the options (beyond them a run could not finish on any machine).
@@ -328,9 +330,8 @@ class Stylizer:
         hw = tuple(image.shape[-2:])
         sums: dict[str, Tensor] = {}
         counts = dict.fromkeys(cfg.style_layers, 0)
-        rows, cols = (cuts(d, plan.core) for d in hw)
-        for y0, y1 in zip(rows[:-1], rows[1:]):
-            for x0, x1 in zip(cols[:-1], cols[1:]):
+        for y0, y1 in segments(cuts(hw[0], plan.core)):
+            for x0, x1 in segments(cuts(hw[1], plan.core)):
                 ey, ex = max(0, y0 - plan.margin), max(0, x0 - plan.margin)
                 tile = image[..., ey:min(hw[0], y1 + plan.margin), ex:min(hw[1], x1 + plan.margin)]
                 feats = self._features(tile, cfg.style_layers)
@@ -512,8 +513,9 @@ class Stylizer:
                          si + 1, len(scales), hw[1], hw[0], plan.core, 2 * plan.margin, plan.history)
             content_t, style_t = self._targets(content_hw, styles, blend, hw, prepared.regions, plan)
             offsets = torch.Generator().manual_seed(cfg.seed + si)   # tile layouts, one per step
-            for step, (losses, tiles) in enumerate(self._optimize(
-                    image, content_t, style_t, steps, joint, plan=plan, content=content_hw, offsets=offsets), 1):
+            run = self._optimize(image, content_t, style_t, steps, joint, plan=plan, content=content_hw,
+                                 offsets=offsets)
+            for step, (losses, tiles) in enumerate(run, 1):
                 done += 1
                 if callback is not None:   # a finished-kind snapshot: the leaf changes in place
                     shown = self._finish(image.detach().clone(), prepared)
@@ -666,7 +668,7 @@ class Stylizer:
         return scales
 
     def _optimize(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
-                  steps: int, geometry: Geometry | None = None, *, plan: ScalePlan = ScalePlan(),
+                  steps: int, geometry: Geometry | None = None, *, plan: ScalePlan = WHOLE,
                   content: Tensor | None = None, offsets: torch.Generator | None = None):
         """Optimize ``image`` in place for ``steps`` steps, yielding the losses of each step
         and its number of tiles (0: whole).

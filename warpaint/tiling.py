@@ -43,11 +43,21 @@ def cuts(length: int, core: int, offset: int = 0) -> list[int]:
     return points
 
 
+def segments(points: list[int]) -> list[tuple[int, int]]:
+    """(start, stop) of each segment between consecutive cut ``points``.
+
+    Example:
+        >>> segments([0, 250, 650, 900])
+        [(0, 250), (250, 650), (650, 900)]
+    """
+    return list(zip(points[:-1], points[1:], strict=True))
+
+
 def _ramps(points: list[int], margin: int, length: int) -> list[tuple[int, int, Tensor]]:
     """Per segment of ``points``: its tile's extent (start, stop) and 1-D window there."""
     out = []
     u = torch.arange(length, dtype=torch.float32) + 0.5
-    for i, (a, b) in enumerate(zip(points[:-1], points[1:])):
+    for i, (a, b) in enumerate(segments(points)):
         lo = a - margin if i > 0 else 0
         hi = b + margin if i < len(points) - 2 else length
         w = torch.ones(length)
@@ -128,4 +138,4 @@ class ScalePlan:
         return self.core > 0
 
 
-__all__ = ["ScalePlan", "Tile", "blend", "cuts", "layout"]
+__all__ = ["ScalePlan", "Tile", "blend", "cuts", "layout", "segments"]

@@ -207,11 +207,10 @@ def _tile_cores(hw: tuple[int, int], core: int, margin: int):
     """(input slices with context, core slices relative to them, core slices in the image) of
     a tiling of ``hw`` into cells of ``core`` px with ``margin`` px of context (all even
     multiples of the strides used, so every scale's coordinates are whole)."""
-    from ..tiling import cuts
+    from ..tiling import cuts, segments
 
-    rows, cols = cuts(hw[0], core), cuts(hw[1], core)
-    for y0, y1 in zip(rows[:-1], rows[1:]):
-        for x0, x1 in zip(cols[:-1], cols[1:]):
+    for y0, y1 in segments(cuts(hw[0], core)):
+        for x0, x1 in segments(cuts(hw[1], core)):
             ey0, ex0 = max(0, y0 - margin), max(0, x0 - margin)
             ey1, ex1 = min(hw[0], y1 + margin), min(hw[1], x1 + margin)
             yield (y0, y1, x0, x1), (ey0, ey1, ex0, ex1)
@@ -220,7 +219,8 @@ def _tile_cores(hw: tuple[int, int], core: int, margin: int):
 def _over_tiles(x: Tensor, fn: Callable[[Tensor], Tensor], factor: float, core: int, margin: int):
     """For each tile of ``x`` (B, C, H, W): ``fn`` of the tile with its context, cropped to the
     tile's core; ``factor`` is the output's scale relative to ``x``. Yields (out-slices, out)."""
-    for (y0, y1, x0, x1), (ey0, ey1, ex0, ex1) in _tile_cores(tuple(x.shape[-2:]), core, margin):  # type: ignore[arg-type]
+    hw = (x.shape[-2], x.shape[-1])
+    for (y0, y1, x0, x1), (ey0, ey1, ex0, ex1) in _tile_cores(hw, core, margin):
         out = fn(x[..., ey0:ey1, ex0:ex1])
         f = lambda v: round(v * factor)  # noqa: E731
         yield ((slice(f(y0), f(y1)), slice(f(x0), f(x1))),
@@ -232,7 +232,8 @@ def _channel_moments(parts) -> tuple[Tensor, Tensor]:
     n, s1, s2 = 0, 0.0, 0.0
     for _, p in parts:
         q = p.double()
-        n, s1, s2 = n + q.shape[0] * q.shape[2] * q.shape[3], s1 + q.sum((0, 2, 3)), s2 + q.pow(2).sum((0, 2, 3))
+        n += q.shape[0] * q.shape[2] * q.shape[3]
+        s1, s2 = s1 + q.sum((0, 2, 3)), s2 + q.pow(2).sum((0, 2, 3))
     mean = s1 / n
     return mean.float(), (s2 / n - mean * mean).clamp_min(0).float()
 
@@ -286,7 +287,8 @@ def tiled_forward(net: TransformerNet, x: Tensor, code: Tensor | None = None, *,
 
         cy, my = core // 8, max(4, margin // 8)
         for k, layer in enumerate(net.up):
-            layer.norm.fixed = _channel_moments(_over_tiles(y, lambda t, k=k: up_to(k, t), 2.0 ** (k + 1), cy, my))
+            parts = _over_tiles(y, lambda t, k=k: up_to(k, t), 2.0 ** (k + 1), cy, my)
+            layer.norm.fixed = _channel_moments(parts)
         out = x.new_zeros((1, 3, *x.shape[-2:]))
         for sl, part in _over_tiles(y, lambda t: _up(net, t, code), 8.0, cy, my):
             out[..., sl[0], sl[1]] = part
