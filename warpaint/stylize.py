@@ -21,10 +21,12 @@ from . import color
 from .device import check_device_name, enable_fast_math, pick_device, pick_dtype, use_channels_last
 from .errors import InputError, NumericalError, check_number, check_pixels
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
+from .masks import check_aspect, keep_photo, soft_weights
 from .losses import (
     blend_grams,
     gram_matrix,
     layers_content_loss,
+    layers_masked_style_loss,
     layers_style_loss,
     region_grams,
     total_variation,
@@ -36,6 +38,9 @@ from .vgg import CONTENT_LAYERS, LAYER_INDEX, STYLE_LAYERS, VGGFeatures, layer_s
 
 log = logging.getLogger(__name__)
 
+#: The key of a masked run's style targets that holds the style regions' weights (1, S, H, W)
+#: at the scale's size (the other keys are layer names with (1, S, C, C) Grams, one per style).
+MASK_KEY = "_mask"
 
 
 def _layers(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -51,7 +56,8 @@ OPTION_GROUPS: dict[str, tuple[str, ...]] = {
     "schedule": ("size", "steps", "coarse_steps", "min_size", "content_detail"),
     "losses": ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
                "style_layer_weights"),
-    "style input": ("style_blend", "style_scale", "style_regions", "preserve_color"),
+    "style input": ("style_blend", "style_scale", "style_regions", "preserve_color", "mask",
+                    "mask_feather"),
     "geometry": ("warp", "warp_strength", "warp_force", "warp_grid", "align_style"),
     "optimizer": ("optimizer", "lr", "init", "pooling", "seed"),
     "runtime": ("device", "dtype", "max_memory"),
@@ -90,6 +96,14 @@ class StylizeConfig:
     style_regions: int = field(default=0, metadata={
         "help": "match style statistics per cell of an N x N grid over content and style "
                 "(0 = auto: 2 with --align-style, else 1 = whole-image Gram matrices)"})
+    mask: str = field(default="", metadata={
+        "help": "mask image for regional style: its flat colours or grey levels, sorted darkest "
+                "first, take the style images in the order given; with one colour more than "
+                "styles, the darkest keeps the photo (no style), e.g. black/white with one style. "
+                "Antialiased edge colours are ignored. See docs/masks.md", "metavar": "FILE"})
+    mask_feather: float = field(default=0.01, metadata={
+        "help": "soft mask edges: Gaussian blur of the regions with this sigma, as a fraction of "
+                "the long side (0 = hard edges)"})
     warp: Literal["none", "affine", "tps"] = field(default="none", metadata={
         "help": "geometric style: warp the result toward the style's layout with an affine or "
                 "thin-plate-spline transform fitted to VGG-feature matches and optimized with "
@@ -199,6 +213,7 @@ def _check_config(cfg: StylizeConfig) -> None:
     check_number("style_scale", cfg.style_scale, lo=0, lo_open=True, hi=8)
     check_number("lr", cfg.lr, lo=0, hi=10)
     check_number("warp_strength", cfg.warp_strength, lo=0, hi=1)
+    check_number("mask_feather", cfg.mask_feather, lo=0, hi=0.25)
     check_number("max_memory", cfg.max_memory, lo=0)
     for name in ("style_layer_weights", "style_blend"):
         values = getattr(cfg, name)
@@ -225,6 +240,15 @@ def _check_config(cfg: StylizeConfig) -> None:
         bad("use warp or align_style, not both: they pull the geometry in opposite directions")
     if cfg.warp_force and cfg.warp == "none":
         bad("warp_force needs a warp (affine or tps)")
+    if not isinstance(cfg.mask, str):
+        bad(f"mask must be an image file or empty, got {cfg.mask!r}")
+    if cfg.mask:
+        for used, what in ((cfg.style_regions > 1, "style_regions > 1 (the mask chooses the regions)"),
+                           (bool(cfg.style_blend), "style_blend (each mask region takes one style)"),
+                           (cfg.warp != "none", "warp (the regions would not fit the warped result)"),
+                           (cfg.align_style != "none", "align_style (the mask's regions are the layout)")):
+            if used:
+                bad(f"mask cannot be combined with {what}")
     if not isinstance(cfg.init, str) or not cfg.init:
         bad(f"init must be content, noise, style or an image file, got {cfg.init!r}")
     check_device_name(cfg.device)
@@ -278,9 +302,13 @@ class Stylizer:
 
     @torch.no_grad()
     def _targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
-                 hw: tuple[int, int], regions: int = 1) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+                 hw: tuple[int, int], regions: int = 1,
+                 mask: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Content features of ``content`` (already at ``hw``) and blended style Grams
-        ((1, C, C), or (1, R, C, C) per region when ``regions > 1``)."""
+        ((1, C, C), or (1, R, C, C) per region when ``regions > 1``). With a ``mask``
+        ((1, S + 1, H', W') regions, see :meth:`run_detailed`): each style's own Gram,
+        stacked (1, S, C, C), and under :data:`MASK_KEY` the soft weights (1, S, h, w) of
+        the style regions at ``hw`` (the no-style region gets no style loss)."""
         cfg = self.cfg
         feats = self._features(content, cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
@@ -294,10 +322,17 @@ class Stylizer:
                  for n in cfg.style_layers}
         per_style = [{n: gram_matrix(sf[n]) if regions == 1 else
                       region_grams(sf[n], cells[n]) for n in cfg.style_layers} for sf in feats_s]
+        if mask is not None:
+            style_t = {n: torch.stack([g[n][0] for g in per_style])[None] for n in cfg.style_layers}
+            style_t[MASK_KEY] = soft_weights(mask, hw, cfg.mask_feather)[:, :len(styles)]
+            return content_t, style_t
         style_t = {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
         return content_t, style_t
 
     def _style(self, feats: dict[str, Tensor], style_t: dict[str, Tensor]) -> Tensor:
+        if MASK_KEY in style_t:
+            return layers_masked_style_loss(feats, style_t, style_t[MASK_KEY], self.cfg.style_layers,
+                                            self.cfg.style_layer_weights or None)
         return layers_style_loss(feats, style_t, self.cfg.style_layers, self.cfg.style_layer_weights or None)
 
     def losses(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
@@ -369,23 +404,31 @@ class Stylizer:
 
     # -- the run --------------------------------------------------------------------------
     def run(self, content: Tensor, styles: Sequence[Tensor], *,
-            callback: Callback | None = None, init: Tensor | None = None) -> Tensor:
+            callback: Callback | None = None, init: Tensor | None = None,
+            mask: Tensor | None = None) -> Tensor:
         """Stylize ``content`` with the (blended) ``styles``.
 
         Args:
             content: (1, 3, H, W) RGB in [0, 1], any size (it is resized to ``cfg.size``).
             styles: one or more (1, 3, H', W') RGB images in [0, 1].
             callback: called after every optimizer step with an :class:`Iterate`.
+            init: the start image when ``cfg.init`` names a file.
+            mask: the regions of ``cfg.mask`` (see :meth:`run_detailed`).
         Returns:
             (1, 3, h, w) in [0, 1] on the CPU, with ``max(h, w) == cfg.size`` and the
             content's aspect ratio (warped when ``cfg.warp`` is set).
         """
-        return self.run_detailed(content, styles, callback=callback, init=init).image
+        return self.run_detailed(content, styles, callback=callback, init=init, mask=mask).image
 
     def run_detailed(self, content: Tensor, styles: Sequence[Tensor], *,
-                     callback: Callback | None = None, init: Tensor | None = None) -> Result:
+                     callback: Callback | None = None, init: Tensor | None = None,
+                     mask: Tensor | None = None) -> Result:
         """:meth:`run`, also returning the unwarped image and the fitted geometry. ``init`` is
-        the start image when ``cfg.init`` names a file (the caller loads it).
+        the start image when ``cfg.init`` names a file (the caller loads it). ``mask`` is
+        required when ``cfg.mask`` names a file: its regions (1, S + 1, H', W') for the S
+        styles (:func:`warpaint.masks.parse_mask`), with the content's aspect ratio; each
+        style region is matched to its own style's Gram (masked Grams), and the last region
+        keeps the photo (the result is blended with it by that region's soft weight).
 
         Raises:
             InputError: images outside the contract (shape, NaN, values outside [0, 1]).
@@ -394,7 +437,7 @@ class Stylizer:
         """
         cfg = self.cfg
         self._current = None                  # nothing of an earlier run
-        prepared = self._prepare(content, styles)
+        prepared = self._prepare(content, styles, mask)
         styles, blend, scales = prepared.styles, prepared.blend, prepared.scales
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
         done = 0
@@ -412,7 +455,7 @@ class Stylizer:
             self._current = (image, prepared)
             steps = cfg.steps_at(si, len(scales))
             joint = prepared.geometry if self._joint_at(si, scales) else None
-            content_t, style_t = self._targets(content_hw, styles, blend, hw, prepared.regions)
+            content_t, style_t = self._targets(content_hw, styles, blend, hw, prepared.regions, prepared.mask)
             for step, losses in enumerate(self._optimize(image, content_t, style_t, steps, joint), 1):
                 done += 1
                 if callback is not None:   # a finished-kind snapshot: the leaf changes in place
@@ -423,6 +466,7 @@ class Stylizer:
         image = image.detach()
         if cfg.preserve_color == "luminance":
             image = color.join_luminance(image, prepared.original)
+        image = self._keep_photo(image, prepared)
         if prepared.geometry is not None:
             prepared.geometry.warp.stiffen(scales[-1])   # the joint optimization may have bent it further
         final = image if prepared.geometry is None else apply_warp(image, prepared.geometry)
@@ -469,7 +513,16 @@ class Stylizer:
         (``luminance``), then warped (``warp``)."""
         if self.cfg.preserve_color == "luminance":
             image = color.join_luminance(image, prepared.original)
+        image = self._keep_photo(image, prepared)
         return image if prepared.geometry is None else apply_warp(image, prepared.geometry)
+
+    def _keep_photo(self, image: Tensor, prepared: _Prepared) -> Tensor:
+        """``image`` (1, 3, h, w) blended with the photo by the mask's no-style weight (as it
+        is without a mask, or without a no-style region)."""
+        if prepared.mask is None or not bool(prepared.mask[:, -1].any()):
+            return image
+        weight = soft_weights(prepared.mask, tuple(image.shape[-2:]), self.cfg.mask_feather)[:, -1:]  # type: ignore[arg-type]
+        return keep_photo(image, prepared.original, weight)
 
     def _joint_at(self, si: int, scales: list[tuple[int, int]]) -> bool:
         """Whether the warp is optimized with the pixels at scale ``si``: at the coarse scales
@@ -480,9 +533,10 @@ class Stylizer:
             return True
         return (si == 0 or 4 * max(scales[si]) <= max(scales[-1])) and si < len(scales) - 1
 
-    def _prepare(self, content: Tensor, styles: Sequence[Tensor]) -> _Prepared:
+    def _prepare(self, content: Tensor, styles: Sequence[Tensor], mask: Tensor | None = None) -> _Prepared:
         """Check the inputs and make what the loop needs: images on the device (colour
-        handling applied), blend weights, scales, the style alignment and the warp."""
+        handling applied), blend weights, scales, the style alignment, the warp and the
+        mask's regions."""
         cfg = self.cfg
         check_pixels(content, "content")
         if content.shape[0] != 1:
@@ -514,7 +568,27 @@ class Stylizer:
         main = max(range(len(styles)), key=lambda i: blend[i])
         report = self.estimate_geometry(original, styles[main], scales[-1])
         geometry = report if report is not None and report.applied else None
-        return _Prepared(content, original, styles, blend, scales, regions, aligned, geometry, main, report)
+        mask = self._check_mask(mask, len(styles), tuple(content.shape[-2:]))  # type: ignore[arg-type]
+        return _Prepared(content, original, styles, blend, scales, regions, aligned, geometry, main, report,
+                         mask)
+
+    def _check_mask(self, mask: Tensor | None, styles: int, hw: tuple[int, int]) -> Tensor | None:
+        """The mask's regions on the device, checked: (1, styles + 1, H', W'), finite, >= 0,
+        the content's aspect ratio; ``None`` without ``cfg.mask``."""
+        if not self.cfg.mask:
+            if mask is not None:
+                raise InputError("a mask was passed but cfg.mask is empty: set it (to the file's name)")
+            return None
+        if mask is None:
+            raise InputError(f"mask is the file {self.cfg.mask!r}: parse it (warpaint.masks.parse_mask) "
+                             "and pass its regions as mask= (the engine reads no files)")
+        if not isinstance(mask, Tensor) or mask.ndim != 4 or tuple(mask.shape[:2]) != (1, styles + 1):
+            got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+            raise InputError(f"mask must be (1, {styles + 1}, H, W) regions for {styles} style(s), got {got}")
+        if not bool(torch.isfinite(mask).all()) or bool((mask < 0).any()) or not bool(mask[:, :-1].any()):
+            raise InputError("mask regions must be finite, >= 0, with at least one style region")
+        check_aspect(tuple(mask.shape[-2:]), hw, name=self.cfg.mask)  # type: ignore[arg-type]
+        return mask.to(self.device, torch.float32)
 
     def _checked_scales(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
         """``cfg.scales(hw)``, or an InputError when the final scale is too small for the
@@ -595,6 +669,7 @@ class _Prepared:
     geometry: Geometry | None     # the warp of ``warp`` when it is applied
     main: int                     # index of the style the warp was matched to
     report: Geometry | None = None  # the warp of ``warp``, also when refused (for the report)
+    mask: Tensor | None = None    # (1, S + 1, H', W') regions of ``mask`` (last: no style)
 
 
 @dataclass(frozen=True)
