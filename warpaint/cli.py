@@ -128,7 +128,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if not fast and not args.styles:
         raise InputError("give at least one style image (or --fast / --model for a trained model)")
     cfg = _config(args)   # validate options before any work
-    inputs = [args.content, *args.styles, *([cfg.init_file] if cfg.init_file else [])]
+    inputs = [args.content, *args.styles, *([cfg.init_file] if cfg.init_file else []),
+              *([cfg.mask] if cfg.mask else [])]
     jobs = plan(args.content, args.output)
     guard_jobs(jobs, inputs)
     extras = _extras(args, [*inputs, *(j.content for j in jobs)], [j.output for j in jobs])
