@@ -158,7 +158,9 @@ def masked_gram(feats: Tensor, weights: Tensor) -> Tensor:
         weights = torch.nn.functional.adaptive_avg_pool2d(weights, (h, w))
     f = _upcast(feats.reshape(b, c, h * w))
     wk = weights.reshape(weights.shape[0], weights.shape[1], h * w).to(f.dtype)   # (B', K, N)
-    num = (f[:, None] * wk[:, :, None]) @ f[:, None].transpose(2, 3)               # (B, K, C, C)
+    ft = f.transpose(1, 2)
+    # one region at a time: one weighted (B, C, N) copy alive, not K of them
+    num = torch.stack([torch.bmm(f * wk[:, k, None], ft) for k in range(wk.shape[1])], 1)  # (B, K, C, C)
     return num / wk.sum(-1).clamp_min(_EPS)[..., None, None]
 
 
