@@ -125,10 +125,11 @@ class TestSoftWeights:
 class TestMaskedGram:
     def test_all_ones_is_the_gram(self, dtype, tol):
         f = torch.rand(2, 4, 6, 5, dtype=dtype)
-        torch.testing.assert_close(masked_gram(f, torch.ones(1, 1, 6, 5, dtype=dtype))[:, 0], gram_matrix(f), **tol)
+        ones = torch.ones(1, 1, 6, 5, dtype=dtype)
+        torch.testing.assert_close(masked_gram(f, ones)[:, 0], gram_matrix(f), **tol)
         target = gram_matrix(torch.rand(1, 4, 7, 7, dtype=dtype))
-        torch.testing.assert_close(masked_style_loss(f, target[:, None], torch.ones(1, 1, 12, 10, dtype=dtype)),
-                                   style_loss(f, target), **tol)
+        ones = torch.ones(1, 1, 12, 10, dtype=dtype)          # another size: pooled to the features'
+        torch.testing.assert_close(masked_style_loss(f, target[:, None], ones), style_loss(f, target), **tol)
 
     def test_region_is_the_gram_of_its_pixels(self, dtype, tol):
         f = torch.rand(1, 3, 4, 8, dtype=dtype)

@@ -78,8 +78,12 @@ class Mask:
                 continue
             to = "none (photo)" if k == self.styles else \
                 f"style {k + 1}" + (f" ({style_names[k]})" if style_names else "")
-            out.append({"color": "#%02x%02x%02x" % c, "fraction": round(frac, 4), "style": to})
+            out.append({"color": _hex(c), "fraction": round(frac, 4), "style": to})
         return out
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -157,9 +161,9 @@ def parse_mask(image: Image.Image, styles: int, *, name: str = "mask") -> Mask:
     n = len(keep)
     colours = [tuple(int(v) for v in cols[centres[g]]) for g in keep]
     if n not in (styles, styles + 1):
-        listed = ", ".join("#%02x%02x%02x" % c for c in colours)
-        raise InputError(f"{name}: {n} region(s) ({listed}, darkest first) for {styles} style image(s); "
-                         f"the mask needs {styles} regions, or {styles + 1} with the darkest keeping the photo")
+        listed = ", ".join(map(_hex, colours))
+        raise InputError(f"{name}: {n} region(s) ({listed}, darkest first) for {styles} style image(s); the "
+                         f"mask needs {styles} regions, or {styles + 1} with the darkest keeping the photo")
     # channel of each region: with a region more than styles, region 0 (darkest) is "no style"
     channel = list(range(n)) if n == styles else [styles, *range(styles)]
     onehot = np.zeros((styles + 1, h, w), dtype=np.float32)

@@ -21,7 +21,6 @@ from . import color
 from .device import check_device_name, enable_fast_math, pick_device, pick_dtype, use_channels_last
 from .errors import InputError, NumericalError, check_number, check_pixels
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
-from .masks import check_aspect, keep_photo, soft_weights
 from .losses import (
     blend_grams,
     gram_matrix,
@@ -31,6 +30,7 @@ from .losses import (
     region_grams,
     total_variation,
 )
+from .masks import check_aspect, keep_photo, soft_weights
 from .stn.geometry import sample
 from .stn.geostyle import FULL_FROM, WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
 from .stn.warps import AffineWarp
