@@ -200,6 +200,23 @@ class TestEngine:
         assert styled > 0.05, float(styled)                      # the style regions did change
 
 
+    def test_tiled(self, vgg, images, two_styles):
+        """A scale run in tiles (``tile``) crops the region weights to each tile: each region
+        moves toward its own style, and the no-style band stays the photo."""
+        content = images.content(72, 96)
+        mask = parse_mask(bands(96, 72, [128, 0, 255]), 2)
+        cfg = StylizeConfig(size=96, min_size=96, steps=15, tile=64, mask="m.png", **ENGINE)
+        result = Stylizer(cfg).run_detailed(content, two_styles, mask=mask.regions)
+        assert result.plans[-1].tiled
+        hard = soft_weights(mask.regions, (72, 96), 0)
+        d = region_style_distances(result.image, two_styles, hard[:, :2], size=96, vgg=vgg)
+        before = region_style_distances(content, two_styles, hard[:, :2], size=96, vgg=vgg)
+        assert d[0][0] < 0.8 * d[0][1] and d[1][1] < 0.8 * d[1][0], (d, before)
+        assert d[0][0] < before[0][0] - 0.1 and d[1][1] < before[1][1] - 0.1, (d, before)
+        mad = (result.image - content).abs().mean(1)[0][hard[0, 2] > 0.5].mean()
+        assert mad < 0.02, float(mad)
+
+
 class TestFast:
     def test_regions_and_photo(self, images, two_styles, tmp_path):
         content = tensor_to_pil(images.content(96, 128))

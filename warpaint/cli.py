@@ -34,11 +34,15 @@ class _Progress:
             from tqdm import tqdm
 
             label = {"-": "stdin", "demo-content": "demo"}.get(job.content, Path(job.content).name)
-            self.bar = tqdm(total=it.total, desc=label, unit="step", file=sys.stderr, dynamic_ncols=True)
+            # in per mille of the work (steps weighted by their pixels): the ETA holds across scales
+            self.bar = tqdm(total=1000, desc=label, unit="‰", file=sys.stderr, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}")
         if self.bar is not None:
-            self.bar.set_postfix_str(f"{it.size[1]}x{it.size[0]} " + " ".join(
-                f"{k}={v:.3g}" for k, v in it.losses.items()), refresh=False)
-            self.bar.update(1)
+            tiles = f" {it.tiles} tiles" if it.tiles else ""
+            self.bar.set_postfix_str(f"scale {it.scale + 1}/{it.scales} {it.size[1]}x{it.size[0]}{tiles} "
+                                     f"step {it.step}/{it.steps} " + " ".join(
+                                         f"{k}={v:.3g}" for k, v in it.losses.items()), refresh=False)
+            self.bar.update(round(1000 * it.work) - self.bar.n)
         snapshot(self.extras, job, it, self.many)
 
     def close(self) -> None:

@@ -92,17 +92,18 @@ def color_moments(image: Tensor) -> Tensor:
     return torch.cat([flat.mean(2), flat.std(2, unbiased=False)], 1)
 
 
-def match_moments(image: Tensor, moments: Tensor, eps: float = 1e-4) -> Tensor:
+def match_moments(image: Tensor, moments: Tensor, eps: float = 1e-4, *, own: Tensor | None = None) -> Tensor:
     """``image`` with each channel shifted and scaled to the (B, 6) ``moments`` of
     :func:`color_moments` (AdaIN, Huang & Belongie 2017, on pixels), clamped to [0, 1].
-    Differentiable; used by the feed-forward models to take the style's palette.
+    Differentiable; used by the feed-forward models to take the style's palette. ``own``:
+    the moments to map from (default: the image's; a tile passes its whole image's).
 
     Example:
         >>> x, y = torch.rand(2, 3, 8, 8), 0.4 + 0.2 * torch.rand(2, 3, 5, 5)
         >>> torch.allclose(color_moments(match_moments(x, color_moments(y))), color_moments(y), atol=1e-3)
         True
     """
-    own = color_moments(image)
+    own = color_moments(image) if own is None else own
     mean, std = moments[:, :3, None, None], moments[:, 3:, None, None]
     out = (image - own[:, :3, None, None]) / (own[:, 3:, None, None] + eps) * std + mean
     return out.clamp(0, 1)

@@ -42,7 +42,7 @@ from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported
     tensor_to_pil,
 )
 from .masks import Mask
-from .memory import check_budget, engine_peak_bytes, fast_peak_bytes
+from .memory import budget_bytes, check_budget, plan_fast
 from .stylize import Iterate, StylizeConfig, Stylizer
 from .training import StopRequest
 
@@ -192,9 +192,7 @@ class EngineMethod:
 
     def check(self, content: Image.Image | Tensor) -> None:
         check_mask(self.mask, content, self.cfg.mask)
-        hw = self.cfg.scales(_hw(content))[-1]
-        need = engine_peak_bytes(self.cfg, hw, _hw(content), [tuple(s.shape[-2:]) for s in self.styles])
-        check_budget(need, self.cfg.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
+        self.stylizer.plans(_hw(content), [tuple(s.shape[-2:]) for s in self.styles])  # type: ignore[misc]
 
     def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Tensor, dict]:
         tensor = _as_tensor(content)
@@ -204,6 +202,10 @@ class EngineMethod:
         # keys with "_" are for the caller (pictures of the warp), not for the JSON summary
         extra: dict[str, Any] = {"scales": [[w, h] for h, w in scales], "config": asdict(self.cfg),
                                  "_detail": detail, "_content": tensor}
+        tiled = [{"size": [w, h], "tile": p.core, "overlap": 2 * p.margin, "lbfgs_history": p.history}
+                 for (h, w), p in zip(scales, detail.plans) if p.tiled]
+        if tiled:
+            extra["tiled_scales"] = tiled
         if self.mask is not None:
             extra["mask_regions"] = self.mask.describe()
         return detail.image, extra
@@ -220,19 +222,23 @@ class FastMethod:
 
     def __init__(self, model, styles: Sequence[Image.Image], *, size: int, weights: list[float] | None,
                  strength: float, preserve_color: str, work_size: int | None, max_memory: float,
-                 label: str, mask: Mask | None = None, feather: float = 0.0, mask_name: str = "mask") -> None:
+                 label: str, tile: int = 0, mask: Mask | None = None, feather: float = 0.0,
+                 mask_name: str = "mask") -> None:
         self.model, self.styles, self.size, self.weights = model, list(styles), size, weights
         self.strength, self.preserve_color, self.work_size = strength, preserve_color, work_size
-        self.max_memory, self.label = max_memory, label
+        self.max_memory, self.label, self.tile = max_memory, label, tile
         self.mask, self.feather, self.mask_name = mask, feather, mask_name
         self.device = model.device
+        self.plan = (0, 0)    # (tile, stats_size) of the content last checked
 
     def check(self, content: Image.Image | Tensor) -> None:
         check_mask(self.mask, content, self.mask_name)
         hw = fit_long_side(_hw(content), self.size)
         blend = self.strength < 1 or self.preserve_color != "none"
-        need = fast_peak_bytes(hw, self.work_size, blend_full=blend)
-        check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px")
+        budget = budget_bytes(self.max_memory, self.device)
+        tile, stats, need = plan_fast(hw, self.work_size, budget, blend_full=blend, tile=self.tile)
+        check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px", budget=budget)
+        self.plan = (tile, stats)
 
     def run(self, content: Image.Image | Tensor,
             on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
@@ -244,9 +250,12 @@ class FastMethod:
                                                "mask_regions": self.mask.describe()}
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
                                        strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
-                                       work_size=self.work_size)
-        return out, {"model": self.label, "kind": self.model.kind, "strength": self.strength,
-                     "work_size": self.work_size}
+                                       work_size=self.work_size, tile=self.plan[0], stats_size=self.plan[1])
+        extra = {"model": self.label, "kind": self.model.kind, "strength": self.strength,
+                 "work_size": self.work_size}
+        if self.plan[0]:
+            extra["tiles"] = {"tile": self.plan[0], "stats_size": self.plan[1]}
+        return out, extra
 
     def _run_masked(self, content: Image.Image) -> Image.Image:
         """One render per style (a single-style model: its own), blended by the mask's soft
@@ -256,7 +265,7 @@ class FastMethod:
         per_style = [[s] for s in self.styles] if self.styles else [None]
         renders = [pil_to_tensor(self.model.stylize_image(
             content, s, size=self.size, strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
-            work_size=self.work_size)) for s in per_style]
+            work_size=self.work_size, tile=self.plan[0], stats_size=self.plan[1])) for s in per_style]
         hw = _hw(renders[0])
         weights = soft_weights(self.mask.regions, hw, self.feather)   # type: ignore[union-attr]  (1, S + 1, h, w)
         photo = pil_to_tensor(resize_pil(content, hw))
@@ -303,7 +312,7 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     pils = [tensor_to_pil(s) if isinstance(s, Tensor) else shrink(s, ff.style_size) for s in styles]
     return FastMethod(ff, pils, size=cfg.size, weights=list(cfg.style_blend) or None, strength=strength,
                       preserve_color=cfg.preserve_color, max_memory=cfg.max_memory,
-                      label=str(model or "shipped"),
+                      label=str(model or "shipped"), tile=cfg.tile,
                       work_size=ff.work_size if work_size is None else (work_size or None),
                       mask=read_mask(cfg, max(1, len(pils))), feather=cfg.mask_feather, mask_name=cfg.mask)
 

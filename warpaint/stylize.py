@@ -21,6 +21,7 @@ from . import color
 from .device import check_device_name, enable_fast_math, pick_device, pick_dtype, use_channels_last
 from .errors import InputError, NumericalError, check_number, check_pixels
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
+from .memory import ENGINE_BASE, IMAGE_PER_PIXEL, STYLE_PER_PIXEL, budget_bytes, check_budget, plan_scale
 from .losses import (
     blend_grams,
     gram_matrix,
@@ -34,6 +35,7 @@ from .masks import check_aspect, keep_photo, soft_weights
 from .stn.geometry import sample
 from .stn.geostyle import FULL_FROM, WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
 from .stn.warps import AffineWarp
+from .tiling import ScalePlan, cuts, layout
 from .vgg import CONTENT_LAYERS, LAYER_INDEX, STYLE_LAYERS, VGGFeatures, layer_stride
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ OPTION_GROUPS: dict[str, tuple[str, ...]] = {
                     "mask_feather"),
     "geometry": ("warp", "warp_strength", "warp_force", "warp_grid", "align_style"),
     "optimizer": ("optimizer", "lr", "init", "pooling", "seed"),
-    "runtime": ("device", "dtype", "max_memory"),
+    "runtime": ("device", "dtype", "max_memory", "tile"),
 }
 
 
@@ -138,7 +140,12 @@ class StylizeConfig:
                 "else float32 (TF32 on CUDA)", "choices": ("auto", "float32", "bfloat16")})
     max_memory: float = field(default=0.0, metadata={
         "help": "memory budget in GB for the run's estimated peak (0 = what the device has "
-                "free); larger work is refused before it starts"})
+                "free): scales too large for it run in overlapping tiles; work that does not fit "
+                "even so is refused before it starts"})
+    tile: int = field(default=0, metadata={
+        "help": "tile core in px: scales with a longer side run in overlapping tiles of this "
+                "size (0 = auto: only scales too large for the memory budget, in the largest "
+                "tiles that fit)"})
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -193,6 +200,8 @@ def _min_side(cfg: StylizeConfig) -> int:
     return max(layer_stride(n) for n in (*cfg.content_layers, *cfg.style_layers))
 
 
+#: The smallest tile core ``tile`` accepts (tiles overlap by at least 32 px on each side).
+MIN_TILE = 64
 #: Upper bounds of the options (beyond them a run could not finish on any machine).
 MAX_SIZE = 16384
 MAX_STEPS = 100_000
@@ -215,6 +224,9 @@ def _check_config(cfg: StylizeConfig) -> None:
     check_number("warp_strength", cfg.warp_strength, lo=0, hi=1)
     check_number("mask_feather", cfg.mask_feather, lo=0, hi=0.25)
     check_number("max_memory", cfg.max_memory, lo=0)
+    check_number("tile", cfg.tile, lo=0, hi=MAX_SIZE, integer=True)
+    if 0 < cfg.tile < MIN_TILE:
+        bad(f"tile must be 0 (auto) or at least {MIN_TILE} px, got {cfg.tile}")
     for name in ("style_layer_weights", "style_blend"):
         values = getattr(cfg, name)
         for v in values:
@@ -267,6 +279,8 @@ class Iterate:
     total: int                 # steps over all scales
     losses: dict[str, float]   # weighted "content", "style", "tv" and "total"
     image: Tensor              # (1, 3, H, W) in [0, 1], a detached copy, on the device
+    tiles: int = 0             # tiles of this step (0: the scale runs whole)
+    work: float = 0.0          # fraction of the run's work done (steps weighted by pixels)
 
 
 Callback = Callable[[Iterate], None]
@@ -303,16 +317,23 @@ class Stylizer:
     @torch.no_grad()
     def _targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
                  hw: tuple[int, int], regions: int = 1,
+                 plan: ScalePlan | None = None,
                  mask: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Content features of ``content`` (already at ``hw``) and blended style Grams
-        ((1, C, C), or (1, R, C, C) per region when ``regions > 1``). With a ``mask``
-        ((1, S + 1, H', W') regions, see :meth:`run_detailed`): each style's own Gram,
-        stacked (1, S, C, C), and under :data:`MASK_KEY` the soft weights (1, S, h, w) of
-        the style regions at ``hw`` (the no-style region gets no style loss)."""
+        ((1, C, C), or (1, R, C, C) per region when ``regions > 1``). A tiled ``plan``: no
+        content features (each tile takes its own), the Grams accumulated over tiles. With a
+        ``mask`` ((1, S + 1, H', W') regions, see :meth:`run_detailed`): each style's own
+        Gram, stacked (1, S, C, C), and under :data:`MASK_KEY` the soft weights (1, S, h, w)
+        of the style regions at ``hw`` (the no-style region gets no style loss)."""
         cfg = self.cfg
+        style_long = max(MIN_SIDE, round(max(hw) * cfg.style_scale))
+        if plan is not None and plan.tiled:
+            per_style = [self._tiled_grams(resize_long_side(s, style_long), plan) for s in styles]
+            if mask is not None:
+                return {}, self._masked_targets(per_style, mask, hw)
+            return {}, {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
         feats = self._features(content, cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
-        style_long = max(MIN_SIDE, round(max(hw) * cfg.style_scale))
         feats_s = [self._features(resize_long_side(s, style_long),
                                   cfg.style_layers) for s in styles]
         # Regions per side: no more than any layer's feature map has rows or columns, in the
@@ -323,11 +344,41 @@ class Stylizer:
         per_style = [{n: gram_matrix(sf[n]) if regions == 1 else
                       region_grams(sf[n], cells[n]) for n in cfg.style_layers} for sf in feats_s]
         if mask is not None:
-            style_t = {n: torch.stack([g[n][0] for g in per_style])[None] for n in cfg.style_layers}
-            style_t[MASK_KEY] = soft_weights(mask, hw, cfg.mask_feather)[:, :len(styles)]
-            return content_t, style_t
+            return content_t, self._masked_targets(per_style, mask, hw)
         style_t = {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
         return content_t, style_t
+
+    def _tiled_grams(self, image: Tensor, plan: ScalePlan) -> dict[str, Tensor]:
+        """Gram matrices (1, C, C) of the style layers of a (1, 3, H, W) ``image`` too large
+        for one VGG pass: sums of feature outer products over the positions of each cell of
+        a tile layout (the tile adds ``plan.margin`` px of context around its cell), divided
+        by the positions counted."""
+        cfg = self.cfg
+        hw = tuple(image.shape[-2:])
+        sums: dict[str, Tensor] = {}
+        counts = dict.fromkeys(cfg.style_layers, 0)
+        rows, cols = (cuts(d, plan.core) for d in hw)
+        for y0, y1 in zip(rows[:-1], rows[1:]):
+            for x0, x1 in zip(cols[:-1], cols[1:]):
+                ey, ex = max(0, y0 - plan.margin), max(0, x0 - plan.margin)
+                tile = image[..., ey:min(hw[0], y1 + plan.margin), ex:min(hw[1], x1 + plan.margin)]
+                feats = self._features(tile, cfg.style_layers)
+                for n in cfg.style_layers:
+                    st = layer_stride(n)
+                    f = feats[n][..., -(-(y0 - ey) // st):-(-(y1 - ey) // st),
+                                 -(-(x0 - ex) // st):-(-(x1 - ex) // st)].float().flatten(2)
+                    sums[n] = sums.get(n, 0) + torch.bmm(f, f.transpose(1, 2))
+                    counts[n] += f.shape[-1]
+        return {n: sums[n] / max(counts[n], 1) for n in cfg.style_layers}
+
+    def _masked_targets(self, per_style: list[dict[str, Tensor]], mask: Tensor,
+                        hw: tuple[int, int]) -> dict[str, Tensor]:
+        """Style targets of a masked run: each style's (1, C, C) Gram stacked (1, S, C, C), and
+        under :data:`MASK_KEY` the style regions' soft weights (1, S, h, w) at ``hw``."""
+        cfg = self.cfg
+        style_t = {n: torch.stack([g[n][0] for g in per_style])[None] for n in cfg.style_layers}
+        style_t[MASK_KEY] = soft_weights(mask, hw, cfg.mask_feather)[:, :len(per_style)]
+        return style_t
 
     def _style(self, feats: dict[str, Tensor], style_t: dict[str, Tensor]) -> Tensor:
         if MASK_KEY in style_t:
@@ -361,6 +412,54 @@ class Stylizer:
             out["tv"] = cfg.tv_weight * total_variation(image.float())
         out["total"] = sum(out.values())  # type: ignore[assignment]
         return out
+
+    def tiled_losses(self, image: Tensor, content: Tensor, style_t: dict[str, Tensor], plan: ScalePlan,
+                     offset: tuple[int, int]) -> tuple[dict[str, Tensor], Tensor, int]:
+        """:meth:`losses` of an image too large for one pass, and its gradient, tile by tile.
+
+        Each tile of the layout (:func:`~warpaint.tiling.layout` with ``offset``) takes its
+        content target from the same window of ``content`` (so a tile's borders affect both
+        sides alike) and its style loss against the whole image's Gram targets; its loss,
+        weighted by its share of the pixels, is back-propagated alone and its gradient
+        blended into the image's with the tile's window. The losses reported are the
+        window-weighted means of the tiles' (the whole image's losses, as estimated).
+
+        Args:
+            image: (1, 3, H, W) the iterate (not modified).
+            content: (1, 3, H, W) the content at this scale.
+        Returns:
+            the weighted losses, the gradient (1, 3, H, W) and the number of tiles.
+        """
+        cfg = self.cfg
+        hw = tuple(image.shape[-2:])
+        pixels = hw[0] * hw[1]
+        tiles = layout(hw, plan.core, plan.margin, offset)  # type: ignore[arg-type]
+        grad = torch.zeros_like(image)
+        totals = {"content": 0.0, "style": 0.0}
+        x = image.detach()
+        for t in tiles:
+            with torch.no_grad():
+                target = {n: v.float() for n, v in
+                          self._features(content[..., t.y0:t.y1, t.x0:t.x1], cfg.content_layers).items()}
+            crop = x[..., t.y0:t.y1, t.x0:t.x1].clone().requires_grad_(True)
+            feats = self._features(crop)
+            c = cfg.content_weight * layers_content_loss(feats, target, cfg.content_layers)
+            s = cfg.style_weight * self._style(feats, _crop_mask(style_t, t.y0, t.y1, t.x0, t.x1))
+            ((c + s) * (t.pixels / pixels)).backward()
+            grad[..., t.y0:t.y1, t.x0:t.x1] += t.window.to(grad) * crop.grad  # type: ignore[operator]
+            share = float(t.window.sum()) / pixels
+            totals["content"] += share * float(c.detach())
+            totals["style"] += share * float(s.detach())
+            del feats, crop, target
+        out = {k: image.new_tensor(v) for k, v in totals.items()}
+        if cfg.tv_weight > 0:
+            whole = x.clone().requires_grad_(True)
+            tv = cfg.tv_weight * total_variation(whole)
+            tv.backward()
+            grad += whole.grad  # type: ignore[operator]
+            out["tv"] = tv.detach()
+        out["total"] = sum(out.values())  # type: ignore[assignment]
+        return out, grad, len(tiles)
 
     def _init_image(self, content: Tensor, styles: Sequence[Tensor], hw: tuple[int, int],
                     image: Tensor | None) -> Tensor:
@@ -440,6 +539,7 @@ class Stylizer:
         prepared = self._prepare(content, styles, mask)
         styles, blend, scales = prepared.styles, prepared.blend, prepared.scales
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
+        costs = [cfg.steps_at(i, len(scales)) * h * w for i, (h, w) in enumerate(scales)]
         done = 0
         image = self._init_image(prepared.content, styles, scales[0], init)
         self._current = (image, prepared)
@@ -454,13 +554,22 @@ class Stylizer:
             image = image.detach().clone(memory_format=torch.contiguous_format)
             self._current = (image, prepared)
             steps = cfg.steps_at(si, len(scales))
-            joint = prepared.geometry if self._joint_at(si, scales) else None
-            content_t, style_t = self._targets(content_hw, styles, blend, hw, prepared.regions, prepared.mask)
-            for step, losses in enumerate(self._optimize(image, content_t, style_t, steps, joint), 1):
+            plan = prepared.plans[si]
+            joint = prepared.geometry if self._joint_at(si, scales) and not plan.tiled else None
+            if plan.tiled:
+                log.info("scale %d/%d %dx%d: tiles of %d px with %d px overlaps, L-BFGS history %d",
+                         si + 1, len(scales), hw[1], hw[0], plan.core, 2 * plan.margin, plan.history)
+            content_t, style_t = self._targets(content_hw, styles, blend, hw, prepared.regions, plan,
+                                               prepared.mask)
+            offsets = torch.Generator().manual_seed(cfg.seed + si)   # tile layouts, one per step
+            for step, (losses, tiles) in enumerate(self._optimize(
+                    image, content_t, style_t, steps, joint, plan=plan, content=content_hw, offsets=offsets), 1):
                 done += 1
                 if callback is not None:   # a finished-kind snapshot: the leaf changes in place
                     shown = self._finish(image.detach().clone(), prepared)
-                    callback(Iterate(si, len(scales), hw, step, steps, done, total, losses, shown))
+                    work = (sum(costs[:si]) + costs[si] * step / steps) / max(sum(costs), 1)
+                    callback(Iterate(si, len(scales), hw, step, steps, done, total, losses, shown,
+                                     tiles, work))
             log.info("scale %d/%d %dx%d: %d steps, %.1f s", si + 1, len(scales), hw[1], hw[0],
                      steps, time.perf_counter() - t0)
         image = image.detach()
@@ -473,7 +582,7 @@ class Stylizer:
         self._current = None
         cpu = torch.device("cpu")
         geometry = prepared.report.to(cpu) if prepared.report else None
-        return Result(final.cpu(), image.cpu(), geometry, prepared.aligned, prepared.main)
+        return Result(final.cpu(), image.cpu(), geometry, prepared.aligned, prepared.main, prepared.plans)
 
     def estimate_geometry(self, content: Tensor, style: Tensor, hw: tuple[int, int]) -> Geometry | None:
         """The warp of ``cfg.warp`` (``None`` without one), projected inside the image and
@@ -569,8 +678,9 @@ class Stylizer:
         report = self.estimate_geometry(original, styles[main], scales[-1])
         geometry = report if report is not None and report.applied else None
         mask = self._check_mask(mask, len(styles), tuple(content.shape[-2:]))  # type: ignore[arg-type]
+        plans = self.plans(tuple(content.shape[-2:]), [tuple(s.shape[-2:]) for s in styles])  # type: ignore[misc]
         return _Prepared(content, original, styles, blend, scales, regions, aligned, geometry, main, report,
-                         mask)
+                         plans, mask)
 
     def _check_mask(self, mask: Tensor | None, styles: int, hw: tuple[int, int]) -> Tensor | None:
         """The mask's regions on the device, checked: (1, styles + 1, H', W'), finite, >= 0,
@@ -590,6 +700,37 @@ class Stylizer:
         check_aspect(tuple(mask.shape[-2:]), hw, name=self.cfg.mask)  # type: ignore[arg-type]
         return mask.to(self.device, torch.float32)
 
+    def plans(self, content_hw: tuple[int, int], style_hws: Sequence[tuple[int, int]]) -> list[ScalePlan]:
+        """How each scale of a run on a ``content_hw`` image runs within the memory budget
+        (``cfg.max_memory``, else what the device has free): whole, or in tiles
+        (:func:`~warpaint.memory.plan_scale`).
+
+        Raises:
+            ResourceError: the run would not fit even in the smallest tiles.
+            InputError: a scale must be tiled but per-region statistics were asked for.
+        """
+        cfg = self.cfg
+        scales = self._checked_scales(content_hw)
+        budget = budget_bytes(cfg.max_memory, self.device)
+        pixels = content_hw[0] * content_hw[1] + sum(h * w for h, w in style_hws)
+        out = []
+        for si, hw in enumerate(scales):
+            long = max(MIN_SIDE, round(max(hw) * cfg.style_scale))
+            style_px = sum(long * long * min(h, w) // max(h, w) for h, w in style_hws)
+            passes = 2 if cfg.warp != "none" and self._joint_at(si, scales) else 1
+            out.append(plan_scale(hw, budget, fixed=int(ENGINE_BASE + IMAGE_PER_PIXEL * pixels),
+                                  style=STYLE_PER_PIXEL * style_px, passes=passes, tile=cfg.tile,
+                                  lbfgs=cfg.optimizer == "lbfgs"))
+        worst = max(out, key=lambda p: p.need)
+        hw = scales[out.index(worst)]
+        check_budget(worst.need, cfg.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px",
+                     budget=budget)
+        if any(p.tiled for p in out) and cfg.regions > 1:
+            raise InputError(f"at {scales[-1][1]}x{scales[-1][0]} px the run needs tiles, which cannot "
+                             "keep per-region style statistics (style_regions, align_style); lower the "
+                             "size or raise max_memory")
+        return out
+
     def _checked_scales(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
         """``cfg.scales(hw)``, or an InputError when the final scale is too small for the
         deepest VGG layer used."""
@@ -605,11 +746,15 @@ class Stylizer:
         return scales
 
     def _optimize(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
-                  steps: int, geometry: Geometry | None = None):
-        """Optimize ``image`` in place for ``steps`` steps, yielding the losses of each step.
+                  steps: int, geometry: Geometry | None = None, *, plan: ScalePlan = ScalePlan(),
+                  content: Tensor | None = None, offsets: torch.Generator | None = None):
+        """Optimize ``image`` in place for ``steps`` steps, yielding the losses of each step
+        and its number of tiles (0: whole).
 
         With ``geometry``, its warp's parameters take an Adam step after every pixel step,
-        from the gradients of the same evaluation.
+        from the gradients of the same evaluation. A tiled ``plan`` evaluates every step in
+        tiles (:meth:`tiled_losses`) at a random ``offsets`` draw, against ``content`` (the
+        content at this scale), with the plan's L-BFGS history.
         """
         cfg = self.cfg
         if steps == 0:
@@ -617,19 +762,24 @@ class Stylizer:
         image.requires_grad_(True)
         if cfg.optimizer == "lbfgs":
             opt: torch.optim.Optimizer = torch.optim.LBFGS(
-                [image], lr=cfg.lr or 1.0, max_iter=1, history_size=50, tolerance_grad=0.0,
+                [image], lr=cfg.lr or 1.0, max_iter=1, history_size=plan.history, tolerance_grad=0.0,
                 tolerance_change=0.0)
         else:
             opt = torch.optim.Adam([image], lr=cfg.lr or 0.02)
         warp_opt = torch.optim.Adam(geometry.warp.parameters(), lr=WARP_LR) if geometry else None
         last: dict[str, Tensor] = {}
+        tiles = [0]
 
         def closure() -> Tensor:
             opt.zero_grad(set_to_none=True)
             if warp_opt is not None:
                 warp_opt.zero_grad(set_to_none=True)
-            out = self.losses(image, content_t, style_t, geometry)
-            out["total"].backward()
+            if plan.tiled:
+                offset = tuple(int(v) for v in torch.randint(plan.core, (2,), generator=offsets))
+                out, image.grad, tiles[0] = self.tiled_losses(image, content, style_t, plan, offset)  # type: ignore[arg-type]
+            else:
+                out = self.losses(image, content_t, style_t, geometry)
+                out["total"].backward()
             last.update(out)
             return out["total"]
 
@@ -651,7 +801,7 @@ class Stylizer:
                 geometry.warp.project()  # type: ignore[union-attr]
             with torch.no_grad():
                 image.clamp_(0.0, 1.0)  # the box constraint, on our own leaf only
-            yield losses
+            yield losses, tiles[0]
         image.requires_grad_(False)
 
 
@@ -669,6 +819,7 @@ class _Prepared:
     geometry: Geometry | None     # the warp of ``warp`` when it is applied
     main: int                     # index of the style the warp was matched to
     report: Geometry | None = None  # the warp of ``warp``, also when refused (for the report)
+    plans: list[ScalePlan] = field(default_factory=list)   # how each scale runs (whole, tiles)
     mask: Tensor | None = None    # (1, S + 1, H', W') regions of ``mask`` (last: no style)
 
 
@@ -681,6 +832,15 @@ class Result:
     geometry: Geometry | None     # the warp of ``cfg.warp``, with its matches
     aligned: list[Geometry]       # one per style image with ``cfg.align_style``
     main_style: int               # index of the style the warp was matched to (largest blend)
+    plans: list[ScalePlan] = field(default_factory=list)   # how each scale ran (whole or tiled)
+
+
+def _crop_mask(style_t: dict[str, Tensor], y0: int, y1: int, x0: int, x1: int) -> dict[str, Tensor]:
+    """A masked run's style targets for one tile (its window of the region weights); other
+    targets as they are."""
+    if MASK_KEY not in style_t:
+        return style_t
+    return {**style_t, MASK_KEY: style_t[MASK_KEY][..., y0:y1, x0:x1]}
 
 
 def apply_warp(image: Tensor, geometry: Geometry) -> Tensor:

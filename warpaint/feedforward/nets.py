@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -76,6 +79,10 @@ class ConditionalInstanceNorm(nn.Module):
     def __init__(self, channels: int, code_dim: int) -> None:
         super().__init__()
         self.norm = nn.InstanceNorm2d(channels, affine=code_dim == 0)
+        # Tiled inference (:func:`shared_statistics`): the statistics of each forward are
+        # appended to ``recorded``, or ``fixed`` ones used instead of the input's own.
+        self.recorded: list[tuple[Tensor, Tensor]] | None = None
+        self.fixed: tuple[Tensor, Tensor] | None = None
         self.to_affine = nn.Linear(code_dim, 2 * channels) if code_dim else None
         if self.to_affine is not None:         # start as the identity affine map
             nn.init.zeros_(self.to_affine.weight)
@@ -89,11 +96,49 @@ class ConditionalInstanceNorm(nn.Module):
             scale, shift = self.to_affine(code).chunk(2, 1)                      # (B, C) each
         else:
             scale, shift = (p.expand(x.shape[0], -1) for p in (self.norm.weight, self.norm.bias))
+        if self.fixed is not None:   # one tile of a larger image: the whole image's statistics
+            mean, var = self.fixed
+            return F.batch_norm(x, mean, var, scale[0], shift[0], False, 0.0, self.norm.eps)
+        if self.recorded is not None:
+            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), unbiased=False)
+            self.recorded.append((mean.to(x.dtype), var.to(x.dtype)))
         if x.shape[0] == 1:
             # For one image, batch norm with batch statistics is exactly instance norm, and
             # its kernel normalizes, scales and shifts in one pass in any memory layout.
             return F.batch_norm(x, None, None, scale[0], shift[0], True, 0.0, self.norm.eps)
         return F.instance_norm(x, eps=self.norm.eps) * scale[:, :, None, None] + shift[:, :, None, None]
+
+
+@contextmanager
+def recorded_statistics(net: nn.Module) -> Iterator[list[tuple[Tensor, Tensor]]]:
+    """Within the block, every normalization of ``net`` (one image at a time) records its
+    channel means and variances, in forward order, into the list yielded."""
+    norms = [m for m in net.modules() if isinstance(m, ConditionalInstanceNorm)]
+    stats: list[tuple[Tensor, Tensor]] = []
+    for m in norms:
+        m.recorded = stats
+    try:
+        yield stats
+    finally:
+        for m in norms:
+            m.recorded = None
+
+
+@contextmanager
+def shared_statistics(net: nn.Module, stats: list[tuple[Tensor, Tensor]]) -> Iterator[None]:
+    """Within the block, ``net``'s normalizations use ``stats`` (from
+    :func:`recorded_statistics` over a whole image) instead of their input's: every tile of
+    that image is then normalized alike, and tiles blend without seams."""
+    norms = [m for m in net.modules() if isinstance(m, ConditionalInstanceNorm)]
+    if len(stats) != len(norms):
+        raise ValueError(f"{len(stats)} recorded statistics for {len(norms)} normalizations")
+    for m, st in zip(norms, stats, strict=True):
+        m.fixed = st
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.fixed = None
 
 
 #: ``_UPSAMPLE_TAPS[a, d, l] = 1`` where tap ``d`` (0-2) of a 3x3 kernel on a 2x nearest-

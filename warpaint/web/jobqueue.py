@@ -129,27 +129,19 @@ def png_bytes(image: Tensor | Image.Image) -> bytes:
 
 
 class Progress:
-    """``on_step`` of a run: fraction done (weighted by pixels per scale), ETA, live frames."""
+    """``on_step`` of a run: fraction done (the engine's steps weighted by their pixels), ETA,
+    live frames."""
 
     def __init__(self, job: WebJob, queue: JobQueue) -> None:
         self.job, self.queue = job, queue
-        hw = (job.content.height, job.content.width)
-        sizes = job.cfg.scales(hw)
-        self.costs = [job.cfg.steps_at(i, len(sizes)) * h * w for i, (h, w) in enumerate(sizes)]
         self.t0 = time.monotonic()
         self.last_frame, self.last_scale = 0.0, -1
 
-    def fraction(self, it: Iterate) -> float:
-        if len(self.costs) != it.scales:   # cannot happen; fall back to counting steps
-            return it.done / max(it.total, 1)
-        work = sum(self.costs[:it.scale]) + self.costs[it.scale] * it.step / max(it.steps, 1)
-        return min(1.0, work / max(sum(self.costs), 1))
-
     def __call__(self, it: Iterate) -> None:
         now = time.monotonic()
-        f, elapsed = self.fraction(it), now - self.t0
+        f, elapsed = min(1.0, it.work), now - self.t0
         progress = {"scale": it.scale + 1, "scales": it.scales, "size": [it.size[1], it.size[0]],
-                    "step": it.step, "steps": it.steps, "done": it.done, "total": it.total,
+                    "step": it.step, "steps": it.steps, "done": it.done, "total": it.total, "tiles": it.tiles,
                     "fraction": round(f, 4), "elapsed": round(elapsed, 2),
                     "eta": round(elapsed * (1 - f) / f, 1) if f > 0 else None,
                     "losses": finite({k: round(v, 6) for k, v in it.losses.items()})}
