@@ -196,8 +196,8 @@ class EngineMethod:
 
     def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Tensor, dict]:
         tensor = _as_tensor(content)
-        detail = self.stylizer.run_detailed(tensor, self.styles, callback=on_step, init=self.init,
-                                            mask=None if self.mask is None else self.mask.regions)
+        masked = {} if self.mask is None else {"mask": self.mask.regions}   # without one: the call as before
+        detail = self.stylizer.run_detailed(tensor, self.styles, callback=on_step, init=self.init, **masked)
         scales = self.cfg.scales(_hw(content))
         # keys with "_" are for the caller (pictures of the warp), not for the JSON summary
         extra: dict[str, Any] = {"scales": [[w, h] for h, w in scales], "config": asdict(self.cfg),
