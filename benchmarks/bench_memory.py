@@ -38,8 +38,18 @@ if kind == "engine":
     cfg = StylizeConfig(size=size, min_size=size, steps=2, device="cpu", dtype="float32", warp=extra)
     method = EngineMethod(cfg, [style])
     estimate = engine_peak_bytes(cfg, hw, hw, [(384, 512)])
+elif kind == "tiled":   # extra: the budget in GB, too small for the scale whole
+    cfg = StylizeConfig(size=size, min_size=size, steps=2, device="cpu", dtype="float32",
+                        max_memory=float(extra))
+    method = EngineMethod(cfg, [style])
+    plan = method.stylizer.plans(hw, [(384, 512)])[-1]
+    assert plan.tiled, "the budget does not force tiles"
+    estimate = plan.need
+if kind in ("engine", "tiled"):
     _, extra_info = method.run(content, lambda it: None)
     detail = extra_info["_detail"]
+    if kind == "tiled":
+        extra = f"{extra} GB: tiles of {plan.core} px, L-BFGS history {plan.history}"
     if cfg.warp != "none":
         assert detail.geometry is not None and detail.geometry.applied, "the warp was not applied"
 else:
@@ -56,7 +66,7 @@ print(json.dumps({"kind": kind, "size": size, "extra": extra, "hw": list(hw), "p
 
 CASES = [("engine", 256, "none"), ("engine", 512, "none"), ("engine", 768, "none"), ("engine", 1024, "none"),
          ("engine", 256, "affine"), ("engine", 384, "tps"), ("fast", 1024, "480"), ("fast", 2048, "480"),
-         ("fast", 1024, "full"), ("fast", 2048, "full")]
+         ("fast", 1024, "full"), ("fast", 2048, "full"), ("tiled", 1536, "4"), ("tiled", 2048, "4")]
 
 
 def main() -> None:
@@ -76,8 +86,8 @@ def main() -> None:
     (results / "memory.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = ["| run | result size | measured peak | estimate | estimate / peak |", "|---|---|---|---|---|"]
     for r in rows:
-        what = (f"engine, warp {r['extra']}" if r["kind"] == "engine" else
-                f"--fast, work size {r['extra']}")
+        what = {"engine": f"engine, warp {r['extra']}", "tiled": f"engine, --max-memory {r['extra']}",
+                "fast": f"--fast, work size {r['extra']}"}[r["kind"]]
         lines.append(f"| {what} | {r['hw'][1]}x{r['hw'][0]} | {r['peak'] / 1e9:.2f} GB | "
                      f"{r['estimate'] / 1e9:.2f} GB | {r['ratio']} |")
     (results / "memory.md").write_text(

@@ -44,10 +44,10 @@ def assert_one_line_error(rc: int, err: str, *needles: str) -> None:
         assert n in err, (n, err)
 
 
-def assert_png(path: Path, size: tuple[int, int]) -> None:
+def assert_png(path: Path, size: tuple[int, int], mode: str = "RGB") -> None:
     with Image.open(path) as im:
         assert im.format == "PNG"
-        assert im.mode == "RGB"
+        assert im.mode == mode
         assert im.size == size
 
 
@@ -268,7 +268,7 @@ class TestStylizeSuccess:
         rc, out, err = cli(capsys, "stylize", src, src, files["style"], "-o", files["out"], *TINY)
         assert rc == 0, err
         assert err == "" and out == ""
-        assert_png(files["out"], size)
+        assert_png(files["out"], size, "RGBA" if mode == "RGBA" else "RGB")   # transparency is kept
         assert no_temp_files(tmp_path)
 
     def test_grayscale_style_from_shared_images(self, capsys, files, shared_image):

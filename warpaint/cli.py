@@ -85,12 +85,12 @@ def _run(args: argparse.Namespace, jobs, method, extras, loaded: dict | None = N
     """Run the jobs; print one line per result or error; exit 2 when any job failed."""
     from .errors import Interrupted
     from .extras import write_extras, write_summary
-    from .jobs import run_jobs
+    from .jobs import color_note, run_jobs
 
     progress, outcomes = _Progress(args, extras, len(jobs) > 1), []
     try:
         for outcome in run_jobs(jobs, method, original_size=args.original_size, on_step=progress,
-                                loaded=loaded):
+                                loaded=loaded, bit_depth=args.bit_depth):
             progress.close()
             outcomes.append(outcome)
             if outcome.status == "error":
@@ -100,9 +100,10 @@ def _run(args: argparse.Namespace, jobs, method, extras, loaded: dict | None = N
             write_extras(extras, outcome, method, len(jobs) > 1)
             s = outcome.summary
             if not args.quiet and outcome.job.output != "-":
+                note = color_note(s)
                 print(f"wrote {outcome.job.output} ({s['output_size'][0]}x{s['output_size'][1]} px, "
-                      f"{s['steps']} steps, {method.device.type}, {method.dtype}, {s['seconds']:.2f} s)",
-                      file=sys.stderr)
+                      f"{s['steps']} steps, {method.device.type}, {method.dtype}, {s['seconds']:.2f} s"
+                      f"{'; ' + note if note else ''})", file=sys.stderr)
     except KeyboardInterrupt as e:   # Ctrl-C / SIGTERM: in a step, or between them
         progress.close()
         outcome = getattr(e, "outcome", None)
@@ -126,7 +127,7 @@ def _run(args: argparse.Namespace, jobs, method, extras, loaded: dict | None = N
 
 # -- commands -------------------------------------------------------------------------------
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .jobs import guard_jobs, plan
+    from .jobs import check_jobs_bit_depth, guard_jobs, plan
 
     fast = args.fast or args.model is not None
     if not fast and not args.styles:
@@ -136,6 +137,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
               *([cfg.mask] if cfg.mask else [])]
     jobs = plan(args.content, args.output)
     guard_jobs(jobs, inputs)
+    check_jobs_bit_depth(jobs, args.bit_depth, fast=fast)
     extras = _extras(args, [*inputs, *(j.content for j in jobs)], [j.output for j in jobs])
     return _run(args, jobs, _method(args, cfg, extras, args.styles), extras)
 
@@ -165,11 +167,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo_content, demo_style
     from .io import save_image, tensor_to_pil
-    from .jobs import Job, guard_jobs
+    from .jobs import Job, check_jobs_bit_depth, guard_jobs
 
     cfg = _config(args)
     jobs = [Job("demo-content", args.output)]
     guard_jobs(jobs, [])
+    check_jobs_bit_depth(jobs, args.bit_depth)
     extras = _extras(args, [], [args.output])
     content, style = tensor_to_pil(demo_content()), tensor_to_pil(demo_style())
     if args.save_inputs is not None:

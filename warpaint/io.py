@@ -2,29 +2,35 @@
 
 Inside warpaint an image is always a float32 tensor of shape (1, 3, H, W), RGB, sRGB-encoded,
 in [0, 1]. This module converts from every mode Pillow reads (grayscale, palette, RGBA, CMYK,
-16-bit, EXIF-rotated) and writes outputs atomically.
+16-bit, EXIF-rotated), converts an embedded ICC profile to sRGB (Pillow's ImageCms), and writes
+outputs atomically. A content file's alpha channel and 16-bit samples are kept apart from that
+contract (:func:`read_content`, :class:`Loaded`) and written back by :func:`save_image`.
 """
 
 from __future__ import annotations
 
 import io as _io
+import logging
 import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from .errors import InputError, OutputError, check_image
 
 PathLike = str | os.PathLike[str]
+BitDepth = Literal["auto", "8", "16"]
+log = logging.getLogger(__name__)
 
 #: The shortest image side anything in warpaint works on (sizes below it are refused).
 MIN_SIDE = 16
@@ -38,6 +44,12 @@ IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff
 #: Extensions we can write, mapped to Pillow format names.
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                  ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+#: The formats we write with an alpha channel (the others get it composited onto white).
+ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})
+
+#: The formats we write with 16 bits per sample (PNG through pypng, TIFF through tifffile).
+DEEP_FORMATS = frozenset({"PNG", "TIFF"})
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -71,7 +83,28 @@ def tensor_to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0)), "RGB")
 
 
-def _open(source: PathLike | BinaryIO, max_pixels: int) -> Image.Image:
+def _sample_bits(im: Image.Image) -> int:
+    """Bits per sample in the file behind a not yet loaded Pillow image: 16 or 8 (Pillow
+    decodes 16-bit RGB and RGBA to 8 bits; its tile's raw mode still says ``;16``)."""
+    if im.mode.startswith("I;16"):
+        return 16
+    args = im.tile[0][3] if im.tile else ""
+    raw = args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else "")
+    return 16 if ";16" in raw else 8
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation of a not yet loaded image (1: upright). Read before decoding:
+    Pillow's TIFF reader turns an image upright as it decodes and then drops the tag."""
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a corrupt EXIF block must not stop us
+        return 1
+
+
+def _open(source: PathLike | BinaryIO, max_pixels: int) -> tuple[Image.Image, int, int]:
+    """The decoded image, the bits per sample of its file (:func:`_sample_bits`) and its
+    EXIF orientation as stored (:func:`_orientation`)."""
     # The path as given (a Path's ``.name`` would be the bare file name); a stream's own name.
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else \
         getattr(source, "name", None) or str(source)
@@ -97,6 +130,8 @@ def _open(source: PathLike | BinaryIO, max_pixels: int) -> Image.Image:
             if im.width * im.height > max_pixels:
                 raise InputError(
                     f"{name}: {im.width}x{im.height} px exceeds the limit of {max_pixels} pixels")
+            bits = _sample_bits(im)
+            orientation = _orientation(im) if bits == 16 else 1
             im.load()  # decode now, so truncated files fail here
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"{name}: image too large ({e})") from None
@@ -106,24 +141,233 @@ def _open(source: PathLike | BinaryIO, max_pixels: int) -> Image.Image:
         raise InputError(f"{name}: cannot decode image ({e})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old
-    return im
+    return im, bits, orientation
 
 
 def load_pil(source: PathLike | BinaryIO, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Read an image file (or binary stream) as an 8-bit RGB Pillow image.
 
-    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted to
-    RGB; transparency is composited onto white.
+    EXIF orientation is applied; an embedded ICC profile is converted to sRGB; grayscale,
+    palette, CMYK and 16-bit images are converted to RGB; transparency is composited onto
+    white. (:func:`read_content` keeps the alpha channel and 16-bit samples instead.)
 
     Raises:
         InputError: missing, directory, empty, truncated, non-image or over ``max_pixels``.
     """
-    im = _open(source, max_pixels)
-    try:
-        im = ImageOps.exif_transpose(im)
-    except Exception:  # noqa: BLE001 - a corrupt EXIF block must not stop us
-        pass
+    im, _, _ = _open(source, max_pixels)
+    im, _ = to_srgb(_exif_transpose(im), name=_name_of(source))
     return _to_rgb(im)
+
+
+def _exif_transpose(im: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - a corrupt EXIF block must not stop us
+        return im
+
+
+def _name_of(source: PathLike | BinaryIO) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "stdin")
+
+
+# -- colour: ICC profiles, alpha, 16 bits ----------------------------------------------------
+#: The colour space of each Pillow mode ImageCms can convert from, as ICC names it.
+_SPACE_OF_MODE = {"RGB": "RGB", "RGBA": "RGB", "RGBX": "RGB", "P": "RGB", "PA": "RGB", "L": "GRAY",
+                  "LA": "GRAY", "I;16": "GRAY", "I;16B": "GRAY", "I;16L": "GRAY", "I;16N": "GRAY",
+                  "CMYK": "CMYK"}
+#: The Pillow mode ImageCms converts from, per ICC colour space.
+_MODE_OF_SPACE = {"RGB": "RGB", "GRAY": "L", "CMYK": "CMYK"}
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+
+
+def _icc_plan(im: Image.Image, name: str) -> tuple[ImageCms.ImageCmsProfile | None, str | None]:
+    """The profile to convert ``im`` from (None: nothing to convert) and the note for it
+    (:func:`to_srgb`); warns about a profile it ignores."""
+    data = im.info.get("icc_profile")
+    if not data:
+        return None, None
+    try:
+        profile = ImageCms.ImageCmsProfile(_io.BytesIO(data))
+        desc = (profile.profile.profile_description or "unnamed profile").strip()
+        space = profile.profile.xcolor_space.strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        log.warning("%s: ignoring its embedded ICC profile (cannot read it: %s); taking it as sRGB", name, e)
+        return None, "ignored: unreadable profile"
+    if desc.lower().startswith("srgb"):
+        return None, f"{desc} (sRGB, kept)"
+    if _SPACE_OF_MODE.get(im.mode) != space:
+        log.warning("%s: ignoring its embedded ICC profile %r (a %s profile for %s pixels); taking it as "
+                    "sRGB", name, desc, space, im.mode)
+        return None, f"ignored: {desc} ({space} profile, {im.mode} pixels)"
+    return profile, desc
+
+
+def to_srgb(im: Image.Image, *, name: str = "image") -> tuple[Image.Image, str | None]:
+    """``im`` with its embedded ICC profile (``im.info["icc_profile"]``) converted to sRGB
+    (Pillow's ImageCms, the profile's own rendering intent, black-point compensation), and
+    what was done: ``"converted <description> -> sRGB"``, ``"<description> (sRGB, kept)"``,
+    or ``"ignored: ..."``; ``None`` when there is no profile (the image is returned as is).
+
+    A converted image is 8-bit ``RGB`` (``RGBA`` when ``im`` has transparency, which is
+    kept). A profile that cannot be read, or whose colour space does not match the pixels, is
+    ignored with a warning: the pixels are then taken as sRGB, as without a profile.
+    """
+    profile, note = _icc_plan(im, name)
+    if profile is None:
+        return im, note
+    space = profile.profile.xcolor_space.strip()
+    alpha = im.convert("RGBA").getchannel("A") if _has_alpha(im) else None
+    base = _to_rgb(im).convert("L") if im.mode.startswith("I;16") else im.convert(_MODE_OF_SPACE[space])
+    try:
+        out = ImageCms.profileToProfile(base, profile, ImageCms.createProfile("sRGB"),
+                                        renderingIntent=ImageCms.getDefaultIntent(profile), outputMode="RGB",
+                                        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
+    except ImageCms.PyCMSError as e:
+        log.warning("%s: ignoring its embedded ICC profile %r (%s); taking it as sRGB", name, note, e)
+        return im, f"ignored: {note} ({e})"
+    assert out is not None  # profileToProfile returns None only with inPlace=True
+    if alpha is not None:
+        out.putalpha(alpha)
+    log.info("%s: converted its ICC profile %r to sRGB", name, note)
+    return out, f"converted {note} -> sRGB"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A content file as :func:`read_content` reads it: the colour image under the image
+    contract, and what the file had beyond it.
+
+    Attributes:
+        image: 8-bit RGB Pillow image; a (1, 3, H, W) float32 tensor in [0, 1] when the file
+            has 16 bits per sample (its full precision).
+        alpha: (1, 1, H, W) float32 tensor in [0, 1], the file's transparency (alpha channel,
+            palette or colour-key tRNS); None when the file has none or it is fully opaque.
+        bit_depth: bits per sample of the file's pixels as read: 8 or 16.
+        icc: what happened to an embedded ICC profile (:func:`to_srgb`), None without one.
+    """
+
+    image: Image.Image | Tensor
+    alpha: Tensor | None = None
+    bit_depth: int = 8
+    icc: str | None = None
+
+
+#: EXIF orientation -> the Pillow transpose that undoes it (as in ImageOps.exif_transpose).
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) samples turned upright by their EXIF ``orientation``: Pillow transposes an
+    image of pixel indices, which then gathers the samples."""
+    method = _ORIENTATION.get(orientation)
+    if method is None:
+        return a
+    h, w, c = a.shape
+    idx = np.asarray(Image.fromarray(np.arange(h * w, dtype=np.int32).reshape(h, w)).transpose(method))
+    return a.reshape(h * w, c)[idx.ravel()].reshape(*idx.shape, c)
+
+
+def _read_deep(data: BinaryIO, fmt: str | None, name: str) -> np.ndarray | None:
+    """The 16-bit samples of a PNG (pypng) or TIFF (tifffile, first page) as (H, W, C) uint16,
+    C = 1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA); None for a layout we do not read
+    this way (Pillow's 8-bit reading is used instead)."""
+    data.seek(0)
+    if fmt == "PNG":
+        import png
+
+        try:
+            w, h, rows, info = png.Reader(file=data).asDirect()  # tRNS becomes an alpha channel
+            a = np.array([np.asarray(r, dtype=np.uint16) for r in rows], dtype=np.uint16)
+        except (png.Error, ValueError, EOFError) as e:
+            raise InputError(f"{name}: cannot decode 16-bit PNG ({e})") from None
+        if info["bitdepth"] <= 8:
+            return None
+        if info["bitdepth"] < 16:   # an sBIT chunk: pypng gives the significant bits; back to 16
+            a = np.round(a * (65535.0 / (2 ** info["bitdepth"] - 1))).astype(np.uint16)
+        return a.reshape(h, w, info["planes"])
+    if fmt == "TIFF":
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(data) as tif:
+                page = tif.pages.first
+                if str(page.photometric.name) not in ("RGB", "MINISBLACK"):
+                    return None
+                if 1 in tuple(page.extrasamples or ()):   # premultiplied alpha: Pillow's reading
+                    return None
+                a, axes = page.asarray(), page.axes
+        except Exception as e:  # noqa: BLE001 - tifffile raises many kinds; all mean a bad file
+            raise InputError(f"{name}: cannot decode 16-bit TIFF ({e})") from None
+        if a.dtype != np.uint16 or set(axes) - set("YXS") or a.ndim != len(axes):
+            return None
+        a = a.transpose([axes.index(k) for k in "YXS" if k in axes])
+        return a[..., None] if a.ndim == 2 else a
+    return None
+
+
+def _from_deep(a: np.ndarray) -> tuple[Tensor, Tensor | None]:
+    """(H, W, C) uint16 samples as a (1, 3, H, W) colour tensor and a (1, 1, H, W) alpha
+    tensor (None without alpha), float32 in [0, 1]."""
+    x = torch.from_numpy(a.astype(np.float32) / 65535.0).permute(2, 0, 1).unsqueeze(0).contiguous()
+    c = x.shape[1]
+    rgb = x[:, :3] if c >= 3 else x[:, :1].expand(-1, 3, -1, -1).contiguous()
+    alpha = x[:, c - 1:] if c in (2, 4) else None
+    return rgb, alpha
+
+
+def _alpha_tensor(alpha: Image.Image) -> Tensor | None:
+    """An 8-bit ``L`` alpha band as a (1, 1, H, W) float32 tensor; None when fully opaque."""
+    a = np.asarray(alpha, dtype=np.uint8)
+    if a.min() == 255:
+        return None
+    return torch.from_numpy(a.astype(np.float32) / 255.0)[None, None].contiguous()
+
+
+def read_content(src: str, *, max_pixels: int = MAX_PIXELS) -> Loaded:
+    """A content file (``-``: stdin) with its transparency and full precision kept.
+
+    EXIF orientation is applied and an ICC profile converted to sRGB (:func:`to_srgb`) as in
+    :func:`load_pil`, but: the colour of transparent pixels is kept as stored (not composited
+    onto white), and the alpha channel is returned beside it; a PNG or TIFF with 16 bits per
+    sample is read at full precision into a float tensor (except when an ICC profile has to
+    be converted: Pillow's ImageCms works on 8-bit RGB, so that image has 8 bits).
+
+    Raises:
+        InputError: missing, directory, empty, truncated, non-image or over ``max_pixels``.
+    """
+    source: PathLike | BinaryIO = src
+    name = src
+    if src == "-":
+        source, name = _io.BytesIO(sys.stdin.buffer.read()), "stdin"
+        source.name = "stdin"  # type: ignore[attr-defined]
+    im, bits, orientation = _open(source, max_pixels)
+    if bits == 16 and im.format in DEEP_FORMATS:
+        profile, note = _icc_plan(im, name)
+        if profile is None:   # no profile to convert: the 16 bits are kept
+            if isinstance(source, _io.BytesIO):
+                a = _read_deep(source, im.format, name)
+            else:
+                with open(source, "rb") as f:
+                    a = _read_deep(f, im.format, name)
+            if a is not None:
+                rgb, alpha = _from_deep(_orient(a, orientation))
+                if alpha is not None and bool((alpha >= 1).all()):
+                    alpha = None
+                return Loaded(rgb, alpha, 16, note)
+    im, note = to_srgb(_exif_transpose(im), name=name)
+    if note is not None and note.startswith("converted") and bits == 16:
+        note += " (at 8 bits per sample: ImageCms has no 16-bit RGB)"
+        log.warning("%s: 16-bit image with an ICC profile: converted to sRGB at 8 bits per sample", name)
+    if not _has_alpha(im):
+        return Loaded(_to_rgb(im), None, 8, note)
+    rgba = _to_rgb(im) if im.mode.startswith("I;16") else im.convert("RGBA")
+    alpha = _alpha_tensor(rgba.getchannel("A")) if rgba.mode == "RGBA" else None
+    return Loaded(rgba.convert("RGB"), alpha, 8, note)
 
 
 def load_image(source: PathLike | BinaryIO, *, max_pixels: int = MAX_PIXELS) -> Tensor:
@@ -197,33 +441,95 @@ def list_images(folder: Path, *, recursive: bool = False) -> list[Path]:
     return files
 
 
+def output_format(dest: PathLike | BinaryIO, fmt: str | None = None) -> str | None:
+    """The Pillow format name ``save_image`` writes ``dest`` in: ``fmt``, else from the
+    path's extension (None: unknown); a stream or ``-`` (stdout) gets PNG."""
+    if fmt is not None:
+        return fmt
+    if not isinstance(dest, (str, os.PathLike)) or os.fspath(dest) == "-":
+        return "PNG"
+    return WRITE_FORMATS.get(Path(dest).suffix.lower())
+
+
+def check_bit_depth(bit_depth: BitDepth | int, dest: PathLike | BinaryIO) -> None:
+    """An InputError when ``dest``'s format cannot hold ``bit_depth`` (16: PNG and TIFF)."""
+    fmt = output_format(dest)
+    if str(bit_depth) == "16" and fmt is not None and fmt not in DEEP_FORMATS:
+        raise InputError(f"{os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else 'output'}: "
+                         f"{fmt} cannot hold 16 bits per sample; write .png or .tif, or use --bit-depth 8")
+
+
+def _samples(image: Tensor | Image.Image, alpha: Tensor | None, bits: int) -> np.ndarray:
+    """(H, W, 3 or 4) uint8 or uint16 samples of an RGB image and its (1, 1, H, W) alpha."""
+    x = pil_to_tensor(image) if isinstance(image, Image.Image) else image[:1].detach().float().cpu()
+    if alpha is not None:
+        x = torch.cat([x, alpha[:1].detach().float().cpu()], dim=1)
+    top = 65535.0 if bits == 16 else 255.0
+    a = x[0].mul(top).add_(0.5).clamp_(0, top).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(a.astype(np.uint16 if bits == 16 else np.uint8))
+
+
+def _encode_deep(a: np.ndarray, fmt: str) -> bytes:
+    """(H, W, 3 or 4) uint16 samples as a 16-bit PNG (pypng) or zlib TIFF (tifffile)."""
+    buf = _io.BytesIO()
+    h, w, c = a.shape
+    if fmt == "PNG":
+        import png
+
+        png.Writer(w, h, greyscale=False, alpha=c == 4, bitdepth=16).write(buf, a.reshape(h, w * c))
+    else:
+        import tifffile
+
+        tifffile.imwrite(buf, a, photometric="rgb", compression="zlib",
+                         extrasamples=("unassalpha",) if c == 4 else None)
+    return buf.getvalue()
+
+
 def save_image(image: Tensor | Image.Image, dest: PathLike | BinaryIO, *,
-               fmt: str | None = None, quality: int = 95) -> None:
+               fmt: str | None = None, quality: int = 95, alpha: Tensor | None = None,
+               bit_depth: int = 8) -> None:
     """Write an image atomically: to a temporary file beside ``dest``, then renamed over it.
 
     Args:
         image: (B, 3, H, W) tensor in [0, 1] (the first image is written) or a Pillow image.
         dest: a path (format from its extension) or a binary stream (PNG unless ``fmt``).
+        alpha: (B, 1, H, W) alpha in [0, 1] of ``image``'s size: written as an alpha channel
+            in PNG, WebP and TIFF, composited onto white (with a warning) in JPEG and BMP.
+        bit_depth: 8, or 16 for PNG and TIFF.
     Raises:
-        OutputError: unknown extension, missing or unwritable folder.
+        OutputError: unknown extension, missing or unwritable folder, 16 bits in a format
+            that cannot hold them.
     """
-    im = image if isinstance(image, Image.Image) else tensor_to_pil(image)
-    if not isinstance(dest, (str, os.PathLike)):
-        buf = _io.BytesIO()
-        im.save(buf, format=fmt or "PNG")
-        dest.write(buf.getvalue())
-        dest.flush()
-        return
-    path = Path(dest)
-    fmt = fmt or WRITE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
+    path = Path(dest) if isinstance(dest, (str, os.PathLike)) else None
+    fmt = fmt or ("PNG" if path is None else WRITE_FORMATS.get(path.suffix.lower()))
+    if path is not None and fmt is None:
         raise OutputError(f"{path}: unknown output extension {path.suffix!r}; "
                           f"use one of {', '.join(sorted(WRITE_FORMATS))}")
-    if path.is_dir():
+    if path is not None and path.is_dir():
         raise OutputError(f"{path}: is a directory, expected an output file name")
-    buf = _io.BytesIO()
-    im.save(buf, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
-    write_bytes_atomic(buf.getvalue(), path)
+    if bit_depth not in (8, 16) or (bit_depth == 16 and fmt not in DEEP_FORMATS):
+        raise OutputError(f"{path or 'output'}: cannot write {bit_depth} bits per sample as {fmt}")
+    if alpha is not None and fmt not in ALPHA_FORMATS:
+        log.warning("%s: %s has no alpha channel; the transparency was composited onto white",
+                    path or "output", fmt)
+        rgb = pil_to_tensor(image) if isinstance(image, Image.Image) else image[:1].detach().float().cpu()
+        a = alpha[:1].detach().float().cpu()
+        image, alpha = rgb * a + (1 - a), None
+    if bit_depth == 16:
+        data = _encode_deep(_samples(image, alpha, 16), fmt)  # type: ignore[arg-type]
+    else:
+        if alpha is not None:
+            im = Image.fromarray(_samples(image, alpha, 8), "RGBA")
+        else:
+            im = image if isinstance(image, Image.Image) else tensor_to_pil(image)
+        buf = _io.BytesIO()
+        im.save(buf, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
+        data = buf.getvalue()
+    if path is None:
+        dest.write(data)  # type: ignore[union-attr]
+        dest.flush()  # type: ignore[union-attr]
+        return
+    write_bytes_atomic(data, path)
 
 
 def _umask() -> int:

@@ -1,11 +1,12 @@
 """The job layer: what every front end runs to stylize files.
 
 A :class:`Job` is one content file (or stdin) and one output file (or stdout). :func:`run_jobs`
-reads the inputs, runs a method (the optimization engine, :class:`EngineMethod`, or a
-feed-forward model, :class:`FastMethod`), checks the result (finite, not flat), resizes it,
-writes it atomically and yields one :class:`Outcome` per job. A job that fails on bad input is
-reported and the next one runs; Ctrl-C or SIGTERM writes the current result under a
-``.partial`` name and stops. The CLI only parses options and prints.
+reads the inputs (keeping a content file's alpha channel and 16-bit samples), runs a method
+(the optimization engine, :class:`EngineMethod`, or a feed-forward model, :class:`FastMethod`),
+checks the result (finite, not flat), resizes it, writes it atomically and yields one
+:class:`Outcome` per job. A job that fails on bad input is reported and the next one runs;
+Ctrl-C or SIGTERM writes the current result under a ``.partial`` name and stops. The CLI only
+parses options and prints.
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ from torch import Tensor
 
 from .errors import InputError, Interrupted, NumericalError, OutputError, WarpaintError, check_number
 from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported for front ends)
+    ALPHA_FORMATS,
+    DEEP_FORMATS,
     MIN_SIDE,
+    BitDepth,
+    Loaded,
+    check_bit_depth,
     fit_long_side,
     free_partial_path,
     guard_output,
     list_images,
+    output_format,
     partial_path,
     pil_to_tensor,
+    read_content,
     read_pil,
     resize,
     resize_pil,
@@ -70,6 +78,7 @@ class Outcome:
     summary: dict[str, Any] = field(default_factory=dict)
     image: Tensor | Image.Image | None = None
     exception: WarpaintError | None = None   # what made an ``error`` outcome
+    alpha: Tensor | None = None         # (1, 1, H, W) transparency of ``image`` (content with alpha)
     error: str | None = None
     partial: str | None = None          # where the partial result went (interrupted jobs)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -115,6 +124,19 @@ def plan(content: str, output: str) -> list[Job]:
             raise OutputError(f"{output}: cannot make the output folder ({e.strerror or e})") from None
         return [Job(str(c), str(out_dir / name)) for c, name in zip(files, batch_names(files), strict=True)]
     return [Job(content, output)]
+
+
+def check_jobs_bit_depth(jobs: Sequence[Job], bit_depth: BitDepth, *, fast: bool = False) -> None:
+    """An InputError, before any work, for ``bit_depth`` 16 that a job cannot write: with a
+    feed-forward model (its result has 8 bits), or to a format other than PNG and TIFF."""
+    if str(bit_depth) != "16":
+        return
+    if fast:
+        raise InputError("bit_depth 16 works with the optimization engine, not with a feed-forward model "
+                         "(its results have 8 bits per sample)")
+    for job in jobs:
+        if job.output is not None:
+            check_bit_depth(16, job.output)
 
 
 def guard_jobs(jobs: Sequence[Job], inputs: Sequence[str]) -> None:
@@ -229,16 +251,16 @@ class FastMethod:
         self.max_memory, self.label, self.tile = max_memory, label, tile
         self.mask, self.feather, self.mask_name = mask, feather, mask_name
         self.device = model.device
-        self.plan = (0, 0)    # (tile, stats_size) of the content last checked
+        self.plan = 0    # the tile size of the content last checked (0: whole)
 
     def check(self, content: Image.Image | Tensor) -> None:
         check_mask(self.mask, content, self.mask_name)
         hw = fit_long_side(_hw(content), self.size)
         blend = self.strength < 1 or self.preserve_color != "none"
         budget = budget_bytes(self.max_memory, self.device)
-        tile, stats, need = plan_fast(hw, self.work_size, budget, blend_full=blend, tile=self.tile)
+        tile, need = plan_fast(hw, self.work_size, budget, blend_full=blend, tile=self.tile)
         check_budget(need, self.max_memory, self.device, f"stylizing at {hw[1]}x{hw[0]} px", budget=budget)
-        self.plan = (tile, stats)
+        self.plan = tile
 
     def run(self, content: Image.Image | Tensor,
             on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
@@ -250,11 +272,11 @@ class FastMethod:
                                                "mask_regions": self.mask.describe()}
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
                                        strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
-                                       work_size=self.work_size, tile=self.plan[0], stats_size=self.plan[1])
+                                       work_size=self.work_size, tile=self.plan)
         extra = {"model": self.label, "kind": self.model.kind, "strength": self.strength,
                  "work_size": self.work_size}
-        if self.plan[0]:
-            extra["tiles"] = {"tile": self.plan[0], "stats_size": self.plan[1]}
+        if self.plan:
+            extra["tile"] = self.plan
         return out, extra
 
     def _run_masked(self, content: Image.Image) -> Image.Image:
@@ -318,8 +340,58 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
 
 
 # -- running ----------------------------------------------------------------------------------
-def _write(image: Tensor | Image.Image, dest: str) -> None:
-    save_image(image, sys.stdout.buffer if dest == STDIO else dest)
+def _write(image: Tensor | Image.Image, dest: str, alpha: Tensor | None = None, bits: int = 8) -> None:
+    save_image(image, sys.stdout.buffer if dest == STDIO else dest, alpha=alpha, bit_depth=bits)
+
+
+def _read(job: Job, loaded: dict[str, Image.Image] | None) -> Loaded:
+    """A job's content: an image in memory as it is; a file with its alpha, 16 bits and ICC
+    profile handled (:func:`~warpaint.io.read_content`)."""
+    if not isinstance(job.content, str):
+        return Loaded(job.content)
+    if loaded and job.content in loaded:
+        return Loaded(loaded[job.content])
+    return read_content(job.content)
+
+
+def _out_bits(bit_depth: BitDepth, source: Loaded, result: Tensor | Image.Image, dest: str | None) -> int:
+    """Bits per sample to write: ``auto`` keeps 16 bits of a 16-bit content file when the
+    result is a float tensor (the engine's) and the format holds them; else 8."""
+    if str(bit_depth) == "16":
+        if isinstance(result, Image.Image):
+            raise InputError("bit_depth 16 needs a float result (the optimization engine's); "
+                             "this one has 8 bits")
+        return 16
+    fmt = output_format(dest) if dest is not None else "PNG"
+    deep = str(bit_depth) == "auto" and source.bit_depth == 16 and isinstance(result, Tensor)
+    return 16 if deep and fmt in DEEP_FORMATS else 8
+
+
+def _color(source: Loaded, bits: int, dest: str | None) -> dict[str, Any]:
+    """The summary's ``color``: what became of the content's alpha, bits and ICC profile."""
+    alpha = "none"
+    if source.alpha is not None:
+        fmt = output_format(dest) if dest is not None else "PNG"
+        alpha = "kept" if fmt in ALPHA_FORMATS else "composited onto white"
+    return {"alpha": alpha, "bit_depth": bits, "input_bit_depth": source.bit_depth, "icc": source.icc}
+
+
+def color_note(summary: dict[str, Any]) -> str:
+    """A few words on a summary's colour handling for a progress line ("" when plain).
+
+    Example:
+        >>> color_note({"color": {"alpha": "kept", "bit_depth": 16, "icc": "converted X -> sRGB"}})
+        'ICC X -> sRGB, alpha kept, 16-bit'
+    """
+    c = summary.get("color") or {}
+    words = []
+    if str(c.get("icc") or "").startswith("converted "):
+        words.append("ICC " + c["icc"].removeprefix("converted "))
+    if c.get("alpha", "none") != "none":
+        words.append(f"alpha {c['alpha']}")
+    if c.get("bit_depth") == 16:
+        words.append("16-bit")
+    return ", ".join(words)
 
 
 def _resize_to(image: Tensor | Image.Image, hw: tuple[int, int]) -> Tensor | Image.Image:
@@ -343,15 +415,19 @@ def _as_tensor(image: Tensor | Image.Image) -> Tensor:
     return image if isinstance(image, Tensor) else pil_to_tensor(image)
 
 
-def _save_partial(current: Tensor | None, job: Job) -> str | None:
+def _save_partial(current: Tensor | None, job: Job, source: Loaded | None = None,
+                  bit_depth: BitDepth = "auto") -> str | None:
     """Write the current result of a stopped job under a free ``.partial`` name (never over
-    an existing file); None when there is nothing to write or it cannot be written."""
+    an existing file), with the content's alpha; None when there is nothing to write or it
+    cannot be written."""
     if current is None or job.output in (None, STDIO):
         return None
     dest = free_partial_path(job.output)  # type: ignore[arg-type]
+    source = source or Loaded(current)
     try:
         check_result(current)
-        _write(current, dest)
+        alpha = None if source.alpha is None else resize(source.alpha, _hw(current))
+        _write(current, dest, alpha, _out_bits(bit_depth, source, current, dest))
     except WarpaintError as e:   # the interruption stays what is reported
         log.warning("the current image was not written: %s", e)
         return None
@@ -371,9 +447,14 @@ def _current(method: Method, content_hw: tuple[int, int], original_size: bool) -
 
 def run_job(job: Job, method: Method, *, original_size: bool = False,
             on_step: Callable[[Iterate], None] | None = None, loaded: dict[str, Image.Image] | None = None,
-            stop: threading.Event | None = None) -> Outcome:
+            stop: threading.Event | None = None, bit_depth: BitDepth = "auto") -> Outcome:
     """Run one job: read, check the memory budget, stylize, check, resize, write atomically
     (unless ``job.output`` is None); the outcome holds the result image.
+
+    A content file's transparency is kept: its colour is stylized as stored and its alpha
+    channel, resized to the result, is written beside it (composited onto white for formats
+    without alpha). ``bit_depth`` ``16`` writes 16 bits per sample (PNG, TIFF); ``auto`` does
+    so for a 16-bit content file when the result is the engine's float tensor.
 
     ``loaded`` maps content names to images already in memory (the demo's). Bad input (a
     WarpaintError) gives an ``error`` outcome. ``stop`` (set from another thread, e.g. a web
@@ -386,8 +467,8 @@ def run_job(job: Job, method: Method, *, original_size: bool = False,
     history: list[dict[str, float]] = []
     scale_starts: list[int] = []
     try:
-        content = job.content if not isinstance(job.content, str) else \
-            (loaded or {}).get(job.content) or read_pil(job.content)
+        source = _read(job, loaded)
+        content = source.image
         method.check(content)
     except WarpaintError as e:
         return Outcome(job, "error", error=str(e), exception=e)
@@ -410,29 +491,34 @@ def run_job(job: Job, method: Method, *, original_size: bool = False,
     except (KeyboardInterrupt, _Stop) as e:
         current = _current(method, content_hw, original_size)
         outcome = Outcome(job, "stopped" if isinstance(e, _Stop) else "interrupted", history=history,
-                          scale_starts=scale_starts, image=current, partial=_save_partial(current, job))
+                          scale_starts=scale_starts, image=current,
+                          partial=_save_partial(current, job, source, bit_depth))
         if isinstance(e, _Stop):
             return outcome
         raise _with_outcome(Interrupted(e.signum if isinstance(e, Interrupted) else 2), outcome) from None
     except WarpaintError as e:
         return Outcome(job, "error", error=str(e), history=history, exception=e)
-    outcome = _finish(job, method, content, result, extra, time.perf_counter() - t0, original_size,
-                      history, scale_starts)
+    outcome = _finish(job, method, source, result, extra, time.perf_counter() - t0, original_size,
+                      history, scale_starts, bit_depth)
     if signals.requested:   # a signal after the last step, or during a method without steps:
         raise _with_outcome(Interrupted(signals.signum or 2), outcome)   # the finished result is kept
     return outcome
 
 
-def _finish(job: Job, method: Method, content: Image.Image | Tensor, result: Tensor | Image.Image,
+def _finish(job: Job, method: Method, source: Loaded, result: Tensor | Image.Image,
             extra: dict, seconds: float, original_size: bool, history: list,
-            scale_starts: list[int]) -> Outcome:
-    """Check, resize and write a finished job's result; its outcome and summary."""
+            scale_starts: list[int], bit_depth: BitDepth = "auto") -> Outcome:
+    """Check, resize and write a finished job's result (with the content's alpha); its
+    outcome and summary."""
+    content = source.image
     try:
         check_result(result)
         if original_size:
             result = _resize_to(result, _hw(content))
+        alpha = None if source.alpha is None else resize(source.alpha, _hw(result))
+        bits = _out_bits(bit_depth, source, result, job.output)
         if job.output is not None:
-            _write(result, job.output)
+            _write(result, job.output, alpha, bits)
     except WarpaintError as e:
         return Outcome(job, "error", error=str(e), history=history, exception=e)
     w, h = _size_of(result)
@@ -441,8 +527,9 @@ def _finish(job: Job, method: Method, content: Image.Image | Tensor, result: Ten
                "content_size": list(_size_of(content)), "output_size": [w, h],
                "steps": len(history), "seconds": round(seconds, 4), "device": str(method.device),
                "dtype": method.dtype, "torch_threads": torch.get_num_threads(),
-               "final_losses": history[-1] if history else {}, **extra}
-    return Outcome(job, "ok", summary, history=history, scale_starts=scale_starts, image=result)
+               "final_losses": history[-1] if history else {}, "color": _color(source, bits, job.output),
+               **extra}
+    return Outcome(job, "ok", summary, history=history, scale_starts=scale_starts, image=result, alpha=alpha)
 
 
 def _with_outcome(e: Interrupted, outcome: Outcome) -> Interrupted:
@@ -453,12 +540,13 @@ def _with_outcome(e: Interrupted, outcome: Outcome) -> Interrupted:
 def run_jobs(jobs: Sequence[Job], method: Method, *, original_size: bool = False,
              on_step: Callable[[Job, Iterate], None] | None = None,
              loaded: dict[str, Image.Image] | None = None,
-             stop: threading.Event | None = None) -> Iterator[Outcome]:
+             stop: threading.Event | None = None, bit_depth: BitDepth = "auto") -> Iterator[Outcome]:
     """:func:`run_job` for each job in turn, yielding each outcome; a job that fails on bad
     input does not stop the others; a set ``stop`` ends the batch after the current job's step."""
     for job in jobs:
         hook = None if on_step is None else (lambda it, job=job: on_step(job, it))
-        outcome = run_job(job, method, original_size=original_size, on_step=hook, loaded=loaded, stop=stop)
+        outcome = run_job(job, method, original_size=original_size, on_step=hook, loaded=loaded, stop=stop,
+                          bit_depth=bit_depth)
         yield outcome
         if outcome.status == "stopped":
             return

@@ -139,39 +139,37 @@ def fast_peak_bytes(hw: tuple[int, int], work_size: int | None, *, blend_full: b
 
 
 def plan_fast(hw: tuple[int, int], work_size: int | None, budget: int, *, blend_full: bool = False,
-              tile: int = 0) -> tuple[int, int, int]:
+              tile: int = 0) -> tuple[int, int]:
     """How a feed-forward stylization with result size ``hw`` fits in ``budget`` bytes:
-    ``(tile, stats_size, need)``. ``tile == 0``: the network runs whole (``need`` is
-    :func:`fast_peak_bytes`); else in tiles of ``tile`` px, its normalization statistics
-    taken from one pass at ``stats_size`` px on the long side (the largest that fits, at
-    most 2048), beside the float32 content and result at the network's size. ``tile`` > 0
-    asks for tiles of that size whenever the network's long side exceeds it. A ``need``
-    above ``budget`` cannot run.
+    ``(tile, need)``. ``tile == 0``: the network runs whole (``need`` is
+    :func:`fast_peak_bytes`); else in tiles of ``tile`` px (at most 2048), beside the
+    float32 content and result at the network's size and its features at 1/8 resolution
+    held whole (:func:`~warpaint.feedforward.nets.tiled_forward`). ``tile`` > 0 asks for
+    tiles of that size whenever the network's long side exceeds it. A ``need`` above
+    ``budget`` cannot run.
 
     Example:
-        >>> plan_fast((5461, 8192), None, 4 * 10**9)[:2]
-        (1456, 2048)
+        >>> plan_fast((5461, 8192), None, 4 * 10**9)[0]
+        1472
         >>> plan_fast((1536, 2048), 480, 4 * 10**9)[0]
         0
     """
     whole = fast_peak_bytes(hw, work_size, blend_full=blend_full)
     scale = 1.0 if work_size is None else min(1.0, work_size / max(hw))
     net_hw = (round(hw[0] * scale), round(hw[1] * scale))
-    net_long, net_px = max(net_hw), net_hw[0] * net_hw[1]
-    if (whole <= budget and tile == 0) or net_long <= tile:
-        return 0, 0, whole
-    fixed = whole - FAST_PER_PIXEL * net_px + 2 * 12 * net_px   # + float32 content and result
-    room = max(budget - fixed, 0) / FAST_PER_PIXEL                # px one pass may take
-    aspect = min(net_hw) / net_long
-    stats = max(MIN_STATS, min(2048, net_long, int((room / aspect) ** 0.5) // 16 * 16))
-    core = tile or max(MIN_STATS, min(2048, int(room ** 0.5 / 1.25) // 16 * 16))
-    side = core + 2 * max(32, core // 8)
-    biggest = max(side * side, round(stats * stats * aspect))
-    return core, stats, int(fixed + FAST_PER_PIXEL * biggest)
+    net_px = net_hw[0] * net_hw[1]
+    if (whole <= budget and tile == 0) or max(net_hw) <= tile:
+        return 0, whole
+    fixed = whole - FAST_PER_PIXEL * net_px + FAST_TILED_PER_PIXEL * net_px
+    core = tile or max(MIN_CORE, min(2048, int((max(budget - fixed, 0) / FAST_PER_PIXEL) ** 0.5 / 1.1) // 64 * 64))
+    side = min(core + 128, max(net_hw))
+    return core, int(fixed + FAST_PER_PIXEL * side * min(side, min(net_hw)))
 
 
-#: The smallest tile and statistics pass of a tiled feed-forward run.
-MIN_STATS = 256
+#: A tiled feed-forward run, per pixel of the network's size: the float32 result
+#: and the features at 1/8 resolution held whole through the residual blocks (the content is
+#: in IMAGE_PER_PIXEL).
+FAST_TILED_PER_PIXEL = 12 + 16
 
 
 def training_peak_bytes(batch: int, size: int, style_size: int) -> int:

@@ -53,6 +53,10 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output options")
     g.add_argument("--original-size", action="store_true",
                    help="write the result at the content image's own resolution (upsampled)")
+    g.add_argument("--bit-depth", choices=("auto", "8", "16"), default="auto",
+                   help="bits per sample of the output: 16 writes 16-bit PNG or TIFF from the engine's float "
+                        "result; auto keeps 16 for a 16-bit content file when the output format holds them "
+                        "(default: auto)")
     g.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                    help="save the current image every N steps (default: 0 = never)")
     g.add_argument("--snapshot-dir", type=_path, default=None, metavar="DIR",

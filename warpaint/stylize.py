@@ -305,6 +305,9 @@ class Stylizer:
         self.vgg = vgg.to(memory_format=torch.channels_last) if self.channels_last else vgg
         self.layers = tuple(dict.fromkeys((*cfg.content_layers, *cfg.style_layers)))
         self._current: tuple[Tensor, _Prepared] | None = None   # the run in progress
+        #: Tiled scales draw a new tile layout every step (False: one fixed layout, which
+        #: leaves seams; kept for the measurement in benchmarks/bench_tiling.py).
+        self.shift_tiles = True
 
     # -- pieces -------------------------------------------------------------------------
     def _features(self, image: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
@@ -775,7 +778,8 @@ class Stylizer:
             if warp_opt is not None:
                 warp_opt.zero_grad(set_to_none=True)
             if plan.tiled:
-                offset = tuple(int(v) for v in torch.randint(plan.core, (2,), generator=offsets))
+                offset = tuple(int(v) for v in torch.randint(plan.core, (2,), generator=offsets)) \
+                    if self.shift_tiles else (0, 0)
                 out, image.grad, tiles[0] = self.tiled_losses(image, content, style_t, plan, offset)  # type: ignore[arg-type]
             else:
                 out = self.losses(image, content_t, style_t, geometry)

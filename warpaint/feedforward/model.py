@@ -41,8 +41,7 @@ from ..io import (
     tensor_to_pil,
 )
 from ..vgg import VGGFeatures
-from ..tiling import layout
-from .nets import STAT_LAYERS, StyleEncoder, TransformerNet, feature_statistics, recorded_statistics, shared_statistics
+from .nets import STAT_LAYERS, StyleEncoder, TransformerNet, feature_statistics, tiled_forward
 
 Kind = Literal["arbitrary", "single"]
 FORMAT = "warpaint.feedforward"
@@ -125,15 +124,14 @@ class FastStylizer:
     def stylize(self, content: Tensor, styles: list[Tensor] | None = None, *,
                 weights: list[float] | None = None, strength: float = 1.0,
                 preserve_color: color.ColorMode = "none", code: Tensor | None = None,
-                work_size: int | None = None, tile: int = 0, stats_size: int = 1024) -> Tensor:
+                work_size: int | None = None, tile: int = 0) -> Tensor:
         """Stylize a (1, 3, H, W) content image; returns (1, 3, H, W) in [0, 1] at its size.
 
         ``code`` (from :meth:`style_code`) skips encoding the styles again. ``work_size``: the
         network runs with the long side at most this many pixels and the result is resized
         (Pillow's bicubic) to the content's size; strokes then keep the scale they were trained at,
         and large images are faster. ``None`` runs at full size. ``tile`` > 0: a network
-        input with a longer side runs in tiles of that size (:meth:`render_tiled`, with
-        ``stats_size``).
+        input with a longer side runs in tiles of that size (:meth:`render_tiled`).
         """
         check_number("strength", strength, lo=0, hi=1)
         check_pixels(content, "content")
@@ -151,7 +149,7 @@ class FastStylizer:
         if self.encoder is None:
             if styles:
                 raise InputError("a single-style model takes no style image")
-            out = self.render_tiled(content, None, tile, stats_size=stats_size) \
+            out = self.render_tiled(content, None, tile) \
                 if 0 < tile < max(content.shape[-2:]) \
                 else self.net(content)
         else:
@@ -163,7 +161,7 @@ class FastStylizer:
                 code = self.style_code(styles, weights)
             if strength < 1:
                 code = strength * code + (1 - strength) * self.style_code([original])
-            out = self.render_tiled(content, code, tile, stats_size=stats_size) \
+            out = self.render_tiled(content, code, tile) \
                 if 0 < tile < max(content.shape[-2:]) \
                 else self.render(content, code)
         out = resize(out.clamp(0, 1), full, smooth=True)  # type: ignore[arg-type]
@@ -176,7 +174,7 @@ class FastStylizer:
     def stylize_image(self, content: Image.Image, styles: list[Image.Image] | None = None, *,
                       size: int | None = None, weights: list[float] | None = None, strength: float = 1.0,
                       preserve_color: color.ColorMode = "none", work_size: int | None = None,
-                      tile: int = 0, stats_size: int = 1024) -> Image.Image:
+                      tile: int = 0) -> Image.Image:
         """:meth:`stylize` for 8-bit RGB Pillow images (what ``warpaint stylize --fast`` runs).
 
         The result has ``size`` px on its long side (default: the content's size). Every
@@ -195,24 +193,18 @@ class FastStylizer:
                         for s in styles or []]
         if strength == 1 and preserve_color != "luminance":
             out = self.stylize(pil_to_tensor(resize_pil(content, small)), style_images, weights=weights,
-                               preserve_color=preserve_color, tile=tile, stats_size=stats_size)
+                               preserve_color=preserve_color, tile=tile)
             return resize_pil(tensor_to_pil(out), full)
         out = self.stylize(pil_to_tensor(resize_pil(content, full)), style_images, weights=weights,
-                           strength=strength, preserve_color=preserve_color, work_size=work_size, tile=tile,
-                           stats_size=stats_size)
+                           strength=strength, preserve_color=preserve_color, work_size=work_size, tile=tile)
         return tensor_to_pil(out)
 
     @torch.no_grad()
-    def render_tiled(self, content: Tensor, code: Tensor | None, tile: int, *, stats_size: int = 1024) -> Tensor:
+    def render_tiled(self, content: Tensor, code: Tensor | None, tile: int) -> Tensor:
         """:meth:`render` (or the single-style network) of a content image too large for one
-        pass, in overlapping tiles of ``tile`` px blended by their windows
-        (:func:`~warpaint.tiling.layout`, overlaps of a quarter tile).
-
-        The normalizations of every tile use the statistics of one pass over the whole image
-        shrunk to ``stats_size`` on its long side (:func:`~.nets.recorded_statistics`), and
-        the colour transfer the moments of that pass's output, so all tiles are normalized
-        and coloured alike. (The statistics of the shrunk image stand in for the full-size
-        ones: the result is close to a whole-image pass, not identical; see docs/tiling.md.)
+        pass, in tiles of ``tile`` px (:func:`~.nets.tiled_forward`: every normalization
+        with the whole image's statistics, so the result equals a whole pass to float
+        rounding); the colour transfer then takes the moments of the whole result.
 
         Args:
             content: (1, 3, H, W) in [0, 1].
@@ -221,19 +213,9 @@ class FastStylizer:
             (1, 3, H, W) in [0, 1].
         """
         net_code = None if code is None else code[:, :self.net.code_dim]
-        small = resize_long_side(content, stats_size) if max(content.shape[-2:]) > stats_size else content
-        with recorded_statistics(self.net) as stats:
-            out_small = self.net(small, net_code)
-        transfer = self.color_transfer and code is not None
-        own = color.color_moments(out_small) if transfer else None
-        hw = tuple(content.shape[-2:])
-        out = content.new_zeros(content.shape)
-        with shared_statistics(self.net, stats):
-            for t in layout(hw, tile, max(32, tile // 8)):  # type: ignore[arg-type]
-                part = self.net(content[..., t.y0:t.y1, t.x0:t.x1], net_code)
-                if transfer:
-                    part = color.match_moments(part, code[:, self.net.code_dim:], own=own)  # type: ignore[index]
-                out[..., t.y0:t.y1, t.x0:t.x1] += part * t.window.to(part)
+        out = tiled_forward(self.net, content, net_code, core=max(64, tile // 8 * 8))
+        if self.color_transfer and code is not None:
+            out = color.match_moments(out, code[:, self.net.code_dim:])
         return out
 
     def render(self, content: Tensor, code: Tensor) -> Tensor:

@@ -14,8 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -79,9 +78,8 @@ class ConditionalInstanceNorm(nn.Module):
     def __init__(self, channels: int, code_dim: int) -> None:
         super().__init__()
         self.norm = nn.InstanceNorm2d(channels, affine=code_dim == 0)
-        # Tiled inference (:func:`shared_statistics`): the statistics of each forward are
-        # appended to ``recorded``, or ``fixed`` ones used instead of the input's own.
-        self.recorded: list[tuple[Tensor, Tensor]] | None = None
+        # Tiled inference (:func:`tiled_forward`): the whole image's (mean, var) per channel,
+        # used instead of the tile's own.
         self.fixed: tuple[Tensor, Tensor] | None = None
         self.to_affine = nn.Linear(code_dim, 2 * channels) if code_dim else None
         if self.to_affine is not None:         # start as the identity affine map
@@ -99,46 +97,11 @@ class ConditionalInstanceNorm(nn.Module):
         if self.fixed is not None:   # one tile of a larger image: the whole image's statistics
             mean, var = self.fixed
             return F.batch_norm(x, mean, var, scale[0], shift[0], False, 0.0, self.norm.eps)
-        if self.recorded is not None:
-            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), unbiased=False)
-            self.recorded.append((mean.to(x.dtype), var.to(x.dtype)))
         if x.shape[0] == 1:
             # For one image, batch norm with batch statistics is exactly instance norm, and
             # its kernel normalizes, scales and shifts in one pass in any memory layout.
             return F.batch_norm(x, None, None, scale[0], shift[0], True, 0.0, self.norm.eps)
         return F.instance_norm(x, eps=self.norm.eps) * scale[:, :, None, None] + shift[:, :, None, None]
-
-
-@contextmanager
-def recorded_statistics(net: nn.Module) -> Iterator[list[tuple[Tensor, Tensor]]]:
-    """Within the block, every normalization of ``net`` (one image at a time) records its
-    channel means and variances, in forward order, into the list yielded."""
-    norms = [m for m in net.modules() if isinstance(m, ConditionalInstanceNorm)]
-    stats: list[tuple[Tensor, Tensor]] = []
-    for m in norms:
-        m.recorded = stats
-    try:
-        yield stats
-    finally:
-        for m in norms:
-            m.recorded = None
-
-
-@contextmanager
-def shared_statistics(net: nn.Module, stats: list[tuple[Tensor, Tensor]]) -> Iterator[None]:
-    """Within the block, ``net``'s normalizations use ``stats`` (from
-    :func:`recorded_statistics` over a whole image) instead of their input's: every tile of
-    that image is then normalized alike, and tiles blend without seams."""
-    norms = [m for m in net.modules() if isinstance(m, ConditionalInstanceNorm)]
-    if len(stats) != len(norms):
-        raise ValueError(f"{len(stats)} recorded statistics for {len(norms)} normalizations")
-    for m, st in zip(norms, stats, strict=True):
-        m.fixed = st
-    try:
-        yield
-    finally:
-        for m in norms:
-            m.fixed = None
 
 
 #: ``_UPSAMPLE_TAPS[a, d, l] = 1`` where tap ``d`` (0-2) of a 3x3 kernel on a 2x nearest-
@@ -237,3 +200,109 @@ class TransformerNet(nn.Module):
         for layer in self.up:
             x = layer(x, code)
         return torch.sigmoid(self.out(x))[..., :h, :w].contiguous()   # the usual layout again
+
+
+# -- tiled inference ------------------------------------------------------------------------------
+def _tile_cores(hw: tuple[int, int], core: int, margin: int):
+    """(input slices with context, core slices relative to them, core slices in the image) of
+    a tiling of ``hw`` into cells of ``core`` px with ``margin`` px of context (all even
+    multiples of the strides used, so every scale's coordinates are whole)."""
+    from ..tiling import cuts
+
+    rows, cols = cuts(hw[0], core), cuts(hw[1], core)
+    for y0, y1 in zip(rows[:-1], rows[1:]):
+        for x0, x1 in zip(cols[:-1], cols[1:]):
+            ey0, ex0 = max(0, y0 - margin), max(0, x0 - margin)
+            ey1, ex1 = min(hw[0], y1 + margin), min(hw[1], x1 + margin)
+            yield (y0, y1, x0, x1), (ey0, ey1, ex0, ex1)
+
+
+def _over_tiles(x: Tensor, fn: Callable[[Tensor], Tensor], factor: float, core: int, margin: int):
+    """For each tile of ``x`` (B, C, H, W): ``fn`` of the tile with its context, cropped to the
+    tile's core; ``factor`` is the output's scale relative to ``x``. Yields (out-slices, out)."""
+    for (y0, y1, x0, x1), (ey0, ey1, ex0, ex1) in _tile_cores(tuple(x.shape[-2:]), core, margin):  # type: ignore[arg-type]
+        out = fn(x[..., ey0:ey1, ex0:ex1])
+        f = lambda v: round(v * factor)  # noqa: E731
+        yield ((slice(f(y0), f(y1)), slice(f(x0), f(x1))),
+               out[..., f(y0 - ey0):f(y1 - ey0), f(x0 - ex0):f(x1 - ex0)])
+
+
+def _channel_moments(parts) -> tuple[Tensor, Tensor]:
+    """(mean, var) per channel over all positions of the (B, C, h, w) ``parts``."""
+    n, s1, s2 = 0, 0.0, 0.0
+    for _, p in parts:
+        q = p.double()
+        n, s1, s2 = n + q.shape[0] * q.shape[2] * q.shape[3], s1 + q.sum((0, 2, 3)), s2 + q.pow(2).sum((0, 2, 3))
+    mean = s1 / n
+    return mean.float(), (s2 / n - mean * mean).clamp_min(0).float()
+
+
+@torch.no_grad()
+def tiled_forward(net: TransformerNet, x: Tensor, code: Tensor | None = None, *, core: int = 512,
+                  margin: int = 64) -> Tensor:
+    """``net(x, code)`` of one image too large for a whole pass, computed tile by tile, equal
+    to the whole pass up to float rounding (no blending: each tile's core is exact).
+
+    Every instance norm needs its channel statistics over the whole image. The encoder
+    (three strided convolutions) runs in tiles: one pass per normalization accumulates the
+    statistics of its input over all tiles' cores (the earlier ones already fixed to the
+    whole image's), then a last pass writes the 1/8-resolution features, small enough to
+    hold whole; the residual blocks run on them whole; the decoder runs in tiles like the
+    encoder. ``margin`` (px at full resolution) must cover the receptive field of the
+    tile's edge effects: 64 px is four times what the network needs.
+
+    Args:
+        x: (1, 3, H, W) in [0, 1].
+        core: tile core in px (a multiple of 8).
+    Returns:
+        (1, 3, H, W) in [0, 1].
+    """
+    if x.shape[0] != 1 or core % 8 or margin % 8 or margin < 32:
+        raise ValueError("one image; core and margin multiples of 8, margin >= 32")
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % 8, (-w) % 8
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    layers = [*net.down, *net.up]
+    try:
+        def down_to(k: int, t: Tensor) -> Tensor:   # the encoder up to down[k]'s convolution
+            for layer in net.down[:k]:
+                t = layer(t, code)
+            return net.down[k].conv(t)
+
+        for k, layer in enumerate(net.down):
+            layer.norm.fixed = _channel_moments(_over_tiles(x, lambda t, k=k: down_to(k, t), 2.0 ** -(k + 1),
+                                                            core, margin))
+        y = x.new_zeros((1, net.down[-1].conv.out_channels, x.shape[-2] // 8, x.shape[-1] // 8))
+        for sl, part in _over_tiles(x, lambda t: _down(net, t, code), 1 / 8, core, margin):
+            y[..., sl[0], sl[1]] = part
+        for block in net.res:
+            y = block(y, code)
+
+        def up_to(k: int, t: Tensor) -> Tensor:     # the decoder up to up[k]'s convolution
+            for layer in net.up[:k]:
+                t = layer(t, code)
+            return upsample_conv(t, net.up[k].conv)
+
+        cy, my = core // 8, max(4, margin // 8)
+        for k, layer in enumerate(net.up):
+            layer.norm.fixed = _channel_moments(_over_tiles(y, lambda t, k=k: up_to(k, t), 2.0 ** (k + 1), cy, my))
+        out = x.new_zeros((1, 3, *x.shape[-2:]))
+        for sl, part in _over_tiles(y, lambda t: _up(net, t, code), 8.0, cy, my):
+            out[..., sl[0], sl[1]] = part
+    finally:
+        for layer in layers:
+            layer.norm.fixed = None
+    return out[..., :h, :w]
+
+
+def _down(net: TransformerNet, t: Tensor, code: Tensor | None) -> Tensor:
+    for layer in net.down:
+        t = layer(t, code)
+    return t
+
+
+def _up(net: TransformerNet, t: Tensor, code: Tensor | None) -> Tensor:
+    for layer in net.up:
+        t = layer(t, code)
+    return torch.sigmoid(net.out(t))
