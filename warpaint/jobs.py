@@ -287,7 +287,7 @@ class FastMethod:
         per_style = [[s] for s in self.styles] if self.styles else [None]
         renders = [pil_to_tensor(self.model.stylize_image(
             content, s, size=self.size, strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
-            work_size=self.work_size, tile=self.plan[0], stats_size=self.plan[1])) for s in per_style]
+            work_size=self.work_size, tile=self.plan)) for s in per_style]
         hw = _hw(renders[0])
         weights = soft_weights(self.mask.regions, hw, self.feather)   # type: ignore[union-attr]  (1, S + 1, h, w)
         photo = pil_to_tensor(resize_pil(content, hw))
