@@ -133,7 +133,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if not fast and not args.styles:
         raise InputError("give at least one style image (or --fast / --model for a trained model)")
     cfg = _config(args)   # validate options before any work
-    inputs = [args.content, *args.styles, *([cfg.init_file] if cfg.init_file else [])]
+    inputs = [args.content, *args.styles, *([cfg.init_file] if cfg.init_file else []),
+              *([cfg.mask] if cfg.mask else [])]
     jobs = plan(args.content, args.output)
     guard_jobs(jobs, inputs)
     check_jobs_bit_depth(jobs, args.bit_depth, fast=fast)

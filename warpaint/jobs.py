@@ -49,6 +49,7 @@ from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported
     save_image,
     tensor_to_pil,
 )
+from .masks import Mask
 from .memory import budget_bytes, check_budget, plan_fast
 from .stylize import Iterate, StylizeConfig, Stylizer
 from .training import StopRequest
@@ -154,6 +155,23 @@ def read_init(cfg: StylizeConfig) -> Tensor | None:
     return None if cfg.init_file is None else pil_to_tensor(read_pil(cfg.init_file))
 
 
+def read_mask(cfg: StylizeConfig, styles: int) -> Mask | None:
+    """The regions of ``cfg.mask`` for ``styles`` style images, else None."""
+    if not cfg.mask:
+        return None
+    from .masks import parse_mask
+
+    return parse_mask(read_pil(cfg.mask), styles, name=cfg.mask)
+
+
+def check_mask(mask: Mask | None, content: Image.Image | Tensor, name: str) -> None:
+    """An InputError when a content image's aspect ratio does not fit the mask."""
+    if mask is not None:
+        from .masks import check_aspect
+
+        check_aspect(tuple(mask.regions.shape[-2:]), _hw(content), name=name)  # type: ignore[arg-type]
+
+
 def check_result(image: Tensor | Image.Image) -> None:
     """A NumericalError for a result no one should receive: non-finite values, or a flat
     (e.g. all-black) image."""
@@ -185,20 +203,23 @@ class EngineMethod:
     name = "optimize"
 
     def __init__(self, cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *,
-                 init: Tensor | None = None) -> None:
+                 init: Tensor | None = None, mask: Mask | None = None) -> None:
         self.cfg = cfg
         self.stylizer = Stylizer(cfg)
         self.device = self.stylizer.device
         self.dtype = str(self.stylizer.dtype).removeprefix("torch.")
         self.styles = [_as_tensor(s) for s in styles]
         self.init = init
+        self.mask = read_mask(cfg, len(self.styles)) if mask is None else mask   # (cfg.mask: a file)
 
     def check(self, content: Image.Image | Tensor) -> None:
+        check_mask(self.mask, content, self.cfg.mask)
         self.stylizer.plans(_hw(content), [tuple(s.shape[-2:]) for s in self.styles])  # type: ignore[misc]
 
     def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Tensor, dict]:
         tensor = _as_tensor(content)
-        detail = self.stylizer.run_detailed(tensor, self.styles, callback=on_step, init=self.init)
+        masked = {} if self.mask is None else {"mask": self.mask.regions}   # without one: the call as before
+        detail = self.stylizer.run_detailed(tensor, self.styles, callback=on_step, init=self.init, **masked)
         scales = self.cfg.scales(_hw(content))
         # keys with "_" are for the caller (pictures of the warp), not for the JSON summary
         extra: dict[str, Any] = {"scales": [[w, h] for h, w in scales], "config": asdict(self.cfg),
@@ -207,6 +228,8 @@ class EngineMethod:
                  for (h, w), p in zip(scales, detail.plans, strict=True) if p.tiled]
         if tiled:
             extra["tiled_scales"] = tiled
+        if self.mask is not None:
+            extra["mask_regions"] = self.mask.describe()
         return detail.image, extra
 
     def current(self) -> Tensor | None:
@@ -221,14 +244,17 @@ class FastMethod:
 
     def __init__(self, model, styles: Sequence[Image.Image], *, size: int, weights: list[float] | None,
                  strength: float, preserve_color: str, work_size: int | None, max_memory: float,
-                 label: str, tile: int = 0) -> None:
+                 label: str, tile: int = 0, mask: Mask | None = None, feather: float = 0.0,
+                 mask_name: str = "mask") -> None:
         self.model, self.styles, self.size, self.weights = model, list(styles), size, weights
         self.strength, self.preserve_color, self.work_size = strength, preserve_color, work_size
         self.max_memory, self.label, self.tile = max_memory, label, tile
+        self.mask, self.feather, self.mask_name = mask, feather, mask_name
         self.device = model.device
         self.plan = 0    # the tile size of the content last checked (0: whole)
 
     def check(self, content: Image.Image | Tensor) -> None:
+        check_mask(self.mask, content, self.mask_name)
         hw = fit_long_side(_hw(content), self.size)
         blend = self.strength < 1 or self.preserve_color != "none"
         budget = budget_bytes(self.max_memory, self.device)
@@ -240,6 +266,10 @@ class FastMethod:
             on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
         if isinstance(content, Tensor):
             content = tensor_to_pil(content)
+        if self.mask is not None:
+            return self._run_masked(content), {"model": self.label, "kind": self.model.kind,
+                                               "strength": self.strength, "work_size": self.work_size,
+                                               "mask_regions": self.mask.describe()}
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
                                        strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
                                        work_size=self.work_size, tile=self.plan)
@@ -248,6 +278,21 @@ class FastMethod:
         if self.plan:
             extra["tile"] = self.plan
         return out, extra
+
+    def _run_masked(self, content: Image.Image) -> Image.Image:
+        """One render per style (a single-style model: its own), blended by the mask's soft
+        weights at the output size; the no-style region takes the content."""
+        from .masks import soft_weights
+
+        per_style = [[s] for s in self.styles] if self.styles else [None]
+        renders = [pil_to_tensor(self.model.stylize_image(
+            content, s, size=self.size, strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
+            work_size=self.work_size, tile=self.plan)) for s in per_style]
+        hw = _hw(renders[0])
+        weights = soft_weights(self.mask.regions, hw, self.feather)   # type: ignore[union-attr]  (1, S + 1, h, w)
+        photo = pil_to_tensor(resize_pil(content, hw))
+        out = sum(weights[:, k:k + 1] * r for k, r in enumerate(renders)) + weights[:, -1:] * photo
+        return tensor_to_pil(out.clamp(0, 1))  # type: ignore[union-attr]
 
     def current(self) -> Tensor | None:
         return None
@@ -270,7 +315,8 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
         # at most twice the long side the result needs: memory stays bounded, and a style up to
         # that size reaches the engine as it is (its own resize makes each scale's style)
         need = 2 * max(MIN_SIDE, round(cfg.size * cfg.style_scale))
-        return EngineMethod(cfg, [shrink(s, need) for s in styles], init=read_init(cfg))
+        return EngineMethod(cfg, [shrink(s, need) for s in styles], init=read_init(cfg),
+                            mask=read_mask(cfg, len(styles)))
     from .device import pick_device
     from .feedforward import load
 
@@ -289,7 +335,8 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     return FastMethod(ff, pils, size=cfg.size, weights=list(cfg.style_blend) or None, strength=strength,
                       preserve_color=cfg.preserve_color, max_memory=cfg.max_memory,
                       label=str(model or "shipped"), tile=cfg.tile,
-                      work_size=ff.work_size if work_size is None else (work_size or None))
+                      work_size=ff.work_size if work_size is None else (work_size or None),
+                      mask=read_mask(cfg, max(1, len(pils))), feather=cfg.mask_feather, mask_name=cfg.mask)
 
 
 # -- running ----------------------------------------------------------------------------------

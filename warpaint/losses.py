@@ -136,6 +136,79 @@ def layers_style_loss(feats: dict[str, Tensor], grams: dict[str, Tensor], layers
     return sum(wi * style_loss(feats[n], grams[n]) for n, wi in zip(layers, w, strict=True)) / sum(w)  # type: ignore[return-value]
 
 
+def masked_gram(feats: Tensor, weights: Tensor) -> Tensor:
+    """Gram matrices of feature maps weighted by region maps: G_k = sum_p w_k(p) f(p) f(p)^T /
+    sum_p w_k(p), the area-normalized Gram of region k.
+
+    Args:
+        feats: (B, C, H, W) features.
+        weights: (B or 1, K, H', W') region weights >= 0 at any resolution: averaged over
+            each feature position's area (``adaptive_avg_pool2d``) when it differs.
+    Returns:
+        (B, K, C, C), float32 even for reduced-precision input (float64 stays float64).
+        An all-ones map gives :func:`gram_matrix`; a region with no weight at this
+        resolution gives zeros.
+    Example:
+        >>> f = torch.rand(1, 4, 6, 6)
+        >>> torch.allclose(masked_gram(f, torch.ones(1, 1, 12, 12))[:, 0], gram_matrix(f))
+        True
+    """
+    b, c, h, w = feats.shape
+    if tuple(weights.shape[-2:]) != (h, w):
+        weights = torch.nn.functional.adaptive_avg_pool2d(weights, (h, w))
+    f = _upcast(feats.reshape(b, c, h * w))
+    wk = weights.reshape(weights.shape[0], weights.shape[1], h * w).to(f.dtype)   # (B', K, N)
+    ft = f.transpose(1, 2)
+    # one region at a time: one weighted (B, C, N) copy alive, not K of them
+    num = torch.stack([torch.bmm(f * wk[:, k, None], ft) for k in range(wk.shape[1])], 1)  # (B, K, C, C)
+    return num / wk.sum(-1).clamp_min(_EPS)[..., None, None]
+
+
+def masked_style_errors(feats: Tensor, target_grams: Tensor, weights: Tensor) -> Tensor:
+    """Relative Gram error ``||G_k(o) - G(s_k)||^2 / ||G(s_k)||^2`` of each region k, with
+    G_k the :func:`masked_gram` of region k: the style distance of a region to its style.
+
+    Args:
+        feats: (B, C, H, W) features of the image.
+        target_grams: (B or 1, K, C, C) one target Gram per region.
+        weights: (B or 1, K, H', W') region weights (see :func:`masked_gram`).
+    Returns:
+        (B, K) relative errors.
+    """
+    grams = masked_gram(feats, weights)
+    err = relative_sq_error(grams.flatten(0, 1), target_grams.expand_as(grams).flatten(0, 1))
+    return err.view(grams.shape[0], -1)
+
+
+def masked_style_loss(feats: Tensor, target_grams: Tensor, weights: Tensor, *,
+                      reduction: Reduction = "mean") -> Tensor:
+    """Style loss of a mask for one layer: the mean of :func:`masked_style_errors` over the
+    regions, weighted by each region's area (its mean weight); a region with no area adds
+    nothing.
+
+    Args:
+        feats: (B, C, H, W) features of the image being optimized.
+        target_grams: (B or 1, K, C, C) the Gram of each region's style.
+        weights: (B or 1, K, H', W') region weights (soft; they need not sum to 1 over K:
+            an area with no style region, e.g. one that keeps the photo, gets no style loss).
+    Returns:
+        scalar, or (B,) with ``reduction="none"``. With one region of all ones it equals
+        :func:`style_loss`.
+    """
+    err = masked_style_errors(feats, target_grams, weights)
+    area = weights.flatten(2).mean(2).to(err.dtype)                                  # (B', K)
+    return _reduce((err * area).sum(1) / area.sum(1).clamp_min(_EPS), reduction)
+
+
+def layers_masked_style_loss(feats: dict[str, Tensor], grams: dict[str, Tensor], weights: Tensor,
+                             layers: Sequence[str], layer_weights: Sequence[float] | None = None) -> Tensor:
+    """:func:`layers_style_loss` of a mask: weighted mean :func:`masked_style_loss` over
+    ``layers``, ``grams[n]`` (1, K, C, C) and ``weights`` (1, K, H, W) at the image's size."""
+    w = layer_weights or (1.0,) * len(layers)
+    return sum(wi * masked_style_loss(feats[n], grams[n], weights)   # type: ignore[return-value]
+               for n, wi in zip(layers, w, strict=True)) / sum(w)
+
+
 def total_variation(image: Tensor, *, reduction: Reduction = "mean") -> Tensor:
     """Mean squared difference between neighbouring pixels (isotropic L2 TV) of an image.
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .errors import check_image
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
-from .losses import content_loss, gram_matrix, style_loss
+from .losses import content_loss, gram_matrix, masked_style_errors, style_loss
 from .vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 
 #: The report's layers are fixed (whatever a run's own were): Gatys et al.'s.
@@ -67,6 +67,37 @@ def score(content: Tensor, style: Tensor, output: Tensor, *, size: int = 512,
     return Score(content=float(content_loss(fo[SCORE_CONTENT_LAYER], fc[SCORE_CONTENT_LAYER])),
                  style=sum(per_layer.values()) / len(per_layer), style_per_layer=per_layer,
                  size=size)
+
+
+@torch.no_grad()
+def region_style_distances(output: Tensor, styles: list[Tensor], weights: Tensor, *, size: int = 512,
+                           vgg: VGGFeatures | None = None) -> list[list[float]]:
+    """Style distance of each region of ``output`` to each style: ``d[r][s]`` is the mean over
+    relu1_1..relu5_1 of the relative error between the masked Gram of region r
+    (:func:`~warpaint.losses.masked_gram`, sum w f f^T / sum w) and style s's Gram, at the
+    fixed evaluation size (as :func:`score`).
+
+    Args:
+        output: (1, 3, H, W) image in [0, 1].
+        styles: (1, 3, H', W') style images.
+        weights: (1, R, h, w) region weights with the output's aspect ratio (any size).
+    Returns:
+        R lists of len(styles) distances.
+    """
+    check_image(output, "output")
+    vgg = vgg if vgg is not None else VGGFeatures(pooling="max")
+    dev = next(vgg.parameters()).device
+    hw = fit_long_side(tuple(output.shape[-2:]), size)  # type: ignore[arg-type]
+    fo = vgg(resize(output.float(), hw).to(dev), SCORE_STYLE_LAYERS)
+    weights = weights.float().to(dev)
+    out = torch.zeros(weights.shape[1], len(styles), dtype=torch.float64)
+    for si, style in enumerate(styles):
+        check_image(style, f"styles[{si}]")
+        fs = vgg(resize_long_side(style.float(), size).to(dev), SCORE_STYLE_LAYERS)
+        for n in SCORE_STYLE_LAYERS:
+            target = gram_matrix(fs[n])[:, None].expand(1, weights.shape[1], -1, -1)
+            out[:, si] += masked_style_errors(fo[n], target, weights)[0].double().cpu()
+    return (out / len(SCORE_STYLE_LAYERS)).tolist()
 
 
 def score_files(content: str, style: str, output: str, *, size: int = 512, device: str = "auto") -> Score:

@@ -25,10 +25,12 @@ from .losses import (
     blend_grams,
     gram_matrix,
     layers_content_loss,
+    layers_masked_style_loss,
     layers_style_loss,
     region_grams,
     total_variation,
 )
+from .masks import check_aspect, keep_photo, soft_weights
 from .memory import ENGINE_BASE, IMAGE_PER_PIXEL, STYLE_PER_PIXEL, budget_bytes, check_budget, plan_scale
 from .stn.geometry import sample
 from .stn.geostyle import FULL_FROM, WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
@@ -38,6 +40,9 @@ from .vgg import CONTENT_LAYERS, LAYER_INDEX, STYLE_LAYERS, VGGFeatures, layer_s
 
 log = logging.getLogger(__name__)
 
+#: The key of a masked run's style targets that holds the style regions' weights (1, S, H, W)
+#: at the scale's size (the other keys are layer names with (1, S, C, C) Grams, one per style).
+MASK_KEY = "_mask"
 
 
 def _layers(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -53,7 +58,8 @@ OPTION_GROUPS: dict[str, tuple[str, ...]] = {
     "schedule": ("size", "steps", "coarse_steps", "min_size", "content_detail"),
     "losses": ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
                "style_layer_weights"),
-    "style input": ("style_blend", "style_scale", "style_regions", "preserve_color"),
+    "style input": ("style_blend", "style_scale", "style_regions", "preserve_color", "mask",
+                    "mask_feather"),
     "geometry": ("warp", "warp_strength", "warp_force", "warp_grid", "align_style"),
     "optimizer": ("optimizer", "lr", "init", "pooling", "seed"),
     "runtime": ("device", "dtype", "max_memory", "tile"),
@@ -92,6 +98,14 @@ class StylizeConfig:
     style_regions: int = field(default=0, metadata={
         "help": "match style statistics per cell of an N x N grid over content and style "
                 "(0 = auto: 2 with --align-style, else 1 = whole-image Gram matrices)"})
+    mask: str = field(default="", metadata={
+        "help": "mask image for regional style: its flat colours or grey levels, sorted darkest "
+                "first, take the style images in the order given; with one colour more than "
+                "styles, the darkest keeps the photo (no style), e.g. black/white with one style. "
+                "Antialiased edge colours are ignored. See docs/masks.md", "metavar": "FILE"})
+    mask_feather: float = field(default=0.01, metadata={
+        "help": "soft mask edges: Gaussian blur of the regions with this sigma, as a fraction of "
+                "the long side (0 = hard edges)"})
     warp: Literal["none", "affine", "tps"] = field(default="none", metadata={
         "help": "geometric style: warp the result toward the style's layout with an affine or "
                 "thin-plate-spline transform fitted to VGG-feature matches and optimized with "
@@ -210,6 +224,7 @@ def _check_config(cfg: StylizeConfig) -> None:
     check_number("style_scale", cfg.style_scale, lo=0, lo_open=True, hi=8)
     check_number("lr", cfg.lr, lo=0, hi=10)
     check_number("warp_strength", cfg.warp_strength, lo=0, hi=1)
+    check_number("mask_feather", cfg.mask_feather, lo=0, hi=0.25)
     check_number("max_memory", cfg.max_memory, lo=0)
     check_number("tile", cfg.tile, lo=0, hi=MAX_SIZE, integer=True)
     if 0 < cfg.tile < MIN_TILE:
@@ -239,6 +254,15 @@ def _check_config(cfg: StylizeConfig) -> None:
         bad("use warp or align_style, not both: they pull the geometry in opposite directions")
     if cfg.warp_force and cfg.warp == "none":
         bad("warp_force needs a warp (affine or tps)")
+    if not isinstance(cfg.mask, str):
+        bad(f"mask must be an image file or empty, got {cfg.mask!r}")
+    if cfg.mask:
+        for used, what in ((cfg.style_regions > 1, "style_regions > 1 (the mask chooses the regions)"),
+                           (bool(cfg.style_blend), "style_blend (each mask region takes one style)"),
+                           (cfg.warp != "none", "warp (the regions would not fit the warped result)"),
+                           (cfg.align_style != "none", "align_style (the mask's regions are the layout)")):
+            if used:
+                bad(f"mask cannot be combined with {what}")
     if not isinstance(cfg.init, str) or not cfg.init:
         bad(f"init must be content, noise, style or an image file, got {cfg.init!r}")
     check_device_name(cfg.device)
@@ -298,14 +322,20 @@ class Stylizer:
     @torch.no_grad()
     def _targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
                  hw: tuple[int, int], regions: int = 1,
-                 plan: ScalePlan | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+                 plan: ScalePlan | None = None,
+                 mask: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Content features of ``content`` (already at ``hw``) and blended style Grams
         ((1, C, C), or (1, R, C, C) per region when ``regions > 1``). A tiled ``plan``: no
-        content features (each tile takes its own), the Grams accumulated over tiles."""
+        content features (each tile takes its own), the Grams accumulated over tiles. With a
+        ``mask`` ((1, S + 1, H', W') regions, see :meth:`run_detailed`): each style's own
+        Gram, stacked (1, S, C, C), and under :data:`MASK_KEY` the soft weights (1, S, h, w)
+        of the style regions at ``hw`` (the no-style region gets no style loss)."""
         cfg = self.cfg
         style_long = max(MIN_SIDE, round(max(hw) * cfg.style_scale))
         if plan is not None and plan.tiled:
             per_style = [self._tiled_grams(resize_long_side(s, style_long), plan) for s in styles]
+            if mask is not None:
+                return {}, self._masked_targets(per_style, mask, hw)
             return {}, {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
         feats = self._features(content, cfg.content_layers)
         content_t = {n: feats[n].float() for n in cfg.content_layers}
@@ -318,6 +348,8 @@ class Stylizer:
                  for n in cfg.style_layers}
         per_style = [{n: gram_matrix(sf[n]) if regions == 1 else
                       region_grams(sf[n], cells[n]) for n in cfg.style_layers} for sf in feats_s]
+        if mask is not None:
+            return content_t, self._masked_targets(per_style, mask, hw)
         style_t = {n: blend_grams([g[n] for g in per_style], list(blend)) for n in cfg.style_layers}
         return content_t, style_t
 
@@ -343,7 +375,19 @@ class Stylizer:
                     counts[n] += f.shape[-1]
         return {n: sums[n] / max(counts[n], 1) for n in cfg.style_layers}
 
+    def _masked_targets(self, per_style: list[dict[str, Tensor]], mask: Tensor,
+                        hw: tuple[int, int]) -> dict[str, Tensor]:
+        """Style targets of a masked run: each style's (1, C, C) Gram stacked (1, S, C, C), and
+        under :data:`MASK_KEY` the style regions' soft weights (1, S, h, w) at ``hw``."""
+        cfg = self.cfg
+        style_t = {n: torch.stack([g[n][0] for g in per_style])[None] for n in cfg.style_layers}
+        style_t[MASK_KEY] = soft_weights(mask, hw, cfg.mask_feather)[:, :len(per_style)]
+        return style_t
+
     def _style(self, feats: dict[str, Tensor], style_t: dict[str, Tensor]) -> Tensor:
+        if MASK_KEY in style_t:
+            return layers_masked_style_loss(feats, style_t, style_t[MASK_KEY], self.cfg.style_layers,
+                                            self.cfg.style_layer_weights or None)
         return layers_style_loss(feats, style_t, self.cfg.style_layers, self.cfg.style_layer_weights or None)
 
     def losses(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
@@ -404,7 +448,7 @@ class Stylizer:
             crop = x[..., t.y0:t.y1, t.x0:t.x1].clone().requires_grad_(True)
             feats = self._features(crop)
             c = cfg.content_weight * layers_content_loss(feats, target, cfg.content_layers)
-            s = cfg.style_weight * self._style(feats, style_t)
+            s = cfg.style_weight * self._style(feats, _crop_mask(style_t, t.y0, t.y1, t.x0, t.x1))
             ((c + s) * (t.pixels / pixels)).backward()
             grad[..., t.y0:t.y1, t.x0:t.x1] += t.window.to(grad) * crop.grad  # type: ignore[operator]
             share = float(t.window.sum()) / pixels
@@ -463,23 +507,31 @@ class Stylizer:
 
     # -- the run --------------------------------------------------------------------------
     def run(self, content: Tensor, styles: Sequence[Tensor], *,
-            callback: Callback | None = None, init: Tensor | None = None) -> Tensor:
+            callback: Callback | None = None, init: Tensor | None = None,
+            mask: Tensor | None = None) -> Tensor:
         """Stylize ``content`` with the (blended) ``styles``.
 
         Args:
             content: (1, 3, H, W) RGB in [0, 1], any size (it is resized to ``cfg.size``).
             styles: one or more (1, 3, H', W') RGB images in [0, 1].
             callback: called after every optimizer step with an :class:`Iterate`.
+            init: the start image when ``cfg.init`` names a file.
+            mask: the regions of ``cfg.mask`` (see :meth:`run_detailed`).
         Returns:
             (1, 3, h, w) in [0, 1] on the CPU, with ``max(h, w) == cfg.size`` and the
             content's aspect ratio (warped when ``cfg.warp`` is set).
         """
-        return self.run_detailed(content, styles, callback=callback, init=init).image
+        return self.run_detailed(content, styles, callback=callback, init=init, mask=mask).image
 
     def run_detailed(self, content: Tensor, styles: Sequence[Tensor], *,
-                     callback: Callback | None = None, init: Tensor | None = None) -> Result:
+                     callback: Callback | None = None, init: Tensor | None = None,
+                     mask: Tensor | None = None) -> Result:
         """:meth:`run`, also returning the unwarped image and the fitted geometry. ``init`` is
-        the start image when ``cfg.init`` names a file (the caller loads it).
+        the start image when ``cfg.init`` names a file (the caller loads it). ``mask`` is
+        required when ``cfg.mask`` names a file: its regions (1, S + 1, H', W') for the S
+        styles (:func:`warpaint.masks.parse_mask`), with the content's aspect ratio; each
+        style region is matched to its own style's Gram (masked Grams), and the last region
+        keeps the photo (the result is blended with it by that region's soft weight).
 
         Raises:
             InputError: images outside the contract (shape, NaN, values outside [0, 1]).
@@ -488,7 +540,7 @@ class Stylizer:
         """
         cfg = self.cfg
         self._current = None                  # nothing of an earlier run
-        prepared = self._prepare(content, styles)
+        prepared = self._prepare(content, styles, mask)
         styles, blend, scales = prepared.styles, prepared.blend, prepared.scales
         total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
         costs = [cfg.steps_at(i, len(scales)) * h * w for i, (h, w) in enumerate(scales)]
@@ -511,7 +563,8 @@ class Stylizer:
             if plan.tiled:
                 log.info("scale %d/%d %dx%d: tiles of %d px with %d px overlaps, L-BFGS history %d",
                          si + 1, len(scales), hw[1], hw[0], plan.core, 2 * plan.margin, plan.history)
-            content_t, style_t = self._targets(content_hw, styles, blend, hw, prepared.regions, plan)
+            content_t, style_t = self._targets(content_hw, styles, blend, hw, prepared.regions, plan,
+                                               prepared.mask)
             offsets = torch.Generator().manual_seed(cfg.seed + si)   # tile layouts, one per step
             run = self._optimize(image, content_t, style_t, steps, joint, plan=plan, content=content_hw,
                                  offsets=offsets)
@@ -527,6 +580,7 @@ class Stylizer:
         image = image.detach()
         if cfg.preserve_color == "luminance":
             image = color.join_luminance(image, prepared.original)
+        image = self._keep_photo(image, prepared)
         if prepared.geometry is not None:
             prepared.geometry.warp.stiffen(scales[-1])   # the joint optimization may have bent it further
         final = image if prepared.geometry is None else apply_warp(image, prepared.geometry)
@@ -573,7 +627,16 @@ class Stylizer:
         (``luminance``), then warped (``warp``)."""
         if self.cfg.preserve_color == "luminance":
             image = color.join_luminance(image, prepared.original)
+        image = self._keep_photo(image, prepared)
         return image if prepared.geometry is None else apply_warp(image, prepared.geometry)
+
+    def _keep_photo(self, image: Tensor, prepared: _Prepared) -> Tensor:
+        """``image`` (1, 3, h, w) blended with the photo by the mask's no-style weight (as it
+        is without a mask, or without a no-style region)."""
+        if prepared.mask is None or not bool(prepared.mask[:, -1].any()):
+            return image
+        weight = soft_weights(prepared.mask, tuple(image.shape[-2:]), self.cfg.mask_feather)[:, -1:]  # type: ignore[arg-type]
+        return keep_photo(image, prepared.original, weight)
 
     def _joint_at(self, si: int, scales: list[tuple[int, int]]) -> bool:
         """Whether the warp is optimized with the pixels at scale ``si``: at the coarse scales
@@ -584,9 +647,10 @@ class Stylizer:
             return True
         return (si == 0 or 4 * max(scales[si]) <= max(scales[-1])) and si < len(scales) - 1
 
-    def _prepare(self, content: Tensor, styles: Sequence[Tensor]) -> _Prepared:
+    def _prepare(self, content: Tensor, styles: Sequence[Tensor], mask: Tensor | None = None) -> _Prepared:
         """Check the inputs and make what the loop needs: images on the device (colour
-        handling applied), blend weights, scales, the style alignment and the warp."""
+        handling applied), blend weights, scales, the style alignment, the warp and the
+        mask's regions."""
         cfg = self.cfg
         check_pixels(content, "content")
         if content.shape[0] != 1:
@@ -618,9 +682,28 @@ class Stylizer:
         main = max(range(len(styles)), key=lambda i: blend[i])
         report = self.estimate_geometry(original, styles[main], scales[-1])
         geometry = report if report is not None and report.applied else None
+        mask = self._check_mask(mask, len(styles), tuple(content.shape[-2:]))  # type: ignore[arg-type]
         plans = self.plans(tuple(content.shape[-2:]), [tuple(s.shape[-2:]) for s in styles])  # type: ignore[misc]
         return _Prepared(content, original, styles, blend, scales, regions, aligned, geometry, main, report,
-                         plans)
+                         plans, mask)
+
+    def _check_mask(self, mask: Tensor | None, styles: int, hw: tuple[int, int]) -> Tensor | None:
+        """The mask's regions on the device, checked: (1, styles + 1, H', W'), finite, >= 0,
+        the content's aspect ratio; ``None`` without ``cfg.mask``."""
+        if not self.cfg.mask:
+            if mask is not None:
+                raise InputError("a mask was passed but cfg.mask is empty: set it (to the file's name)")
+            return None
+        if mask is None:
+            raise InputError(f"mask is the file {self.cfg.mask!r}: parse it (warpaint.masks.parse_mask) "
+                             "and pass its regions as mask= (the engine reads no files)")
+        if not isinstance(mask, Tensor) or mask.ndim != 4 or tuple(mask.shape[:2]) != (1, styles + 1):
+            got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+            raise InputError(f"mask must be (1, {styles + 1}, H, W) regions for {styles} style(s), got {got}")
+        if not bool(torch.isfinite(mask).all()) or bool((mask < 0).any()) or not bool(mask[:, :-1].any()):
+            raise InputError("mask regions must be finite, >= 0, with at least one style region")
+        check_aspect(tuple(mask.shape[-2:]), hw, name=self.cfg.mask)  # type: ignore[arg-type]
+        return mask.to(self.device, torch.float32)
 
     def plans(self, content_hw: tuple[int, int], style_hws: Sequence[tuple[int, int]]) -> list[ScalePlan]:
         """How each scale of a run on a ``content_hw`` image runs within the memory budget
@@ -743,6 +826,7 @@ class _Prepared:
     main: int                     # index of the style the warp was matched to
     report: Geometry | None = None  # the warp of ``warp``, also when refused (for the report)
     plans: list[ScalePlan] = field(default_factory=list)   # how each scale runs (whole, tiles)
+    mask: Tensor | None = None    # (1, S + 1, H', W') regions of ``mask`` (last: no style)
 
 
 @dataclass(frozen=True)
@@ -755,6 +839,14 @@ class Result:
     aligned: list[Geometry]       # one per style image with ``cfg.align_style``
     main_style: int               # index of the style the warp was matched to (largest blend)
     plans: list[ScalePlan] = field(default_factory=list)   # how each scale ran (whole or tiled)
+
+
+def _crop_mask(style_t: dict[str, Tensor], y0: int, y1: int, x0: int, x1: int) -> dict[str, Tensor]:
+    """A masked run's style targets for one tile (its window of the region weights); other
+    targets as they are."""
+    if MASK_KEY not in style_t:
+        return style_t
+    return {**style_t, MASK_KEY: style_t[MASK_KEY][..., y0:y1, x0:x1]}
 
 
 def apply_warp(image: Tensor, geometry: Geometry) -> Tensor:
