@@ -225,7 +225,7 @@ class EngineMethod:
         extra: dict[str, Any] = {"scales": [[w, h] for h, w in scales], "config": asdict(self.cfg),
                                  "_detail": detail, "_content": tensor}
         tiled = [{"size": [w, h], "tile": p.core, "overlap": 2 * p.margin, "lbfgs_history": p.history}
-                 for (h, w), p in zip(scales, detail.plans, strict=True) if p.tiled]
+                 for (h, w), p in zip(scales, detail.plans, strict=False) if p.tiled]   # (none: a stub)
         if tiled:
             extra["tiled_scales"] = tiled
         if self.mask is not None:
