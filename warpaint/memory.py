@@ -33,8 +33,9 @@ IMAGE_PER_PIXEL = 24
 TILE_PER_PIXEL = 1700
 #: A tiled scale, per pixel of the whole scale: the image, its gradient, the content, the
 #: last good copy, the snapshot and the blend buffers (float32 RGB), beside L-BFGS's vectors;
-#: the +120 calibrated on the 3840x2160 run of benchmarks/bench_tiling.py (6.96 GB measured).
-SCALE_PER_PIXEL = 8 * 12 + 120
+#: the +250 calibrated on measured peaks of tiled runs (3840x2160, bench_tiling.py: 6.96 GB
+#: where 5.95 GB was planned; 2048x1536 in 3 GB, bench_memory.py: 3.36 GB where 2.98 GB was).
+SCALE_PER_PIXEL = 8 * 12 + 250
 #: L-BFGS keeps 2 vectors per history step and about 4 more, each float32 RGB per pixel.
 LBFGS_VECTOR = 12
 #: The smallest tile core worth running (below it most of a tile is overlap).
