@@ -132,13 +132,12 @@ def part_seams(args) -> None:
         at = lines.get(name, lines["tiles, one fixed layout"])   # the untiled run: the fixed layout's lines
         row["cut lines of its last step"] = f"rows {at[0]}, columns {at[1]}"
         row["seam ratio"] = round(seam_ratio(img, *at), 3)
-    # a picture: 192 px crops around a cut crossing of the fixed layout, 2x: fixed | moving | whole
+    # a picture: 192 px crops around a cut crossing of the fixed layout: fixed | moving | whole
     r, c = lines["tiles, one fixed layout"][0][0], lines["tiles, one fixed layout"][1][0]
     crops = [img[..., r - 96:r + 96, c - 96:c + 96] for img in
              (images["tiles, one fixed layout"], images["tiles, new layout every step"], images["whole"])]
-    strip = torch.nn.functional.interpolate(torch.cat(crops, -1), scale_factor=2, mode="nearest")
-    PICTURES.mkdir(parents=True, exist_ok=True)
-    save_image(strip, PICTURES / "tiling_border.png")
+    PICTURES.mkdir(parents=True, exist_ok=True)   # (a JPEG: the figure stays small)
+    save_image(torch.cat(crops, -1), PICTURES / "tiling_border.jpg")
     save({"machine": machine(args.threads), "size": list(hw[::-1]), "tile": tile, "steps": steps,
           "coarse steps": 2 * steps, "rows": rows}, "seams")
 
@@ -220,7 +219,6 @@ def part_4k(args) -> None:
         j_big, j_small = judge(photo, out4k), judge(photo, up)
         crop = Image.open(out4k).crop((1600, 800, 2240, 1160))
         crop.save(PICTURES / "tiling_4k_crop.jpg", quality=88)
-        Image.open(out4k).resize((960, 540), Image.Resampling.LANCZOS).save(PICTURES / "tiling_4k.jpg", quality=88)
     rows = [{"run": "3840x2160, --max-memory 6", **big, **j_big, "tiled scales": summary.get("tiled_scales")},
             {"run": "512x288, upscaled to 3840x2160", **small, **j_small}]
     worse = {k: round(j_big[k] / j_small[k] - 1, 3) for k in j_big}
