@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageCms
+from test_cli import assert_one_line_error as one_line_error
+from test_cli import cli
 from test_reliability import ctrl_c_in_engine
 
-from warpaint.cli import main
 from warpaint.errors import InputError, OutputError
 from warpaint.io import check_bit_depth, load_pil, read_content, resize, save_image, to_srgb
 
@@ -99,19 +100,6 @@ def write_tif16(path, a: np.ndarray, orientation: int = 1) -> None:
 
 def levels(x: torch.Tensor) -> int:
     return len(torch.unique(torch.round(x[:, 0] * 65535)))
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
-def one_line_error(rc: int, err: str, *needles: str) -> None:
-    assert rc == 2, err
-    assert err.startswith("warpaint: error: ") and err.count("\n") == 1, err
-    for n in needles:
-        assert n in err, (n, err)
 
 
 @pytest.fixture
