@@ -6,6 +6,7 @@ import gzip
 import json
 import math
 import struct
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,29 @@ class TestTinyTraining:
                          (images[:700], labels[:700]), progress=False)
 
 
+class TestSampling:
+    def test_every_training_digit_once_an_epoch(self, monkeypatch):
+        """Each digit's pixels hold its number; the batches of each epoch (3 steps of 35, the
+        last short) are a permutation of the 90 training digits, in a new order every epoch."""
+        images = torch.arange(110, dtype=torch.uint8)[:, None, None].expand(110, 28, 28).contiguous()
+        cfg = digits.DigitsConfig(distortion="R", model="cnn", epochs=2, batch_size=35, n_test=20)
+        seen, real = [], digits.distort
+
+        def recording(x, *a):
+            seen.append((x[:, 0, 0, 0] * 255).round().long())
+            return real(x, *a)
+
+        monkeypatch.setattr(digits, "distort", recording)
+        digits.train(cfg, (images, torch.randint(0, 10, (110,))), progress=False)
+        train_ids = sorted(digits.split(110, 20, 0)[0].tolist())
+        seen = seen[1:]                                    # the first: the fixed test set's
+        assert [len(b) for b in seen] == [35, 35, 20] * 2
+        first, second = torch.cat(seen[:3]), torch.cat(seen[3:])
+        assert sorted(first.tolist()) == train_ids and sorted(second.tolist()) == train_ids
+        assert not torch.equal(first, second)
+        assert torch.equal(digits.epoch_order(90, 0, 1), digits.epoch_order(90, 0, 1))
+
+
 class TestCheckpoints:
     def test_other_version_is_not_resumed(self, tmp_path):
         """A checkpoint of an older architecture starts the run over instead of failing."""
@@ -240,13 +264,28 @@ class TestCheckpoints:
         ck = tmp_path / "ck.pt"
         digits.train(cfg, data, checkpoint=ck, progress=False)
         state = torch.load(ck, weights_only=False)
-        assert state["version"] == digits.CHECKPOINT_VERSION and state["epoch"] == 1
-        state["version"], state["model"] = 1, {"old.weight": torch.zeros(1)}
+        assert state["config"]["version"] == digits.CHECKPOINT_VERSION and state["step"] == 2   # 1 epoch
+        state["config"]["version"], state["model"] = 1, {"old.weight": torch.zeros(1)}
         torch.save(state, ck)
         steps = []
         digits.train(cfg, data, checkpoint=ck, progress=False, on_epoch=lambda e, m: steps.append(e))
         assert steps == [1]                                  # trained its epoch again
-        assert torch.load(ck, weights_only=False)["version"] == digits.CHECKPOINT_VERSION
+        assert torch.load(ck, weights_only=False)["config"]["version"] == digits.CHECKPOINT_VERSION
+        assert (tmp_path / "ck.pt.stale-1").exists()         # the old one kept aside
+
+    def test_checkpoint_of_the_former_loop_is_not_resumed(self, tmp_path):
+        """A checkpoint of the digits app's own loop (before it ran on training.fit: version 2,
+        ``epoch`` instead of ``step``) is kept aside and the run starts over."""
+        data = (torch.randint(0, 256, (90, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (90,)))
+        cfg = digits.DigitsConfig(distortion="R", model="cnn", epochs=1, batch_size=35, n_test=20)
+        ck = tmp_path / "ck.pt"
+        torch.save({"format": "warpaint.digits", "version": 2, "epoch": 1, "config": asdict(cfg),
+                    "model": digits.make_model("cnn").state_dict(), "optimizer": {}, "scheduler": {},
+                    "seconds": 1.0}, ck)
+        epochs = []
+        digits.train(cfg, data, checkpoint=ck, progress=False, on_epoch=lambda e, m: epochs.append(e))
+        assert epochs == [1] and torch.load(ck, weights_only=False)["step"] == 2
+        assert torch.load(tmp_path / "ck.pt.stale-1", weights_only=False)["version"] == 2
 
 
 class TestCLI:

@@ -29,10 +29,19 @@ log = logging.getLogger("warpaint")
 #: One training step's losses: the total to minimize and named parts to report.
 StepLoss = Callable[[torch.Generator], tuple[Tensor, dict[str, float]]]
 
+#: Called with a step's number (see :func:`fit`).
+StepHook = Callable[[int], None]
+
 
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The generator for one step's data (so a resumed run draws the same data)."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.Generator().manual_seed(_step_seed(seed, step))
+
+
+def _step_seed(seed: int, step: int, offset: int = 0) -> int:
+    """``seed * 1_000_003 + step + offset`` as a generator seed (modulo 2**64, so a seed up
+    to 2**63 - 1 is fine)."""
+    return (seed * 1_000_003 + step + offset) % 2**64
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -157,18 +166,31 @@ def param_groups(model: nn.Module, lr: float, lr_scales: dict[str, float] | None
     return groups + [{"params": ps, "lr": lr * scales[name]} for name, ps in scaled.items() if ps]
 
 
+def _one_cycle_adam(model: nn.Module, lr: float, steps: int, lr_scales: dict[str, float] | None = None,
+                   pct_start: float = 0.15) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.OneCycleLR]:
+    """Adam over :func:`param_groups` and a one-cycle schedule over ``steps`` steps peaking at
+    each group's rate after ``pct_start`` of them."""
+    groups = param_groups(model, lr, lr_scales)
+    opt = torch.optim.Adam(groups)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
+                                                pct_start=pct_start)
+    return opt, sched
+
+
 def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: int, config: dict,
-        checkpoint: Path | None = None, every: int = 250, progress: bool = True,
-        desc: str = "train", fmt: str = "warpaint.app",
-        on_step: Callable[[int], None] | None = None,
-        lr_scales: dict[str, float] | None = None,
-        resume_ignores: tuple[str, ...] = ()) -> tuple[list[dict[str, float]], float]:
+        checkpoint: Path | None = None, every: int = 250, progress: bool = True, desc: str = "train",
+        fmt: str = "warpaint.app", on_step: StepHook | None = None, before_step: StepHook | None = None,
+        lr_scales: dict[str, float] | None = None, resume_ignores: tuple[str, ...] = (),
+        pct_start: float = 0.15, max_grad_norm: float | None = 10.0) -> tuple[list[dict[str, float]], float]:
     """Train ``model`` for ``steps`` steps of ``step_loss``; return (loss history, seconds).
 
     A checkpoint whose ``config`` equals ``config`` (up to the keys in ``resume_ignores``,
     which do not change training) is resumed from: model, optimizer, schedule, history.
-    ``on_step(n)`` is called after step ``n`` (1-based), e.g. to save sample pictures. ``lr_scales`` maps a
-    submodule's name (e.g. ``"stn"``) to a factor on its learning rate. Ctrl-C or SIGTERM
+    ``on_step(n)`` is called after step ``n`` (1-based), e.g. to save sample pictures, and
+    ``before_step(t)`` before step ``t`` (0-based), e.g. to pick the data of ``t``'s epoch.
+    ``lr_scales`` maps a submodule's name (e.g. ``"stn"``) to a factor on its learning rate;
+    ``pct_start`` is the one-cycle schedule's warm-up fraction; gradients are clipped to the
+    norm ``max_grad_norm`` (``None``: not clipped). Ctrl-C or SIGTERM
     stops after the current step, saves the checkpoint and raises
     :class:`~warpaint.errors.Interrupted` (a ``KeyboardInterrupt``). A checkpoint of another
     configuration is moved aside (``NAME.stale-N``), never destroyed. A non-finite loss or
@@ -179,10 +201,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     generator (used inside some models, e.g. torchvision's proposal sampling) from
     ``(seed, t)`` too, so a resumed run repeats the uninterrupted one exactly.
     """
-    groups = param_groups(model, lr, lr_scales)
-    opt = torch.optim.Adam(groups)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
-                                                pct_start=0.15)
+    opt, sched = _one_cycle_adam(model, lr, steps, lr_scales, pct_start)
     start, history, seconds = _resume_fit(checkpoint, fmt, config, resume_ignores, model, opt, sched)
 
     def save(step: int, spent: float) -> None:
@@ -197,7 +216,9 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     try:
         with StopRequest() as stop:
             for step in range(start, steps):
-                history.append(_fit_step(model, step_loss, opt, sched, seed, step))
+                if before_step is not None:
+                    before_step(step)
+                history.append(_fit_step(model, step_loss, opt, sched, seed, step, max_grad_norm))
                 if bar is not None:
                     bar.set_postfix_str(f"loss={history[-1]['total']:.3f}", refresh=False)
                     bar.update(1)
@@ -265,15 +286,17 @@ def _resume_fit(checkpoint: Path | None, fmt: str, config: dict, ignores: tuple[
     return 0, [], 0.0
 
 
-def _fit_step(model: nn.Module, step_loss: StepLoss, opt, sched, seed: int, step: int) -> dict[str, float]:
+def _fit_step(model: nn.Module, step_loss: StepLoss, opt, sched, seed: int, step: int,
+              max_grad_norm: float | None = 10.0) -> dict[str, float]:
     """One update of :func:`fit` (step ``step``, 0-based); its losses. A non-finite loss or
     gradient raises NumericalError before the update."""
     model.train()
-    torch.manual_seed(seed * 1_000_003 + step + 7_777_777)
+    torch.manual_seed(_step_seed(seed, step, 7_777_777))
     loss, parts = step_loss(step_generator(seed, step))
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    limit = math.inf if max_grad_norm is None else max_grad_norm     # inf: measured, not clipped
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), limit)
     value = float(loss.detach())
     if not (math.isfinite(value) and math.isfinite(float(norm))):
         raise NumericalError(f"the training loss or its gradient became non-finite at step {step + 1} "

@@ -14,9 +14,7 @@ fly (fresh ones every training batch; fixed ones, from the seed, for the test se
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError, NumericalError, check_number
+from ..errors import InputError, check_number
 from ..stn.geometry import affine_grid, control_grid, rotation_angle, rotation_matrix, sample, tps_grid
 from ..stn.transformer import (
     SpatialTransformer,
@@ -36,19 +34,8 @@ from ..stn.transformer import (
     turn_batch,
 )
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
-from ..training import (
-    StopRequest,
-    count_parameters,
-    load_checkpoint,
-    load_training_state,
-    move_aside,
-    param_groups,
-    progress_bar,
-    save_checkpoint,
-)
+from ..training import count_parameters, fit, step_generator
 from .common import load_mnist, read_idx, split  # noqa: F401  (re-exported: the data of the digits app)
-
-log = logging.getLogger(__name__)
 
 Distortion = Literal["R", "RTS", "P", "E"]
 DISTORTIONS: tuple[str, ...] = ("R", "RTS", "P", "E")
@@ -252,8 +239,14 @@ STN_SETTINGS: dict[str, dict] = {
 EPOCHS: dict[str, int] = {"R": 40, "RTS": 30, "P": 25, "E": 25}
 
 
-#: Checkpoints of another version (another architecture) are not resumed from.
-CHECKPOINT_VERSION = 2
+#: Checkpoints of another version (another architecture or training loop) are not resumed
+#: from: :func:`train` gives it to :func:`~warpaint.training.fit` as part of the configuration,
+#: so such a checkpoint is moved aside and the run starts over. Version 3: trained by ``fit``.
+CHECKPOINT_VERSION = 3
+
+#: Warm-up fraction of the one-cycle schedule (torch's default; the numbers in docs/stn.md
+#: were measured with it).
+WARMUP = 0.3
 
 #: The options that only concern the ST-CNN's transformer.
 STN_OPTIONS = ("stn_lr_scale", "stn_output", "stn_kind", "equivariance", "stn_iterations", "stn_localization",
@@ -342,110 +335,73 @@ def _split_data(cfg: DigitsConfig, images: Tensor, labels: Tensor) -> tuple[Tens
     return images[train_idx].float()[:, None] / 255.0, labels[train_idx], EvalSet(x_test, y_test, info)
 
 
-def _digits_model(cfg: DigitsConfig, n_train: int) -> tuple[nn.Module, torch.optim.Optimizer, object]:
-    """The model (channels-last), Adam and the one-cycle schedule over all epochs."""
+def _build(cfg: DigitsConfig) -> nn.Module:
+    """The untrained model of ``cfg`` (seeded), channels-last."""
     torch.manual_seed(cfg.seed)
     model = make_model(cfg.model, stn_output=cfg.stn_output, stn_kind=cfg.stn_kind,  # type: ignore[arg-type]
                        stn_iterations=cfg.stn_iterations, stn_localization=cfg.stn_localization)
     # Channels-last: oneDNN's kernels for these few-channel convolutions and max pools train
     # 20-40 % faster on a CPU (and cuDNN likes the layout too); same numbers to float rounding.
-    model = model.to(memory_format=torch.channels_last)
-    groups = param_groups(model, cfg.lr, {"stn": cfg.stn_lr_scale} if isinstance(model, STCNN) else None)
-    opt = torch.optim.Adam(groups)
-    total = cfg.epochs * math.ceil(n_train / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total)
-    return model, opt, sched
+    return model.to(memory_format=torch.channels_last)
 
 
-def _digits_step(model: nn.Module, cfg: DigitsConfig, opt, sched, x: Tensor, y: Tensor,
-                 gen: torch.Generator) -> float:
-    """One update on a batch of clean digits (distorted here); its loss. A non-finite loss
-    raises NumericalError before the update."""
-    x, _ = distort(x, cfg.distortion, gen)  # type: ignore[arg-type]
-    loss = _digits_loss(model, cfg, x.contiguous(memory_format=torch.channels_last), y, gen)
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise NumericalError(f"the training loss became non-finite ({value}); lower the learning rate")
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    sched.step()
-    return value
-
-
-def _resume(checkpoint: Path | None, cfg: DigitsConfig, model: nn.Module, opt, sched) -> dict:
-    """Load a checkpoint of this configuration into the model, optimizer and schedule; return
-    where to start (``epoch``, and ``batch``, ``perm``, ``gen``, ``rng`` when it was stopped
-    inside an epoch). A checkpoint of another configuration is moved aside, never destroyed."""
-    if checkpoint is None or not checkpoint.exists():
-        return {"epoch": 0}
-    ck = load_checkpoint(checkpoint)
-    if ck.get("config") != asdict(cfg) or ck.get("version") != CHECKPOINT_VERSION:
-        aside = move_aside(checkpoint)
-        log.warning("%s: another configuration or version; kept as %s, training from scratch",
-                    checkpoint, aside)
-        return {"epoch": 0}
-    load_training_state(ck, checkpoint, model, opt, sched)
-    return {k: ck[k] for k in ("epoch", "batch", "perm", "gen", "rng", "seconds") if k in ck}
+def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
+    """The order in which epoch ``epoch`` (0-based) visits the ``n`` training digits: a
+    permutation drawn from ``step_generator(seed, -1 - epoch)``, a generator that no training
+    step uses (steps count from 0), so it depends on the seed and the epoch alone."""
+    return torch.randperm(n, generator=step_generator(seed, -1 - epoch))
 
 
 def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | None = None,
           progress: bool = True, on_epoch=None) -> tuple[nn.Module, dict, EvalSet]:
-    """Train one model on one distortion (the loss: :func:`_digits_loss`); return it, a
+    """Train one model on one distortion with :func:`~warpaint.training.fit`; return it, a
     results dict (error %, time, parameters, configuration) and the test set it was
-    evaluated on. Ctrl-C or SIGTERM saves the state inside the epoch and resumes there."""
+    evaluated on.
+
+    ``epochs * ceil(train digits / batch_size)`` steps. The ``b``-th step of epoch ``e``
+    takes the ``b``-th batch of ``epoch_order(.., e)`` (so every training digit once per
+    epoch; the last batch may be short), distorts it and draws the equivariance term's turns
+    with fit's generator for that step, and is scored by :func:`_digits_loss`. Adam with a one-cycle
+    schedule (warm-up :data:`WARMUP`), the localization net at ``stn_lr_scale`` times the
+    rate, no gradient clipping; a checkpoint every epoch. Ctrl-C or SIGTERM saves the state
+    after the current step and a rerun resumes there exactly. ``on_epoch(epoch, model)`` is
+    called after each epoch (1-based).
+    """
     images, labels = data
     if not 0 < cfg.n_test < images.shape[0]:
         raise InputError(f"n_test must be between 1 and {images.shape[0] - 1} (the digits given), "
                          f"got {cfg.n_test}")
     x_train, y_train, test = _split_data(cfg, images, labels)
-    model, opt, sched = _digits_model(cfg, x_train.shape[0])
-    steps_per_epoch = math.ceil(x_train.shape[0] / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    state = _resume(checkpoint, cfg, model, opt, sched)
-    gen = torch.Generator().manual_seed(cfg.seed + state["epoch"])
-    if "gen" in state:                       # stopped inside an epoch: continue exactly there
-        gen.set_state(state["gen"])
-        torch.set_rng_state(state["rng"])    # dropout draws from the global generator
-    bar = progress_bar(total, state["epoch"] * steps_per_epoch + state.get("batch", 0),
-                       f"{cfg.model} {cfg.distortion}", "batch") if progress else None
+    model = _build(cfg)
+    n, size = x_train.shape[0], cfg.batch_size
+    per_epoch = math.ceil(n / size)
+    batch: dict = {}
 
-    spent = float(state.get("seconds", 0.0))   # training time of earlier, interrupted runs
+    def pick(step: int) -> None:                       # fit's before_step: this step's digits
+        epoch, b = divmod(step, per_epoch)
+        if batch.get("epoch") != epoch:
+            batch.update(epoch=epoch, order=epoch_order(n, cfg.seed, epoch))
+        batch["idx"] = batch["order"][b * size: (b + 1) * size]
 
-    def save(epoch: int, **inside) -> None:
-        if checkpoint is not None:
-            save_checkpoint({"format": "warpaint.digits", "version": CHECKPOINT_VERSION, "epoch": epoch,
-                             "config": asdict(cfg), "model": model.state_dict(),
-                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                             "seconds": spent + time.perf_counter() - t0, **inside}, checkpoint)
+    def step_loss(g: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        x, _ = distort(x_train[batch["idx"]], cfg.distortion, g)  # type: ignore[arg-type]
+        return _digits_loss(model, cfg, x.contiguous(memory_format=torch.channels_last),
+                            y_train[batch["idx"]], g), {}
 
-    t0 = time.perf_counter()
-    try:
-        with StopRequest() as stop:
-            for epoch in range(state["epoch"], cfg.epochs):
-                model.train()
-                perm = state.pop("perm", None)
-                perm = torch.randperm(x_train.shape[0], generator=gen) if perm is None else perm
-                for b in range(state.pop("batch", 0), steps_per_epoch):
-                    idx = perm[b * cfg.batch_size: (b + 1) * cfg.batch_size]
-                    loss = _digits_step(model, cfg, opt, sched, x_train[idx], y_train[idx], gen)
-                    if bar is not None:
-                        bar.set_postfix_str(f"loss={loss:.3f}", refresh=False)
-                        bar.update(1)
-                    if stop.requested:       # Ctrl-C / SIGTERM: keep the state, resume exactly here
-                        save(epoch, batch=b + 1, perm=perm, gen=gen.get_state(), rng=torch.get_rng_state())
-                        stop.raise_if_requested()
-                save(epoch + 1)
-                if on_epoch is not None:
-                    on_epoch(epoch + 1, model)
-    finally:
-        if bar is not None:
-            bar.close()
-    seconds = spent + time.perf_counter() - t0
+    def epoch_done(step: int) -> None:
+        if on_epoch is not None and step % per_epoch == 0:
+            on_epoch(step // per_epoch, model)
+
+    _, seconds = fit(model, step_loss, steps=cfg.epochs * per_epoch, lr=cfg.lr, seed=cfg.seed,
+                     config={"version": CHECKPOINT_VERSION, **asdict(cfg)}, checkpoint=checkpoint,
+                     every=per_epoch, progress=progress, desc=f"{cfg.model} {cfg.distortion}",
+                     fmt="warpaint.digits", before_step=pick, on_step=epoch_done, pct_start=WARMUP,
+                     lr_scales={"stn": cfg.stn_lr_scale} if isinstance(model, STCNN) else None,
+                     max_grad_norm=None)
     result = {"distortion": cfg.distortion, "model": cfg.model,
               "error_pct": evaluate(model, test.images, test.labels), "train_seconds": round(seconds, 1),
               "parameters": count_parameters(model), "epochs": cfg.epochs,
-              "train_digits": int(x_train.shape[0]), "test_digits": int(test.images.shape[0]),
+              "train_digits": n, "test_digits": int(test.images.shape[0]),
               "threads": torch.get_num_threads(), "config": asdict(cfg)}
     return model, result, test
 
