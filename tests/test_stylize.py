@@ -77,6 +77,21 @@ class TestStylizeConfig:
         cfg = StylizeConfig(steps=7, coarse_steps=3)
         assert [cfg.steps_at(i, 3) for i in range(3)] == [3, 3, 7]
 
+    def test_detail_steps(self):
+        """``detail_steps`` replaces the count at scales over DETAIL_FROM only, final included;
+        -1 leaves every scale as it was."""
+        from warpaint.stylize import DETAIL_FROM
+
+        sides = (DETAIL_FROM // 2, DETAIL_FROM, 2 * DETAIL_FROM)
+        cfg = StylizeConfig(size=2 * DETAIL_FROM, steps=7, coarse_steps=5, detail_steps=2)
+        assert [cfg.steps_at(i, 3, s) for i, s in enumerate(sides)] == [5, 5, 2]
+        cfg = StylizeConfig(size=4 * DETAIL_FROM, steps=7, detail_steps=2)
+        assert [cfg.steps_at(i, 3, s) for i, s in enumerate((DETAIL_FROM, 2 * DETAIL_FROM, 4 * DETAIL_FROM))] == [14, 2, 2]
+        plain = StylizeConfig(size=2 * DETAIL_FROM, steps=7, coarse_steps=5)
+        assert [plain.steps_at(i, 3, s) for i, s in enumerate(sides)] == [5, 5, 7]
+        with pytest.raises(InputError):
+            StylizeConfig(detail_steps=-2)
+
     def test_string_lists(self):
         """Comma-separated strings (as from the CLI or a web form) are parsed."""
         from warpaint.stylize import _floats, _layers

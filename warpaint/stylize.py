@@ -53,9 +53,12 @@ def _floats(value: str | Sequence[float]) -> tuple[float, ...]:
     return tuple(float(v) for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
 
 
+#: Scales with a longer side than this (px) take ``detail_steps`` steps when it is set.
+DETAIL_FROM = 1024
+
 #: The option groups of ``--help``: every field of :class:`StylizeConfig` in one of them.
 OPTION_GROUPS: dict[str, tuple[str, ...]] = {
-    "schedule": ("size", "steps", "coarse_steps", "min_size", "content_detail"),
+    "schedule": ("size", "steps", "coarse_steps", "detail_steps", "min_size", "content_detail"),
     "losses": ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
                "style_layer_weights"),
     "style input": ("style_blend", "style_scale", "style_regions", "preserve_color", "mask",
@@ -75,6 +78,10 @@ class StylizeConfig:
     coarse_steps: int = field(default=-1, metadata={
         "help": "optimizer steps at each coarser scale; -1 = twice --steps (a step at half "
                 "the size costs a quarter as much)"})
+    detail_steps: int = field(default=-1, metadata={
+        "help": f"optimizer steps at each scale over {DETAIL_FROM} px (long side), the final one "
+                "included: at print sizes the coarser scales have placed the strokes and a few "
+                "steps sharpen them; -1 = as --steps / --coarse-steps"})
     min_size: int = field(default=128, metadata={
         "help": "long side of the coarsest scale in px (at least): scales halve from --size "
                 "while they stay >= this (set it to --size for a single scale)"})
@@ -172,9 +179,18 @@ class StylizeConfig:
             return self.style_regions
         return 2 if self.align_style != "none" else 1
 
-    def steps_at(self, index: int, count: int) -> int:
-        """Optimizer steps at scale ``index`` of ``count``: ``steps`` at the final scale,
-        ``coarse_steps`` at each coarser one (-1: twice ``steps``)."""
+    def steps_at(self, index: int, count: int, long_side: int = 0) -> int:
+        """Optimizer steps at scale ``index`` of ``count`` (long side ``long_side`` px):
+        ``detail_steps`` over :data:`DETAIL_FROM` px when set, else ``steps`` at the final
+        scale and ``coarse_steps`` at each coarser one (-1: twice ``steps``).
+
+        Example:
+            >>> cfg = StylizeConfig(size=4096, steps=10, detail_steps=3)
+            >>> [cfg.steps_at(i, 3, s) for i, s in enumerate((1024, 2048, 4096))]
+            [20, 3, 3]
+        """
+        if self.detail_steps >= 0 and long_side > DETAIL_FROM:
+            return self.detail_steps
         if index == count - 1:
             return self.steps
         return self.coarse_steps if self.coarse_steps >= 0 else 2 * self.steps
@@ -216,7 +232,7 @@ def _check_config(cfg: StylizeConfig) -> None:
 
     for name, lo, hi in (("size", MIN_SIDE, MAX_SIZE), ("min_size", MIN_SIDE, MAX_SIZE),
                          ("steps", 0, MAX_STEPS),
-                         ("coarse_steps", -1, MAX_STEPS), ("warp_grid", 3, 32), ("style_regions", 0, 8),
+                         ("coarse_steps", -1, MAX_STEPS), ("detail_steps", -1, MAX_STEPS), ("warp_grid", 3, 32), ("style_regions", 0, 8),
                          ("seed", 0, 2**63 - 1)):
         check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
     for name in ("content_weight", "style_weight", "tv_weight"):
@@ -542,8 +558,8 @@ class Stylizer:
         self._current = None                  # nothing of an earlier run
         prepared = self._prepare(content, styles, mask)
         styles, blend, scales = prepared.styles, prepared.blend, prepared.scales
-        total = sum(cfg.steps_at(i, len(scales)) for i in range(len(scales)))
-        costs = [cfg.steps_at(i, len(scales)) * h * w for i, (h, w) in enumerate(scales)]
+        counts = [cfg.steps_at(i, len(scales), max(hw)) for i, hw in enumerate(scales)]
+        total, costs = sum(counts), [n * h * w for n, (h, w) in zip(counts, scales)]
         done = 0
         image = self._init_image(prepared.content, styles, scales[0], init)
         self._current = (image, prepared)
@@ -557,7 +573,7 @@ class Stylizer:
             # channels-last strides (a caller's tensor may have them).
             image = image.detach().clone(memory_format=torch.contiguous_format)
             self._current = (image, prepared)
-            steps = cfg.steps_at(si, len(scales))
+            steps = counts[si]
             plan = prepared.plans[si]
             joint = prepared.geometry if self._joint_at(si, scales) and not plan.tiled else None
             if plan.tiled:
