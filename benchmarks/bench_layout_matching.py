@@ -7,7 +7,8 @@ its singular values, aspect and rotation); and the TPS warp that :func:`estimate
 fits at ``--warp-strength 0.5`` (projected and stiffened on the output grid as the engine
 does): match distance before and after, mean displacement in % of the long side, minimum
 Jacobian, at 256 px long side. A refused or scaled-down pair is also fitted at the full 0.5
-(``--warp-force``) to show what the warp would have done. About 3 s per pair on one thread.
+(``--warp-force``) to show what the warp would have done. About 8 s per pair on one thread
+(2.7 minutes for the 20).
 
 Usage:
     python benchmarks/bench_layout_matching.py          # prints a markdown table
