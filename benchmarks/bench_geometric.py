@@ -16,6 +16,8 @@
    was applied, match distance before and after, displacement, minimum Jacobian, content
    distance of the unwarped result (and of the run without a warp), time; at 256 px, one
    thread. Pictures of one accepted and one refused pair go to docs/images/layout_*.jpg.
+   (benchmarks/bench_layout_matching.py gives the matching and fit part alone, in about
+   three minutes.)
 
 Usage:
     python benchmarks/bench_geometric.py            # all parts, one thread (about 30 minutes)
@@ -318,17 +320,19 @@ def layout_lines(rows: list[dict], info: dict) -> list[str]:
            "scales 128/256, "
            f"{LAYOUT_STEPS}+{LAYOUT_STEPS} L-BFGS steps, --warp tps --warp-strength 0.5, cpu float32, "
            f"{info['threads']} thread(s))", "",
-           "| pair | label | confidence | consensus | null | spread | rounds | layers | applied (strength) "
+           "| pair | label | confidence | consensus | null | upside down | spread | rounds | layers "
+           "| applied (strength) "
            "| match dist before -> after (px) | mean displacement (px, % long side) | min Jacobian "
            "| content unwarped / no warp | time warp / no warp (s) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         applied = f"yes ({r['strength']:.2f})" if r["applied"] else "no"
         fall = -r.get("match_distance_fall", 0.0)
+        up = "-" if r.get("conf_upside_down") is None else f"{r['conf_upside_down']:.3f}"
         moved = "-" if not r["applied"] else (f"{r['match_distance_before_px']} -> "
                                               f"{r['match_distance_after_px']} ({fall:+.0%})")
         out.append(f"| {r['pair']} | {'shared' if r['label'] else 'none'} | {r['conf_value']:.3f} | "
-                   f"{r['conf_consensus']:.3f} | {r['conf_null']:.3f} | {r['conf_spread']:.2f} | "
+                   f"{r['conf_consensus']:.3f} | {r['conf_null']:.3f} | {up} | {r['conf_spread']:.2f} | "
                    f"{'-' if r['conf_rounds'] is None else format(r['conf_rounds'], '.2f')} | "
                    f"{r['layer_agreement']:.2f} | {applied} | {moved} | {r['mean_displacement_px']:.1f} "
                    f"({r['displacement_pct_long_side']:.1f} %) | {r.get('min_jacobian', '-')} | "

@@ -60,8 +60,9 @@ class TestEngine:
     def test_warp_run(self, vgg_random, images, kind):
         content = images.content(64, 64)
         style = rotated(content, 10.0)
+        # random VGG weights: the confidence means nothing there, so the warp is forced
         s = Stylizer(make_cfg(size=64, min_size=32, steps=2, coarse_steps=3, warp=kind,
-                              warp_strength=1.0), pretrained=False)
+                              warp_strength=1.0, warp_force=True), pretrained=False)
         s.vgg = vgg_random
         seen = []
         r = s.run_detailed(content, [style], callback=lambda it: seen.append(it))
@@ -105,7 +106,7 @@ class TestEngine:
         torch.testing.assert_close(aligned, style, atol=1e-5, rtol=0)
 
     def test_single_scale_optimizes_the_warp(self, vgg_random, images):
-        s = Stylizer(make_cfg(size=64, steps=2, warp="tps"), pretrained=False)
+        s = Stylizer(make_cfg(size=64, steps=2, warp="tps", warp_force=True), pretrained=False)
         s.vgg = vgg_random
         seen = []
         content = images.content(64, 64)
@@ -143,9 +144,14 @@ class TestEngine:
         d = r.geometry.describe((64, 64))
         assert d["applied"] is False and d["reason"] == r.geometry.reason
 
-    def test_low_confidence_scales_and_force_does_not(self, vgg, caplog):
-        """Two unrelated smooth-noise images: a confidence between the thresholds scales the
-        strength down (with a warning); --warp-force applies the full strength."""
+    def test_low_confidence_scales_and_force_does_not(self, vgg, caplog, monkeypatch):
+        """Two unrelated smooth-noise images (confidence 0.04), with thresholds that put them in
+        between: the strength is scaled down (with a warning); --warp-force applies the full
+        strength."""
+        from warpaint.stn import geostyle
+
+        monkeypatch.setattr(geostyle, "REFUSE_BELOW", -0.2)
+        monkeypatch.setattr(geostyle, "FULL_FROM", 0.3)
         content, style = blobs(96), blobs(96, seed=3)
         runs = {}
         for force in (False, True):
@@ -155,10 +161,22 @@ class TestEngine:
             runs[force] = s.run_detailed(content, [style])
             assert runs[force].geometry.applied
             assert runs[force].geometry.warp.min_jacobian((64, 64)) >= MIN_JACOBIAN
-        assert REFUSE_BELOW <= runs[False].geometry.confidence.value < FULL_FROM
+        assert geostyle.REFUSE_BELOW <= runs[False].geometry.confidence.value < geostyle.FULL_FROM
         assert 0 < runs[False].geometry.strength < 0.5 and "strength scaled" in caplog.text
         assert runs[True].geometry.strength == 0.5
         assert not torch.equal(runs[True].image, runs[True].unwarped)
+
+    def test_unrelated_smooth_noise_is_refused(self, vgg):
+        """Two smooth-noise images: their consensus (0.26) is what the style upside down gives
+        as well (0.22), so the confidence is below the threshold (it was 0.10 to 0.16, in the
+        scaling band, with the re-paired null alone)."""
+        from warpaint.stn.geostyle import estimate_warp
+
+        geo = estimate_warp(vgg, blobs(96), blobs(96, seed=3), "tps")
+        c = geo.confidence
+        assert c.upside_down is not None and c.upside_down > c.null
+        assert c.value == pytest.approx(c.consensus - c.upside_down, abs=1e-6)
+        assert c.value < REFUSE_BELOW < FULL_FROM and not geo.applied
 
     def test_fold_bound_after_joint_optimization(self, vgg_random, images, monkeypatch):
         """A warp optimizer that overshoots (learning rate 0.3, no fold term) still ends with

@@ -132,6 +132,28 @@ class TestConfidence:
         c = _confidence(_affine_matches(10))
         assert c.consensus == 1.0 and c.value <= 10 / 30
 
+    def test_the_larger_chance_counts(self):
+        """The upside-down share replaces the re-paired null only when it is larger."""
+        m = _affine_matches(100)
+        keep = ransac_affine(m.a, m.b, threshold=0.25)
+        low = correspondence_confidence(m, keep, upside_down=0.0)
+        high = correspondence_confidence(m, keep, upside_down=0.8)
+        assert low.value == pytest.approx(low.consensus - low.null)
+        assert high.value == pytest.approx(high.consensus - 0.8) and high.value < low.value
+        assert high.as_dict()["upside_down"] == 0.8
+
+    def test_upside_down_loses_a_real_layout(self, vgg, photo):
+        """The photo against itself turned 20 degrees: a layout the turned copy upside down
+        does not share, so its consensus share there (0.37: the plain background and the
+        black corners) is far below the real one (0.95)."""
+        from warpaint.stn.geostyle import upside_down_share
+
+        turned = _turned(photo)
+        geo = estimate_warp(vgg, photo, turned, "affine")
+        share = upside_down_share(vgg, photo, turned)
+        assert share == pytest.approx(geo.confidence.upside_down)
+        assert share < geo.confidence.consensus / 2 and geo.confidence.value > 0.5
+
     def test_a_mirror_is_no_consensus(self):
         m = _affine_matches(60)
         mirrored = m.b * torch.tensor([-1.0, 1.0])

@@ -120,7 +120,8 @@ def match_features(vgg: VGGFeatures, image: Tensor, *, size: int = 256,
 
 
 @torch.no_grad()
-def deep_matches(vgg: VGGFeatures, image_a: Tensor, image_b: Tensor | dict[str, Tensor], *,
+def deep_matches(vgg: VGGFeatures, image_a: Tensor | dict[str, Tensor],
+                 image_b: Tensor | dict[str, Tensor], *,
                  size: int = 256, layers: Sequence[str] = MATCH_LAYERS, min_score: float = 0.0,
                  max_matches: int = 400) -> Matches:
     """Correspondences between two RGB images from ``vgg`` features.
@@ -131,11 +132,11 @@ def deep_matches(vgg: VGGFeatures, image_a: Tensor, image_b: Tensor | dict[str, 
     (fits and RANSAC run there, in float64, on any device).
 
     Args:
-        image_a, image_b: (1, 3, H, W) RGB in [0, 1]; ``image_b`` may instead be its
+        image_a, image_b: (1, 3, H, W) RGB in [0, 1]; either may instead be its
             :func:`match_features` (computed once when it is matched repeatedly).
     """
-    fa_all = match_features(vgg, image_a, size=size, layers=layers)
-    fb_all = image_b if isinstance(image_b, dict) else match_features(vgg, image_b, size=size, layers=layers)
+    fa_all, fb_all = (im if isinstance(im, dict) else match_features(vgg, im, size=size, layers=layers)
+                      for im in (image_a, image_b))
     parts = [mutual_nearest(fa_all[n][0], fb_all[n][0]) for n in layers]
     m = Matches.cat(parts)
     m = m.subset(m.score >= min_score)

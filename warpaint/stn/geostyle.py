@@ -36,9 +36,10 @@ WARP_WEIGHTS = {"correspondence": 100.0, "smoothness": 10.0, "fold": 100.0}
 WARP_LR = 1e-3
 #: Confidence (:class:`Confidence`) below which ``--warp`` is not applied, and from which it
 #: gets the full ``--warp-strength``; in between the strength is scaled linearly. Chosen from
-#: the measurements in docs/geometric.md.
-REFUSE_BELOW = 0.125
-FULL_FROM = 0.20
+#: the measurements in docs/geometric.md: no-layout pairs reach 0.080, the lowest shared pair
+#: found 0.093, the next 0.121.
+REFUSE_BELOW = 0.085
+FULL_FROM = 0.12
 #: Random re-pairings of the matches that estimate the chance consensus.
 NULL_DRAWS = 5
 #: Below this many matches, the confidence counts each as 1 / MIN_COUNTED (see Confidence).
@@ -49,13 +50,18 @@ MIN_COUNTED = 30
 class Confidence:
     """How sure the matches are of a shared layout.
 
-    ``value = (consensus - null) * matches / max(matches, MIN_COUNTED)``: the share of matches
-    that one (non-mirroring) affine consensus explains, less the share it explains when the
-    same points are re-paired at random (what chance alone gives these match positions: a
-    cluster of matches or a generous inlier distance raises both). With fewer than
+    ``value = (consensus - max(null, upside_down)) * matches / max(matches, MIN_COUNTED)``:
+    the share of matches that one (non-mirroring) affine consensus explains, less the share
+    that chance explains. Chance is measured two ways and the larger counts: ``null``, the
+    share when the same points are re-paired at random (a cluster of matches or a generous
+    inlier distance raises both), and ``upside_down``, the consensus share of the matches
+    against the style turned upside down (flipped and turned 180 degrees, mean of the two;
+    see :func:`upside_down_share`): what features that do not care which way is up give
+    (plain grounds, image borders, a centred figure), since a layout that the style upside
+    down shares just as well says nothing about where things go. With fewer than
     :data:`MIN_COUNTED` matches each counts as ``1 / MIN_COUNTED``: a share of a handful of
-    matches says little. The other fields are reported, not used: ``spread`` is the share of a
-    4 x 4 grid over the source that holds a consensus match, ``rounds`` the share of the
+    matches says little. The other fields are reported, not used: ``spread`` is the share of
+    a 4 x 4 grid over the source that holds a consensus match, ``rounds`` the share of the
     second round's matches within half the inlier distance of where the first round put them
     (``None`` without a second round).
     """
@@ -66,33 +72,61 @@ class Confidence:
     null: float
     spread: float
     rounds: float | None = None
+    upside_down: float | None = None
 
     def as_dict(self) -> dict[str, float | int | None]:
-        r = None if self.rounds is None else round(self.rounds, 3)
+        r, u = (None if x is None else round(x, 3) for x in (self.rounds, self.upside_down))
         return {"value": round(self.value, 3), "matches": self.matches, "consensus": round(self.consensus, 3),
-                "null": round(self.null, 3), "spread": round(self.spread, 3), "rounds": r}
+                "null": round(self.null, 3), "upside_down": u, "spread": round(self.spread, 3), "rounds": r}
 
 
-def correspondence_confidence(m: Matches, keep: Tensor, *, threshold: float = 0.25,
-                              draws: int = NULL_DRAWS, seed: int = 0) -> Confidence:
-    """:class:`Confidence` of matches ``m`` whose affine consensus is ``keep`` (N,) bool.
+def correspondence_confidence(m: Matches, keep: Tensor, *, upside_down: float | None = None,
+                              threshold: float = 0.25, draws: int = NULL_DRAWS, seed: int = 0) -> Confidence:
+    """:class:`Confidence` of matches ``m`` whose affine consensus is ``keep`` (N,) bool;
+    ``upside_down`` is the consensus share against the style upside down (none: not used).
 
     Example:
         >>> pts = torch.rand(40, 2) * 2 - 1
         >>> m = Matches(pts, pts * 0.9, torch.ones(40))
         >>> correspondence_confidence(m, torch.ones(40, dtype=torch.bool)).value > 0.5
         True
+        >>> correspondence_confidence(m, torch.ones(40, dtype=torch.bool), upside_down=0.9).value < 0.11
+        True
     """
     n = len(m)
     if n < 3:
-        return Confidence(0.0, n, 0.0, 0.0, 0.0)
+        return Confidence(0.0, n, 0.0, 0.0, 0.0, upside_down=upside_down)
     g = torch.Generator().manual_seed(seed)
     null = sum(float(ransac_affine(m.a, m.b[torch.randperm(n, generator=g)], threshold=threshold,
                                    seed=seed + i + 1).float().mean()) for i in range(draws)) / draws
     consensus = float(keep.float().mean())
     cells = ((m.a[keep] + 1) * 2).floor().clamp(0, 3)                  # 4 x 4 grid cell of each
     spread = len({(int(x), int(y)) for x, y in cells.tolist()}) / 16
-    return Confidence((consensus - null) * n / max(n, MIN_COUNTED), n, consensus, null, spread)
+    chance = max(null, upside_down or 0.0)
+    return Confidence((consensus - chance) * n / max(n, MIN_COUNTED), n, consensus, null, spread,
+                      upside_down=upside_down)
+
+
+@torch.no_grad()
+def upside_down_share(vgg: VGGFeatures, source: Tensor | dict[str, Tensor], target: Tensor, *,
+                      size: int = 256, threshold: float = 0.25) -> float:
+    """Mean share of the matches between ``source`` and ``target`` upside down (flipped top to
+    bottom; turned 180 degrees) that one non-mirroring affine explains.
+
+    A real layout (a face, a building, a horizon) is lost upside down: the flipped one only
+    fits a mirroring map, which is no candidate, and the turned one pairs features that are
+    not alike turned round. What remains is the consensus that features blind to which way
+    is up give: plain grounds, image borders, a figure in the middle of the frame.
+
+    Args:
+        source: (1, 3, H, W) RGB in [0, 1] or its :func:`match_features`.
+        target: (1, 3, H', W') RGB in [0, 1].
+    """
+    shares = []
+    for turned in (target.flip(-2), target.flip(-2).flip(-1)):
+        m = deep_matches(vgg, source, turned, size=size)
+        shares.append(float(_consensus(m, threshold).float().mean()) if len(m) >= 3 else 0.0)
+    return sum(shares) / len(shares)
 
 
 def strength_factor(confidence: float) -> float:
@@ -100,7 +134,7 @@ def strength_factor(confidence: float) -> float:
     :data:`FULL_FROM`, linear in between.
 
     Example:
-        >>> strength_factor(0.05), round(strength_factor(0.1625), 3), strength_factor(0.3)
+        >>> strength_factor(0.05), round(strength_factor(0.1025), 3), strength_factor(0.3)
         (0.0, 0.5, 1.0)
     """
     return min(1.0, max(0.0, (confidence - REFUSE_BELOW) / (FULL_FROM - REFUSE_BELOW)))
@@ -276,9 +310,12 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
         raise ValueError(f"warp kind must be affine or tps, got {kind!r}")
     hw = tuple(target.shape[-2:])
     target_feats = match_features(vgg, target, size=size)        # the same in every round
-    found = deep_matches(vgg, source, target_feats, size=size)
+    source_feats = match_features(vgg, source, size=size)
+    found = deep_matches(vgg, source_feats, target_feats, size=size)
     keep = _consensus(found, threshold)
-    conf, m = correspondence_confidence(found, keep, threshold=threshold), found.subset(keep)
+    upside = upside_down_share(vgg, source_feats, target, size=size, threshold=threshold)
+    conf = correspondence_confidence(found, keep, upside_down=upside, threshold=threshold)
+    m = found.subset(keep)
     factor = 1.0 if force else strength_factor(conf.value)
     if len(m) < 6:
         msg = (f"only {len(m)} confident, mutually consistent feature matches between content and "
