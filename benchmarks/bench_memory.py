@@ -24,7 +24,7 @@ import torch
 torch.set_num_threads(1)
 from PIL import Image
 from warpaint.jobs import EngineMethod, FastMethod
-from warpaint.memory import engine_peak_bytes, fast_peak_bytes
+from warpaint.memory import fast_peak_bytes
 from warpaint.stylize import StylizeConfig
 from warpaint.io import fit_long_side
 kind, size, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -37,7 +37,7 @@ hw = fit_long_side((content.height, content.width), size)
 if kind == "engine":
     cfg = StylizeConfig(size=size, min_size=size, steps=2, device="cpu", dtype="float32", warp=extra)
     method = EngineMethod(cfg, [style])
-    estimate = engine_peak_bytes(cfg, hw, hw, [(384, 512)])
+    estimate = max(p.need for p in method.stylizer.plans(hw, [(384, 512)]))
 elif kind == "tiled":   # extra: the budget in GB, too small for the scale whole
     cfg = StylizeConfig(size=size, min_size=size, steps=2, device="cpu", dtype="float32",
                         max_memory=float(extra))

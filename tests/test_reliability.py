@@ -375,11 +375,15 @@ class TestResourceBounds:
             load(tmp_path / "huge.pt")
 
     def test_estimate_grows_with_size(self):
-        from warpaint.memory import engine_peak_bytes
+        """The engine's plan of a whole run (budget large enough not to tile) grows with the
+        pixels; the estimate at 4096 px would not fit in 8 GB."""
+        from warpaint.stylize import Stylizer
 
-        cfg = StylizeConfig()
-        small = engine_peak_bytes(cfg, (384, 512), (384, 512), [(512, 512)])
-        big = engine_peak_bytes(cfg, (3072, 4096), (3072, 4096), [(512, 512)])
+        def need(size: int) -> int:
+            cfg = StylizeConfig(size=size, min_size=size, max_memory=1000)
+            return Stylizer(cfg, pretrained=False).plans((size * 3 // 4, size), [(512, 512)])[-1].need
+
+        small, big = need(512), need(4096)
         assert 1e9 < small < 3e9 and big > 30e9
         with pytest.raises(ResourceError, match="needs about"):
             from warpaint.memory import check_budget

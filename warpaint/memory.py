@@ -60,20 +60,6 @@ def available_bytes(device: torch.device) -> int:
         return 1 << 62   # unknown: no limit
 
 
-def engine_peak_bytes(cfg, hw: tuple[int, int], content_hw: tuple[int, int],
-                      style_hws: list[tuple[int, int]]) -> int:
-    """Estimated peak of one optimization run whose final scale is ``hw`` = (H, W).
-
-    A run with a warp optimized at its final scale (a single scale) pays for two VGG passes
-    per step there.
-    """
-    passes = 2 if cfg.warp != "none" and len(cfg.scales(content_hw)) == 1 else 1
-    style_long = max(16, round(max(hw) * cfg.style_scale))
-    style_px = sum(style_long * style_long * min(h, w) // max(h, w) for h, w in style_hws)
-    images = IMAGE_PER_PIXEL * (content_hw[0] * content_hw[1] + sum(h * w for h, w in style_hws))
-    return int(ENGINE_BASE + passes * ENGINE_PER_PIXEL * hw[0] * hw[1] + STYLE_PER_PIXEL * style_px + images)
-
-
 def budget_bytes(max_memory_gb: float, device: torch.device) -> int:
     """The memory budget in bytes: ``max_memory_gb`` when given, else what ``device`` has free."""
     return int(max_memory_gb * GB) if max_memory_gb > 0 else available_bytes(device)
