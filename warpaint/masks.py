@@ -126,40 +126,9 @@ def parse_mask(image: Image.Image, styles: int, *, name: str = "mask") -> Mask:
     packed = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
     uniq, inverse, counts = np.unique(packed.ravel(), return_inverse=True, return_counts=True)
     cols = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], 1).astype(np.float64)
-    # Groups: the most frequent colour not yet grouped takes every colour near it.
-    group = np.full(len(uniq), -1)
-    centres: list[int] = []
-    order = np.argsort(-counts, kind="stable")
-    for i in order:
-        if group[i] >= 0:
-            continue
-        if len(centres) == MAX_GROUPS:
-            raise InputError(f"{name}: more than {MAX_GROUPS} distinct colours: not a mask (use flat "
-                             "colours or grey levels, one per region)")
-        near = (group < 0) & (np.linalg.norm(cols - cols[i], axis=1) <= MERGE_DISTANCE)
-        group[near] = len(centres)
-        centres.append(int(i))
-    labels = group[inverse].reshape(h, w)
-    interior = _interior(labels, len(centres))
-    keep = [g for g in range(len(centres)) if interior[g] >= max(1, MIN_INTERIOR * h * w)]
-    if not keep:   # e.g. a 1-2 px tall mask: no pixel has a full neighbourhood
-        keep = [int(np.argmax(np.bincount(labels.ravel(), minlength=len(centres))))]
-    centre_rgb = cols[[centres[g] for g in keep]]
-    keep = [keep[j] for j in sorted(range(len(keep)), key=lambda j: (_luma(centre_rgb[j]), *centre_rgb[j]))]
-    centre_rgb = cols[[centres[g] for g in keep]]
-    # Every pixel to its own group's region, or (edges, specks) to the nearest region colour.
-    to_region = np.empty(len(centres), dtype=np.int64)
-    for g in range(len(centres)):
-        if g in keep:
-            to_region[g] = keep.index(g)
-    region_of_colour = to_region[group]
-    dropped = ~np.isin(group, keep)
-    if dropped.any():
-        d = np.linalg.norm(cols[dropped][:, None] - centre_rgb[None], axis=2)
-        region_of_colour[dropped] = d.argmin(1)
-    region = region_of_colour[inverse].reshape(h, w)
-    n = len(keep)
-    colours = [tuple(int(v) for v in cols[centres[g]]) for g in keep]
+    group, centres = _group_colours(cols, counts, name)
+    region, colours = _regions(cols, group, centres, group[inverse].reshape(h, w), inverse)
+    n = len(colours)
     if n not in (styles, styles + 1):
         listed = ", ".join(map(_hex, colours))
         raise InputError(f"{name}: {n} region(s) ({listed}, darkest first) for {styles} style image(s); the "
@@ -172,8 +141,62 @@ def parse_mask(image: Image.Image, styles: int, *, name: str = "mask") -> Mask:
     fractions = onehot.reshape(styles + 1, -1).mean(1)
     out_colours: list[tuple[int, int, int] | None] = [None] * (styles + 1)
     for r in range(n):
-        out_colours[channel[r]] = colours[r]   # type: ignore[assignment]
+        out_colours[channel[r]] = colours[r]
     return Mask(torch.from_numpy(onehot)[None], tuple(out_colours), tuple(float(f) for f in fractions))
+
+
+def _group_colours(cols: np.ndarray, counts: np.ndarray, name: str) -> tuple[np.ndarray, list[int]]:
+    """Groups of near colours: the most frequent colour not yet grouped takes every colour
+    within :data:`MERGE_DISTANCE` of it.
+
+    Args:
+        cols: (K, 3) the distinct colours. counts: (K,) their pixel counts.
+    Returns:
+        (K,) the group of each colour, and the index of each group's centre colour.
+    """
+    group = np.full(len(cols), -1)
+    centres: list[int] = []
+    for i in np.argsort(-counts, kind="stable"):
+        if group[i] >= 0:
+            continue
+        if len(centres) == MAX_GROUPS:
+            raise InputError(f"{name}: more than {MAX_GROUPS} distinct colours: not a mask (use flat "
+                             "colours or grey levels, one per region)")
+        near = (group < 0) & (np.linalg.norm(cols - cols[i], axis=1) <= MERGE_DISTANCE)
+        group[near] = len(centres)
+        centres.append(int(i))
+    return group, centres
+
+
+def _regions(cols: np.ndarray, group: np.ndarray, centres: list[int], labels: np.ndarray,
+             inverse: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """The regions: groups with enough interior pixels, darkest first; every pixel goes to its
+    own group's region, or (edges, specks, dropped groups) to the nearest region colour.
+
+    Args:
+        cols: (K, 3) distinct colours; group: (K,) their groups; centres: each group's centre
+        colour; labels: (H, W) each pixel's group; inverse: (H * W,) each pixel's colour.
+    Returns:
+        (H, W) region index of every pixel, and each region's colour.
+    """
+    h, w = labels.shape
+    interior = _interior(labels, len(centres))
+    keep = [g for g in range(len(centres)) if interior[g] >= max(1, MIN_INTERIOR * h * w)]
+    if not keep:   # e.g. a 1-2 px tall mask: no pixel has a full neighbourhood
+        keep = [int(np.argmax(np.bincount(labels.ravel(), minlength=len(centres))))]
+    centre_rgb = cols[[centres[g] for g in keep]]
+    keep = [keep[j] for j in sorted(range(len(keep)), key=lambda j: (_luma(centre_rgb[j]), *centre_rgb[j]))]
+    centre_rgb = cols[[centres[g] for g in keep]]
+    to_region = np.zeros(len(centres), dtype=np.int64)
+    for r, g in enumerate(keep):
+        to_region[g] = r
+    region_of_colour = to_region[group]
+    dropped = ~np.isin(group, keep)
+    if dropped.any():
+        d = np.linalg.norm(cols[dropped][:, None] - centre_rgb[None], axis=2)
+        region_of_colour[dropped] = d.argmin(1)
+    colours = [tuple(int(v) for v in cols[centres[g]]) for g in keep]
+    return region_of_colour[inverse].reshape(h, w), colours  # type: ignore[return-value]
 
 
 def check_aspect(mask_hw: tuple[int, int], content_hw: tuple[int, int], *, name: str = "mask") -> None:

@@ -593,16 +593,17 @@ class Stylizer:
                                      tiles, work))
             log.info("scale %d/%d %dx%d: %d steps, %.1f s", si + 1, len(scales), hw[1], hw[0],
                      steps, time.perf_counter() - t0)
-        image = image.detach()
-        if cfg.preserve_color == "luminance":
-            image = color.join_luminance(image, prepared.original)
-        image = self._keep_photo(image, prepared)
-        if prepared.geometry is not None:
-            prepared.geometry.warp.stiffen(scales[-1])   # the joint optimization may have bent it further
-        final = image if prepared.geometry is None else apply_warp(image, prepared.geometry)
         self._current = None
-        cpu = torch.device("cpu")
-        geometry = prepared.report.to(cpu) if prepared.report else None
+        return self._result(image.detach(), prepared)
+
+    def _result(self, image: Tensor, prepared: _Prepared) -> Result:
+        """The finished run: :meth:`_unwarped`, then the warp (stiffened to the fold bound
+        again: the joint optimization may have bent it further)."""
+        if prepared.geometry is not None:
+            prepared.geometry.warp.stiffen(prepared.scales[-1])
+        image = self._unwarped(image, prepared)
+        final = image if prepared.geometry is None else apply_warp(image, prepared.geometry)
+        geometry = prepared.report.to(torch.device("cpu")) if prepared.report else None
         return Result(final.cpu(), image.cpu(), geometry, prepared.aligned, prepared.main, prepared.plans)
 
     def estimate_geometry(self, content: Tensor, style: Tensor, hw: tuple[int, int]) -> Geometry | None:
@@ -639,12 +640,16 @@ class Stylizer:
         return resize(self._finish(image.detach().clone(), prepared), final_hw).cpu()
 
     def _finish(self, image: Tensor, prepared: _Prepared) -> Tensor:
-        """An iterate (1, 3, h, w) as a result: the content's colours joined back
-        (``luminance``), then warped (``warp``)."""
+        """An iterate (1, 3, h, w) as a result: :meth:`_unwarped`, then warped (``warp``)."""
+        image = self._unwarped(image, prepared)
+        return image if prepared.geometry is None else apply_warp(image, prepared.geometry)
+
+    def _unwarped(self, image: Tensor, prepared: _Prepared) -> Tensor:
+        """An iterate (1, 3, h, w) with the content's colours joined back (``luminance``) and
+        the photo kept where the mask says."""
         if self.cfg.preserve_color == "luminance":
             image = color.join_luminance(image, prepared.original)
-        image = self._keep_photo(image, prepared)
-        return image if prepared.geometry is None else apply_warp(image, prepared.geometry)
+        return self._keep_photo(image, prepared)
 
     def _keep_photo(self, image: Tensor, prepared: _Prepared) -> Tensor:
         """``image`` (1, 3, h, w) blended with the photo by the mask's no-style weight (as it
