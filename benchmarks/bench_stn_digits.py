@@ -48,7 +48,8 @@ def more_copies(checkpoint: Path, images: torch.Tensor, labels: torch.Tensor) ->
 
 
 def table(results: dict, copies: dict, threads: int) -> list[str]:
-    lines = [f"Distorted digits, {platform.processor() or platform.machine()}, {threads} threads, CPU, float32, "
+    cpu = platform.processor() or platform.machine()
+    lines = [f"Distorted digits, {cpu}, {threads} threads, CPU, float32, "
              f"torch {torch.__version__}", "",
              "| distortion | epochs | CNN error | ST-CNN error | CNN, 5 more test copies | "
              "ST-CNN, 5 more test copies | CNN time | ST-CNN time |", "|---|---|---|---|---|---|---|---|"]

@@ -220,12 +220,13 @@ def part_4k(args) -> None:
         j_big, j_small = judge(photo, out4k), judge(photo, up)
         crop = Image.open(out4k).crop((1600, 800, 2240, 1160))
         crop.save(PICTURES / "tiling_4k_crop.jpg", quality=88)
-    rows = [{"run": f"3840x2160, --max-memory {args.max_memory:g}, --detail-steps {args.steps}", **big, **j_big,
-             "tiled scales": summary.get("tiled_scales")},
+    big_name = f"3840x2160, --max-memory {args.max_memory:g}, --detail-steps {args.steps}"
+    rows = [{"run": big_name, **big, **j_big, "tiled scales": summary.get("tiled_scales")},
             {"run": "512x288, default steps, upscaled to 3840x2160", **small, **j_small}]
     worse = {k: round(j_big[k] / j_small[k] - 1, 3) for k in j_big}
     save({"machine": machine(args.threads), "steps": "defaults (10 final, 20 coarse) up to 1024 px; "
-          f"{args.steps} at the 1920 and 3840 px scales", "style": STYLE.name, "content": f"{CONTENT.name} cropped 16:9, upscaled to 3840x2160",
+          f"{args.steps} at the 1920 and 3840 px scales", "style": STYLE.name,
+          "content": f"{CONTENT.name} cropped 16:9, upscaled to 3840x2160",
           "relative change of the judge's distances, 4K vs upscaled 512": worse, "rows": rows}, "4k")
 
 

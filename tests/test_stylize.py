@@ -41,7 +41,7 @@ class TestStylizeConfig:
         scales = cfg.scales((480, 640))
         assert max(scales[-1]) == cfg.size
         assert [max(s) for s in scales] == sorted(max(s) for s in scales)
-        assert all(cfg.steps_at(i, len(scales)) >= 0 for i in range(len(scales)))
+        assert all(cfg.steps_at(i, len(scales), max(hw)) >= 0 for i, hw in enumerate(scales))
 
     def test_frozen(self):
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -75,7 +75,7 @@ class TestStylizeConfig:
 
     def test_steps_at(self):
         cfg = StylizeConfig(steps=7, coarse_steps=3)
-        assert [cfg.steps_at(i, 3) for i in range(3)] == [3, 3, 7]
+        assert [cfg.steps_at(i, 3, 128 * 2**i) for i in range(3)] == [3, 3, 7]
 
     def test_detail_steps(self):
         """``detail_steps`` replaces the count at scales over DETAIL_FROM only, final included;
@@ -86,7 +86,9 @@ class TestStylizeConfig:
         cfg = StylizeConfig(size=2 * DETAIL_FROM, steps=7, coarse_steps=5, detail_steps=2)
         assert [cfg.steps_at(i, 3, s) for i, s in enumerate(sides)] == [5, 5, 2]
         cfg = StylizeConfig(size=4 * DETAIL_FROM, steps=7, detail_steps=2)
-        assert [cfg.steps_at(i, 3, s) for i, s in enumerate((DETAIL_FROM, 2 * DETAIL_FROM, 4 * DETAIL_FROM))] == [14, 2, 2]
+        sides = (DETAIL_FROM, 2 * DETAIL_FROM, 4 * DETAIL_FROM)
+        assert [cfg.steps_at(i, 3, s) for i, s in enumerate(sides)] == [14, 2, 2]
+        sides = (DETAIL_FROM // 2, DETAIL_FROM, 2 * DETAIL_FROM)
         plain = StylizeConfig(size=2 * DETAIL_FROM, steps=7, coarse_steps=5)
         assert [plain.steps_at(i, 3, s) for i, s in enumerate(sides)] == [5, 5, 7]
         with pytest.raises(InputError):

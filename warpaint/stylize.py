@@ -179,7 +179,7 @@ class StylizeConfig:
             return self.style_regions
         return 2 if self.align_style != "none" else 1
 
-    def steps_at(self, index: int, count: int, long_side: int = 0) -> int:
+    def steps_at(self, index: int, count: int, long_side: int) -> int:
         """Optimizer steps at scale ``index`` of ``count`` (long side ``long_side`` px):
         ``detail_steps`` over :data:`DETAIL_FROM` px when set, else ``steps`` at the final
         scale and ``coarse_steps`` at each coarser one (-1: twice ``steps``).
@@ -232,7 +232,8 @@ def _check_config(cfg: StylizeConfig) -> None:
 
     for name, lo, hi in (("size", MIN_SIDE, MAX_SIZE), ("min_size", MIN_SIDE, MAX_SIZE),
                          ("steps", 0, MAX_STEPS),
-                         ("coarse_steps", -1, MAX_STEPS), ("detail_steps", -1, MAX_STEPS), ("warp_grid", 3, 32), ("style_regions", 0, 8),
+                         ("coarse_steps", -1, MAX_STEPS), ("detail_steps", -1, MAX_STEPS),
+                         ("warp_grid", 3, 32), ("style_regions", 0, 8),
                          ("seed", 0, 2**63 - 1)):
         check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
     for name in ("content_weight", "style_weight", "tv_weight"):
@@ -559,7 +560,7 @@ class Stylizer:
         prepared = self._prepare(content, styles, mask)
         styles, blend, scales = prepared.styles, prepared.blend, prepared.scales
         counts = [cfg.steps_at(i, len(scales), max(hw)) for i, hw in enumerate(scales)]
-        total, costs = sum(counts), [n * h * w for n, (h, w) in zip(counts, scales)]
+        total, costs = sum(counts), [n * h * w for n, (h, w) in zip(counts, scales, strict=True)]
         done = 0
         image = self._init_image(prepared.content, styles, scales[0], init)
         self._current = (image, prepared)
@@ -593,8 +594,9 @@ class Stylizer:
                                      tiles, work))
             log.info("scale %d/%d %dx%d: %d steps, %.1f s", si + 1, len(scales), hw[1], hw[0],
                      steps, time.perf_counter() - t0)
-        self._current = None
-        return self._result(image.detach(), prepared)
+        result = self._result(image.detach(), prepared)
+        self._current = None       # (kept until then: a finish that fails still has a partial)
+        return result
 
     def _result(self, image: Tensor, prepared: _Prepared) -> Result:
         """The finished run: :meth:`_unwarped`, then the warp (stiffened to the fold bound

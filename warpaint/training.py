@@ -222,7 +222,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
                 if bar is not None:
                     bar.set_postfix_str(f"loss={history[-1]['total']:.3f}", refresh=False)
                     bar.update(1)
-                if (step + 1) % every == 0 and step + 1 < steps:
+                if (step + 1) % every == 0 or step + 1 == steps:   # the last before on_step
                     save(step + 1, seconds + time.perf_counter() - t0)
                 if on_step is not None:
                     on_step(step + 1)
@@ -234,9 +234,7 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     finally:
         if bar is not None:
             bar.close()
-    seconds += time.perf_counter() - t0
-    save(steps, seconds)
-    return history, seconds
+    return history, seconds + time.perf_counter() - t0
 
 
 def progress_bar(total: int, initial: int, desc: str, unit: str):
