@@ -33,16 +33,10 @@ COPY_SEEDS = range(100, 105)
 def more_copies(checkpoint: Path, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean error (%) of a digits checkpoint over five more distorted copies of its test digits."""
     from warpaint.apps import digits
-    from warpaint.training import restore
 
-    def build(c: dict) -> torch.nn.Module:
-        return digits.make_model(c["model"], stn_output=c["stn_output"], stn_kind=c["stn_kind"],
-                                 stn_iterations=c["stn_iterations"], stn_localization=c["stn_localization"])
-
-    model, ck = restore(checkpoint, "warpaint.digits", "digits", build)
-    c = ck["config"]
-    _, test = digits.split(images.shape[0], c["n_test"], c["seed"])
-    errs = [digits.evaluate(model, *digits.make_test_set(images[test], labels[test], c["distortion"], s)[:2])
+    model, c = digits.load(checkpoint)
+    _, test = digits.split(images.shape[0], c.n_test, c.seed)
+    errs = [digits.evaluate(model, *digits.make_test_set(images[test], labels[test], c.distortion, s)[:2])
             for s in COPY_SEEDS]
     return round(sum(errs) / len(errs), 3)
 

@@ -259,6 +259,16 @@ class TestSampling:
 
 
 class TestCheckpoints:
+    def test_load_gives_the_trained_model_and_its_config(self, tmp_path):
+        data = (torch.randint(0, 256, (90, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (90,)))
+        cfg = digits.DigitsConfig(distortion="P", model="stcnn", epochs=1, batch_size=35, n_test=20)
+        model, _, test = digits.train(cfg, data, checkpoint=tmp_path / "ck.pt", progress=False)
+        loaded, loaded_cfg = digits.load(tmp_path / "ck.pt")
+        assert loaded_cfg == cfg and not loaded.training
+        model.eval()
+        with torch.no_grad():
+            assert torch.equal(loaded(test.images[:8]), model(test.images[:8]))
+
     def test_other_version_is_not_resumed(self, tmp_path):
         """A checkpoint of an older architecture starts the run over instead of failing."""
         data = (torch.randint(0, 256, (90, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (90,)))

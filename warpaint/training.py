@@ -285,7 +285,7 @@ def _resume_fit(checkpoint: Path | None, fmt: str, config: dict, ignores: tuple[
 
 
 def _fit_step(model: nn.Module, step_loss: StepLoss, opt, sched, seed: int, step: int,
-              max_grad_norm: float | None = 10.0) -> dict[str, float]:
+              max_grad_norm: float | None) -> dict[str, float]:
     """One update of :func:`fit` (step ``step``, 0-based); its losses. A non-finite loss or
     gradient raises NumericalError before the update."""
     model.train()

@@ -34,7 +34,7 @@ from ..stn.transformer import (
     turn_batch,
 )
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
-from ..training import count_parameters, fit, step_generator
+from ..training import count_parameters, fit, restore, step_generator
 from .common import load_mnist, read_idx, split  # noqa: F401  (re-exported: the data of the digits app)
 
 Distortion = Literal["R", "RTS", "P", "E"]
@@ -379,9 +379,7 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
 
     def pick(step: int) -> None:                       # fit's before_step: this step's digits
         epoch, b = divmod(step, per_epoch)
-        if batch.get("epoch") != epoch:
-            batch.update(epoch=epoch, order=epoch_order(n, cfg.seed, epoch))
-        batch["idx"] = batch["order"][b * size: (b + 1) * size]
+        batch["idx"] = epoch_order(n, cfg.seed, epoch)[b * size: (b + 1) * size]
 
     def step_loss(g: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         x, _ = distort(x_train[batch["idx"]], cfg.distortion, g)  # type: ignore[arg-type]
@@ -404,6 +402,15 @@ def train(cfg: DigitsConfig, data: tuple[Tensor, Tensor], *, checkpoint: Path | 
               "train_digits": n, "test_digits": int(test.images.shape[0]),
               "threads": torch.get_num_threads(), "config": asdict(cfg)}
     return model, result, test
+
+
+def load(checkpoint: Path) -> tuple[nn.Module, DigitsConfig]:
+    """A model trained by :func:`train` (in eval mode) and its configuration, from its checkpoint."""
+    def config(c: dict) -> DigitsConfig:
+        return DigitsConfig(**{k: v for k, v in c.items() if k != "version"})
+
+    model, ck = restore(checkpoint, "warpaint.digits", "digits", lambda c: _build(config(c)))
+    return model, config(ck["config"])
 
 
 def run_experiments(configs: list[DigitsConfig], data: tuple[Tensor, Tensor], out: Path, *,
