@@ -51,7 +51,7 @@ from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported
 )
 from .masks import Mask
 from .memory import budget_bytes, check_budget, plan_fast
-from .stylize import Iterate, StylizeConfig, Stylizer
+from .stylize import Iterate, StylizeConfig, Stylizer, Temporal
 from .training import StopRequest
 
 STDIO = "-"
@@ -211,6 +211,7 @@ class EngineMethod:
         self.styles = [_as_tensor(s) for s in styles]
         self.init = init
         self.mask = read_mask(cfg, len(self.styles)) if mask is None else mask   # (cfg.mask: a file)
+        self.temporal: Temporal | None = None   # (video) the next run's link to the previous frame
 
     def check(self, content: Image.Image | Tensor) -> None:
         check_mask(self.mask, content, self.cfg.mask)
@@ -218,7 +219,9 @@ class EngineMethod:
 
     def run(self, content: Image.Image | Tensor, on_step: Callable[[Iterate], None]) -> tuple[Tensor, dict]:
         tensor = _as_tensor(content)
-        masked = {} if self.mask is None else {"mask": self.mask.regions}   # without one: the call as before
+        masked: dict[str, Any] = {} if self.mask is None else {"mask": self.mask.regions}
+        if self.temporal is not None:
+            masked["temporal"] = self.temporal    # (without these: the call as before)
         detail = self.stylizer.run_detailed(tensor, self.styles, callback=on_step, init=self.init, **masked)
         scales = self.cfg.scales(_hw(content))
         # keys with "_" are for the caller (pictures of the warp), not for the JSON summary

@@ -228,6 +228,25 @@ def total_variation(image: Tensor, *, reduction: Reduction = "mean") -> Tensor:
     return _reduce(dx + dy, reduction)
 
 
+def temporal_loss(image: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+    """Ruder et al. (2016)'s short-term temporal loss: the weighted mean squared difference
+    between a video frame being stylized and the previous stylized frame warped into it.
+
+    Args:
+        image: (B, 3, H, W) the frame being optimized.
+        target: (B, 3, H, W) the previous result warped by the optical flow.
+        weights: (B, 1, H, W) in [0, 1], 0 where the flow is unreliable (occlusions, motion
+            boundaries; :func:`warpaint.flow.occlusion_mask`).
+    Returns:
+        scalar: ``sum(weights * (image - target)^2) / (B * 3 * H * W)``, Ruder's ``1/D``.
+    Example:
+        >>> x = torch.zeros(1, 3, 4, 4)
+        >>> temporal_loss(x, torch.ones(1, 3, 4, 4), torch.ones(1, 1, 4, 4)).item()
+        1.0
+    """
+    return (weights * (image.float() - target.float()).pow(2)).mean()
+
+
 class ContentLoss(nn.Module):
     """Module form of :func:`content_loss` holding the target features."""
 

@@ -28,6 +28,7 @@ from .losses import (
     layers_masked_style_loss,
     layers_style_loss,
     region_grams,
+    temporal_loss,
     total_variation,
 )
 from .masks import check_aspect, keep_photo, soft_weights
@@ -286,6 +287,22 @@ def _check_config(cfg: StylizeConfig) -> None:
 
 
 @dataclass(frozen=True)
+class Temporal:
+    """A video frame's link to the previous one (Ruder et al. 2016): the run starts from
+    ``target`` (the warm start) and its loss gains ``weight * temporal_loss(image, target,
+    mask)`` (:func:`~warpaint.losses.temporal_loss`) at every scale."""
+
+    target: Tensor     # (1, 3, H, W) in [0, 1]: the previous result warped into this frame
+    mask: Tensor       # (1, 1, H, W) in [0, 1]: 0 where the flow is unreliable
+    weight: float      # weight of the temporal loss
+
+    def at(self, hw: tuple[int, int], device: torch.device) -> Temporal:
+        """This link resized to ``hw`` on ``device``."""
+        return Temporal(resize(self.target.to(device, torch.float32), hw),
+                        resize(self.mask.to(device, torch.float32), hw), self.weight)
+
+
+@dataclass(frozen=True)
 class Iterate:
     """One optimizer step, as reported to the callback."""
 
@@ -408,12 +425,13 @@ class Stylizer:
         return layers_style_loss(feats, style_t, self.cfg.style_layers, self.cfg.style_layer_weights or None)
 
     def losses(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
-               geometry: Geometry | None = None) -> dict[str, Tensor]:
+               geometry: Geometry | None = None, temporal: Temporal | None = None) -> dict[str, Tensor]:
         """Weighted losses of ``image`` against precomputed targets.
 
         With ``geometry`` (joint optimization), the style loss is the mean of the unwarped
         and the warped image's, and the warp's own terms (``warp_correspondence``,
-        ``warp_smoothness``, ``warp_fold``) are added.
+        ``warp_smoothness``, ``warp_fold``) are added. With ``temporal`` (a video frame, at
+        this scale), its ``temporal`` term is added.
         """
         cfg = self.cfg
         feats = self._features(image)
@@ -431,6 +449,8 @@ class Stylizer:
                 out[f"warp_{k}"] = WARP_WEIGHTS[k] * v
         if cfg.tv_weight > 0:
             out["tv"] = cfg.tv_weight * total_variation(image.float())
+        if temporal is not None:
+            out["temporal"] = temporal.weight * temporal_loss(image, temporal.target, temporal.mask)
         out["total"] = sum(out.values())  # type: ignore[assignment]
         return out
 
@@ -542,13 +562,16 @@ class Stylizer:
 
     def run_detailed(self, content: Tensor, styles: Sequence[Tensor], *,
                      callback: Callback | None = None, init: Tensor | None = None,
-                     mask: Tensor | None = None) -> Result:
+                     mask: Tensor | None = None, temporal: Temporal | None = None) -> Result:
         """:meth:`run`, also returning the unwarped image and the fitted geometry. ``init`` is
         the start image when ``cfg.init`` names a file (the caller loads it). ``mask`` is
         required when ``cfg.mask`` names a file: its regions (1, S + 1, H', W') for the S
         styles (:func:`warpaint.masks.parse_mask`), with the content's aspect ratio; each
         style region is matched to its own style's Gram (masked Grams), and the last region
         keeps the photo (the result is blended with it by that region's soft weight).
+        ``temporal`` (a video frame after the first, :class:`Temporal`) starts the run from the
+        previous result warped into this frame and adds the temporal loss; it needs whole
+        (untiled) scales, no ``warp`` and no ``luminance`` colour mode.
 
         Raises:
             InputError: images outside the contract (shape, NaN, values outside [0, 1]).
@@ -562,7 +585,11 @@ class Stylizer:
         counts = [cfg.steps_at(i, len(scales), max(hw)) for i, hw in enumerate(scales)]
         total, costs = sum(counts), [n * h * w for n, (h, w) in zip(counts, scales, strict=True)]
         done = 0
-        image = self._init_image(prepared.content, styles, scales[0], init)
+        if temporal is not None:
+            self._check_temporal(temporal, prepared)
+            image = temporal.at(scales[0], prepared.content.device).target
+        else:
+            image = self._init_image(prepared.content, styles, scales[0], init)
         self._current = (image, prepared)
         t0 = time.perf_counter()
         for si, hw in enumerate(scales):
@@ -583,8 +610,9 @@ class Stylizer:
             content_t, style_t = self._targets(content_hw, styles, blend, hw, prepared.regions, plan,
                                                prepared.mask)
             offsets = torch.Generator().manual_seed(cfg.seed + si)   # tile layouts, one per step
+            link = None if temporal is None else temporal.at(hw, image.device)
             run = self._optimize(image, content_t, style_t, steps, joint, plan=plan, content=content_hw,
-                                 offsets=offsets)
+                                 offsets=offsets, temporal=link)
             for step, (losses, tiles) in enumerate(run, 1):
                 done += 1
                 if callback is not None:   # a finished-kind snapshot: the leaf changes in place
@@ -597,6 +625,19 @@ class Stylizer:
         result = self._result(image.detach(), prepared)
         self._current = None       # (kept until then: a finish that fails still has a partial)
         return result
+
+    def _check_temporal(self, temporal: Temporal, prepared: _Prepared) -> None:
+        """An InputError for a temporal link the run cannot honour."""
+        check_pixels(temporal.target, "temporal target")
+        if temporal.mask.ndim != 4 or temporal.mask.shape[:2] != (1, 1):
+            raise InputError(f"temporal mask must be (1, 1, H, W), got {tuple(temporal.mask.shape)}")
+        check_number("temporal weight", temporal.weight, lo=0)
+        if any(p.tiled for p in prepared.plans):
+            raise InputError("temporal consistency needs whole scales, and this size runs in tiles; "
+                             "lower --size or raise --max-memory")
+        if self.cfg.warp != "none" or self.cfg.preserve_color == "luminance":
+            raise InputError("temporal consistency works without --warp and without "
+                             "--preserve-color luminance")
 
     def _result(self, image: Tensor, prepared: _Prepared) -> Result:
         """The finished run: :meth:`_unwarped`, then the warp (stiffened to the fold bound
@@ -775,7 +816,8 @@ class Stylizer:
 
     def _optimize(self, image: Tensor, content_t: dict[str, Tensor], style_t: dict[str, Tensor],
                   steps: int, geometry: Geometry | None = None, *, plan: ScalePlan = WHOLE,
-                  content: Tensor | None = None, offsets: torch.Generator | None = None):
+                  content: Tensor | None = None, offsets: torch.Generator | None = None,
+                  temporal: Temporal | None = None):
         """Optimize ``image`` in place for ``steps`` steps, yielding the losses of each step
         and its number of tiles (0: whole).
 
@@ -807,7 +849,7 @@ class Stylizer:
                     if self.shift_tiles else (0, 0)
                 out, image.grad, tiles[0] = self.tiled_losses(image, content, style_t, plan, offset)  # type: ignore[arg-type]
             else:
-                out = self.losses(image, content_t, style_t, geometry)
+                out = self.losses(image, content_t, style_t, geometry, temporal)
                 out["total"].backward()
             last.update(out)
             return out["total"]
