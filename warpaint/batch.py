@@ -256,6 +256,8 @@ def ray_map(worker_cls: type, init_args: tuple, items: Sequence[tuple], *, worke
             submit(actor)   # before the consumer's turn: the actor is never idle
             yield index, result
     finally:
+        for ref in pending:   # queued behind the running ones: never started
+            ray.cancel(ref)
         for actor in actors:
             ray.kill(actor)
 

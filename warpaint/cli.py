@@ -152,6 +152,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if not fast and not args.styles:
         raise InputError("give at least one style image (or --fast / --model for a trained model)")
     use_ray = args.ray or args.address is not None
+    if args.address is not None and not args.address.strip():
+        raise InputError("--address must name a Ray cluster: auto, or HOST:PORT")
     if args.workers is not None and not use_ray:
         raise InputError("--workers works with --ray (without it the batch runs in this process)")
     cfg = _config(args)   # validate options before any work
@@ -183,7 +185,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return e.exit_code if hasattr(e, "exit_code") else 130
     if not args.quiet:
         print(f"batch: {done} written, {skipped} skipped, {failed} failed, to {args.output}", file=sys.stderr)
-    if failed:
+    if failed and len(jobs) > 1:   # (one image: its own error line says it all, as in stylize)
         print(f"warpaint: error: {failed} of {len(jobs)} images failed (see above)", file=sys.stderr)
     return 2 if failed else 0
 
