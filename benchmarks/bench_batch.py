@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -115,7 +116,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 4 photos at 256 px, nothing written")
     args = ap.parse_args()
     if not PHOTOS.is_dir() or not STYLE.is_file():
-        print(f"skipped: {PHOTOS} or {STYLE} not found (the shared folder beside the checkout)", file=sys.stderr)
+        print(f"skipped: {PHOTOS} or {STYLE} not found (the shared folder beside the checkout)",
+              file=sys.stderr)
         return 0
     import ray
 
@@ -124,7 +126,8 @@ def main() -> int:
 
     torch.set_num_threads(1)
     count, size = (4, 256) if args.quick else (args.images, args.size)
-    photos = sorted(p for p in PHOTOS.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
+    every = sorted(p for p in PHOTOS.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    photos = every[::max(1, len(every) // count)][:count]   # spread over the sets (sizes 321 to 1024 px)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
         fast = BatchSpec.from_files(StylizeConfig(size=size, device="cpu"), [str(STYLE)], fast=True)
@@ -133,7 +136,7 @@ def main() -> int:
             cfg = StylizeConfig(size=128, min_size=128, steps=10, coarse_steps=0, device="cpu")
             rows += run_method("engine", photos[:8], BatchSpec.from_files(cfg, [str(STYLE)]), Path(tmp))
     env = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-           "cpus": len(__import__("os").sched_getaffinity(0)), "torch": torch.__version__, "ray": ray.__version__,
+           "cpus": len(os.sched_getaffinity(0)), "torch": torch.__version__, "ray": ray.__version__,
            "fast_size": size, "quick": args.quick}
     text = table(rows, env)
     print(text)
@@ -153,8 +156,8 @@ def summarize(rows: list[dict]) -> None:
         here, one, two = (by.get((method, m, w)) for m, w in (("in-process", 1), ("ray", 1), ("ray", 2)))
         if not (here and one and two):
             continue
-        print(f"{method}: {here['s_per_img_per_worker']:.3f} s/img in-process, {one['s_per_img_per_worker']:.3f} "
-              f"s/img per Ray worker (overhead of a Ray task "
+        print(f"{method}: {here['s_per_img_per_worker']:.3f} s/img in-process, "
+              f"{one['s_per_img_per_worker']:.3f} s/img per Ray worker (overhead of a Ray task "
               f"{1000 * (one['s_per_img_per_worker'] - here['s_per_img_per_worker']):.0f} ms), "
               f"2 workers {two['steady_img_per_s']:.2f} img/s = "
               f"{two['steady_img_per_s'] / one['steady_img_per_s']:.2f}x one worker")

@@ -213,6 +213,13 @@ def test_actor_options_follow_the_cluster():
     assert batch.default_workers({"CPU": 64.0, "GPU": 8.0}) == 8
 
 
+def test_unreachable_address(local_ray, capsys, world):
+    rc, _, err = cli(capsys, "batch", world["photos"], world["style"], "-o", world["out"], *FAST,
+                     "--address", "127.0.0.1:1")
+    assert_one_line_error(rc, err, "--address 127.0.0.1:1", "no Ray cluster")
+    assert not list(world["out"].glob("*.png"))
+
+
 def test_ray_batch_survives_a_killed_worker(local_ray, capsys, tmp_path, image_files, monkeypatch):
     """Eight images on two workers; the worker that returns the first result is killed
     (SIGKILL). Ray restarts it and retries its tasks: every output exists once, whole, and

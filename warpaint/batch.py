@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -262,10 +263,24 @@ def ray_map(worker_cls: type, init_args: tuple, items: Sequence[tuple], *, worke
             ray.kill(actor)
 
 
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """An InputError when nothing listens at a ``HOST:PORT`` address (Ray itself would retry
+    for minutes); other forms (``auto``, ``ray://...``) are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(f"address {address}: no Ray cluster answers there ({e.strerror or e})") from None
+
+
 def _connect(address: str | None, workers: int | None) -> bool:
     """Connect to the cluster at ``address``, or start a local Ray with ``workers`` CPUs (the
     machine's by default) unless one is running in this process; True when we started it."""
     ray = _ray()
+    if address:
+        check_reachable(address)
     if ray.is_initialized():
         return False
     try:
@@ -280,7 +295,8 @@ def _connect(address: str | None, workers: int | None) -> bool:
 
 
 def default_workers(resources: dict[str, float]) -> int:
-    """One worker per GPU on a cluster with GPUs, else one per CPU."""
+    """The workers on a cluster (a local Ray started by the batch has one per CPU): one per
+    GPU when it has GPUs, else one per CPU."""
     return max(1, int(resources.get("GPU", 0) or resources.get("CPU", 1)))
 
 
@@ -292,7 +308,7 @@ def _run_on_ray(jobs: Sequence[Job], spec: BatchSpec, known: Sequence[str | None
     started = _connect(address, workers)
     try:
         resources = ray.cluster_resources()
-        count = workers or default_workers(resources)
+        count = workers or (int(resources.get("CPU", 1)) if started else default_workers(resources))
         node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
         options = actor_options(resources, count, [c for c in node_cpus if c])
         init = (spec, options["num_cpus"])   # by value: a restarted actor gets it again
