@@ -115,8 +115,9 @@ class Done:
     pid: int
 
 
-def _failed(job: Job, error: str, status: str = "error") -> dict[str, Any]:
-    return {"content": job.content, "output": job.output, "status": status, "error": error, "steps": 0}
+def _failed(job: Job, error: str) -> dict[str, Any]:
+    """An ``error`` item of the summary (the shape of :func:`warpaint.jobs.summary_of`'s)."""
+    return {"content": job.content, "output": job.output, "status": "error", "error": error, "steps": 0}
 
 
 def finished(output: str | None) -> bool:
@@ -139,9 +140,6 @@ class BatchWorker:
         self.spec = spec
         self.settings = spec.settings_digest()
         self.method = spec.build()
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def key_of(self, job: Job) -> str:
         """The job's key: SHA-256 of its content file's digest and the settings digest."""
@@ -175,7 +173,8 @@ class _RayWorker(BatchWorker):
             self.error = None
         except WarpaintError as e:
             self.error = str(e)
-        self.pool = ThreadPoolExecutor(1)
+        # torch's thread count is per thread under OpenMP: set it in the thread that runs the jobs
+        self.pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads or 1,))
 
     def run(self, job: Job, known_key: str | None = None) -> Done:
         if self.error is not None:
