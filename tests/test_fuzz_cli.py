@@ -32,6 +32,8 @@ BASE = {
                  "--steps", "1", "--coarse-steps", "0", "-q", "--device", "cpu", "--dtype", "float32"], "o.png"),
     "stylize-fast": (["stylize", "{content}", "{style}", "-o", "{out}/o.png", "--fast", "--size", "32", "-q",
                       "--device", "cpu"], "o.png"),
+    "batch": (["batch", "{photos}", "{style}", "-o", "{out}/b", "--fast", "--size", "32", "-q", "--device", "cpu"],
+              "b/p.png"),
     "demo": (["demo", "-o", "{out}/o.png", "--size", "32", "--min-size", "32", "--steps", "1",
               "--coarse-steps", "0", "-q", "--device", "cpu", "--dtype", "float32"], "o.png"),
     "score": (["score", "{content}", "{style}", "{content}", "--size", "32", "--device", "cpu"], None),

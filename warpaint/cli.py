@@ -1,4 +1,4 @@
-"""Command line: ``warpaint stylize | demo | score | train | serve | stn ...``. A thin layer
+"""Command line: ``warpaint stylize | batch | demo | score | train | serve | stn ...``. A thin layer
 over the job layer (:mod:`warpaint.jobs`, :mod:`warpaint.extras`), the apps and the web page:
 it parses (the options are in :mod:`warpaint.parser`) and prints.
 
@@ -140,6 +140,54 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     check_jobs_bit_depth(jobs, args.bit_depth, fast=fast)
     extras = _extras(args, [*inputs, *(j.content for j in jobs)], [j.output for j in jobs])
     return _run(args, jobs, _method(args, cfg, extras, args.styles), extras)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``warpaint batch``: a folder of images, resumable, here or on Ray (:mod:`warpaint.batch`)."""
+    from .batch import BatchSpec, check_folders, run_batch
+    from .extras import Extras, guard_extras, write_items
+    from .jobs import check_jobs_bit_depth, guard_jobs, plan
+
+    fast = args.fast or args.model is not None
+    if not fast and not args.styles:
+        raise InputError("give at least one style image (or --fast / --model for a trained model)")
+    use_ray = args.ray or args.address is not None
+    if args.address is not None and not args.address.strip():
+        raise InputError("--address must name a Ray cluster: auto, or HOST:PORT")
+    if args.workers is not None and not use_ray:
+        raise InputError("--workers works with --ray (without it the batch runs in this process)")
+    cfg = _config(args)   # validate options before any work
+    inputs = [*args.styles, *([cfg.init_file] if cfg.init_file else []), *([cfg.mask] if cfg.mask else [])]
+    check_folders(args.input, args.output)
+    jobs = plan(str(args.input), str(args.output))
+    guard_jobs(jobs, inputs)
+    check_jobs_bit_depth(jobs, args.bit_depth, fast=fast)
+    guard_extras(Extras(json=args.json), str(args.output), [*inputs, *(j.content for j in jobs)],
+                 [j.output for j in jobs])
+    spec = BatchSpec.from_files(cfg, args.styles, fast=args.fast, model=args.model, strength=args.strength,
+                                work_size=args.work_size, original_size=args.original_size,
+                                bit_depth=args.bit_depth)
+
+    def report(index, done) -> None:
+        if done.summary["status"] == "error":
+            from tqdm import tqdm
+
+            tqdm.write(f"warpaint: error: {done.summary['error']}", file=sys.stderr)
+
+    result = run_batch(jobs, spec, args.output, use_ray=use_ray, address=args.address, workers=args.workers,
+                       quiet=args.quiet, on_result=report)
+    write_items(args.json, result.items)
+    done, skipped, failed = result.count("ok"), result.count("skipped"), result.count("error")
+    if result.interrupted is not None:
+        print(f"warpaint: interrupted; {done} written, {skipped} skipped, {len(jobs) - len(result.items)} "
+              "not reached (run the same command to resume)", file=sys.stderr)
+        e = result.interrupted
+        return e.exit_code if hasattr(e, "exit_code") else 130
+    if not args.quiet:
+        print(f"batch: {done} written, {skipped} skipped, {failed} failed, to {args.output}", file=sys.stderr)
+    if failed and len(jobs) > 1:   # (one image: its own error line says it all, as in stylize)
+        print(f"warpaint: error: {failed} of {len(jobs)} images failed (see above)", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -286,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
     command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score, "train": cmd_train,
-               "serve": cmd_serve, "stn": cmd_stn}[args.command]
+               "serve": cmd_serve, "stn": cmd_stn, "batch": cmd_batch}[args.command]
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)

@@ -106,15 +106,24 @@ def write_extras(extras: Extras, outcome: Outcome, method, many: bool = False) -
 def summary_text(outcomes: Sequence[Outcome], many: bool = False) -> str:
     """The JSON summary of the outcomes: one object for a single job, else (``many``: a
     batch, even one stopped after its first image) a list; no NaN."""
-    items = [summary_of(o) for o in outcomes]
-    return json.dumps(items if many or len(items) != 1 else items[0], indent=2, allow_nan=False)
+    return items_text([summary_of(o) for o in outcomes], many)
+
+
+def items_text(items: Sequence[dict], many: bool = True) -> str:
+    """The JSON summary of per-item summaries (:func:`~warpaint.jobs.summary_of`'s dicts)."""
+    return json.dumps(list(items) if many or len(items) != 1 else items[0], indent=2, allow_nan=False)
 
 
 def write_summary(dest: str | None, outcomes: Sequence[Outcome], many: bool = False) -> None:
     """The JSON summary to ``dest`` (atomically), or to stdout for ``-``."""
+    write_items(dest, [summary_of(o) for o in outcomes], many)
+
+
+def write_items(dest: str | None, items: Sequence[dict], many: bool = True) -> None:
+    """The JSON summary of per-item summaries to ``dest`` (atomically), or to stdout for ``-``."""
     if dest is None:
         return
-    text = summary_text(outcomes, many)
+    text = items_text(items, many)
     if dest == STDIO:
         print(text)
     else:

@@ -312,6 +312,8 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     def shrink(im: Image.Image | Tensor, side: int) -> Image.Image | Tensor:
         return im if isinstance(im, Tensor) else resize_pil_long_side(im, side, enlarge=False)
 
+    if cfg.style_blend and styles and len(cfg.style_blend) != len(styles):   # before any work, not per image
+        raise InputError(f"style_blend has {len(cfg.style_blend)} weights for {len(styles)} style images")
     if not (fast or model is not None):
         if not styles:
             raise InputError("give at least one style image (or a feed-forward model)")

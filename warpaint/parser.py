@@ -49,7 +49,20 @@ def add_config_flags(p: argparse.ArgumentParser, cls, *, groups: dict[str, tuple
         made[name].add_argument("--" + f.name.replace("_", "-"), **kw)
 
 
-def _add_output_flags(p: argparse.ArgumentParser) -> None:
+def _add_fast_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("feed-forward options (one forward pass instead of optimization)")
+    g.add_argument("--fast", action="store_true",
+                   help="use the arbitrary-style model that ships with warpaint")
+    g.add_argument("--model", type=_path, default=None, metavar="PT",
+                   help="use a model trained with `warpaint train` (implies --fast)")
+    g.add_argument("--strength", type=float, default=1.0, help="0 = the content, 1 = full style (default: 1)")
+    g.add_argument("--work-size", type=int, default=None, metavar="PX",
+                   help="run the network at this long side and resize the result to --size "
+                        "(default: the model's own; 0 = at full size)")
+
+
+def _add_output_flags(p: argparse.ArgumentParser, *, per_step: bool = True) -> None:
+    """The output flags; ``per_step`` False leaves out snapshots, loss curves and warp pictures."""
     g = p.add_argument_group("output options")
     g.add_argument("--original-size", action="store_true",
                    help="write the result at the content image's own resolution (upsampled)")
@@ -57,18 +70,20 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
                    help="bits per sample of the output: 16 writes 16-bit PNG or TIFF from the engine's float "
                         "result; auto keeps 16 for a 16-bit content file when the output format holds them "
                         "(default: auto)")
-    g.add_argument("--snapshot-every", type=int, default=0, metavar="N",
-                   help="save the current image every N steps (default: 0 = never)")
-    g.add_argument("--snapshot-dir", type=_path, default=None, metavar="DIR",
-                   help="folder for snapshots (default: OUTPUT_STEM_snapshots beside the output)")
-    g.add_argument("--loss-curve", type=_path, default=None, metavar="PNG",
-                   help="save a plot of the losses per step to this PNG")
+    if per_step:
+        g.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                       help="save the current image every N steps (default: 0 = never)")
+        g.add_argument("--snapshot-dir", type=_path, default=None, metavar="DIR",
+                       help="folder for snapshots (default: OUTPUT_STEM_snapshots beside the output)")
+        g.add_argument("--loss-curve", type=_path, default=None, metavar="PNG",
+                       help="save a plot of the losses per step to this PNG")
     g.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="write a JSON summary (sizes, steps, seconds, device, dtype, losses) "
                         "to FILE, or to stdout without FILE")
-    g.add_argument("--save-warp", type=_path, default=None, metavar="DIR",
-                   help="with --warp: write pictures of the warp (matches, grid, displacement, "
-                        "without/with) to DIR")
+    if per_step:
+        g.add_argument("--save-warp", type=_path, default=None, metavar="DIR",
+                       help="with --warp: write pictures of the warp (matches, grid, displacement, "
+                            "without/with) to DIR")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -90,15 +105,7 @@ def _stylize_parsers(sub) -> None:
                    help="style image(s); several are blended (none with a single-style --model)")
     p.add_argument("-o", "--output", required=True,
                    help="output file (.png, .jpg, ...), folder for a batch, or - (PNG to stdout)")
-    g = p.add_argument_group("feed-forward options (one forward pass instead of optimization)")
-    g.add_argument("--fast", action="store_true",
-                   help="use the arbitrary-style model that ships with warpaint")
-    g.add_argument("--model", type=_path, default=None, metavar="PT",
-                   help="use a model trained with `warpaint train` (implies --fast)")
-    g.add_argument("--strength", type=float, default=1.0, help="0 = the content, 1 = full style (default: 1)")
-    g.add_argument("--work-size", type=int, default=None, metavar="PX",
-                   help="run the network at this long side and resize the result to --size "
-                        "(default: the model's own; 0 = at full size)")
+    _add_fast_flags(p)
     add_config_flags(p, StylizeConfig, groups=OPTION_GROUPS)
     _add_output_flags(p)
     p = sub.add_parser("demo", help="run the main job on built-in images (no download)",
@@ -117,6 +124,32 @@ def _stylize_parsers(sub) -> None:
     p.add_argument("--size", type=int, default=512, help="evaluation long side, px (default: 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _batch_parser(sub) -> None:
+    from .stylize import OPTION_GROUPS, StylizeConfig
+
+    p = sub.add_parser("batch", help="stylize a folder of images, resumably, in this process or on Ray",
+                       description="Stylize every image of IN_DIR with the STYLE image(s) into OUT_DIR. A "
+                                   "rerun skips the outputs already made from the same files and settings "
+                                   "(OUT_DIR/.warpaint-batch.json). With --ray the images are Ray tasks on "
+                                   "this machine or a cluster (see docs/scale.md).")
+    p.add_argument("input", type=_path, metavar="IN_DIR", help="folder of content images")
+    p.add_argument("styles", nargs="*", metavar="style",
+                   help="style image(s); several are blended (none with a single-style --model)")
+    p.add_argument("-o", "--output", type=_path, required=True, metavar="OUT_DIR",
+                   help="output folder (created if needed; not inside IN_DIR)")
+    g = p.add_argument_group("scale-out options")
+    g.add_argument("--ray", action="store_true", help='run the images as Ray tasks (pip install -e ".[ray]")')
+    g.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --ray: the cluster to join, e.g. auto or HOST:6379 (default: start a local "
+                        "Ray; implies --ray)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --ray: number of workers, one model load each (default: one per CPU, or per "
+                        "GPU on a cluster with GPUs)")
+    _add_fast_flags(p)
+    add_config_flags(p, StylizeConfig, groups=OPTION_GROUPS)
+    _add_output_flags(p, per_step=False)
 
 
 def _train_parser(sub) -> None:
@@ -202,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"warpaint {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _stylize_parsers(sub)
+    _batch_parser(sub)
     _train_parser(sub)
     _serve_parser(sub)
     _stn_parsers(sub)
