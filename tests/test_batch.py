@@ -257,3 +257,29 @@ def test_ray_batch_survives_a_killed_worker(local_ray, capsys, tmp_path, image_f
     rc, _, err = cli(capsys, *argv)
     assert rc == 0, err
     assert [i["status"] for i in json.loads(report.read_text())] == ["skipped"] * 8
+
+
+def test_video_frames_on_ray_match_in_process(local_ray, tmp_path, image_files):
+    """``warpaint video --ray``: the frames stylized by two Ray workers come back in order and
+    equal the in-process ones (the flow, the blend and the encoding stay in the driver)."""
+    pytest.importorskip("av", reason="PyAV is a dependency of warpaint: pip install -e .")
+    from tests.test_video import moving_frames, write_test_video
+    from warpaint.batch import BatchSpec, stylize_frames_on_ray
+    from warpaint.stylize import StylizeConfig
+    from warpaint.video import VideoConfig, run_video
+    from warpaint.videoio import read_frames
+
+    clip = write_test_video(tmp_path / "clip.mp4", moving_frames(8))
+    cfg = StylizeConfig(size=48, device="cpu")
+    spec = BatchSpec.from_files(cfg, [str(image_files["style"])], fast=True)
+    method = spec.build()
+    vcfg = VideoConfig(crf=0)
+    here = run_video(str(clip), str(tmp_path / "here.mp4"), method, vcfg)
+    there = run_video(str(clip), str(tmp_path / "ray.mp4"), method, vcfg,
+                      stylized=lambda frames: stylize_frames_on_ray(frames, spec, workers=2))
+    assert here.summary["frames"] == there.summary["frames"] == 8
+    a, b = list(read_frames(tmp_path / "here.mp4")), list(read_frames(tmp_path / "ray.mp4"))
+    assert len(a) == len(b) == 8
+    for x, y in zip(a, b, strict=True):
+        assert float((x - y).abs().mean()) < 0.01
+    assert float((a[0] - a[7]).abs().mean()) > 0.02     # (the frames differ: order matters)

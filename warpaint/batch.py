@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from torch import Tensor
 
 from .errors import InputError, Interrupted, WarpaintError, check_number
 from .io import load_pil, write_bytes_atomic
@@ -325,6 +326,63 @@ def _ray_results(jobs: Sequence[Job], items: list[tuple], init: tuple, count: in
         for index, result in ray_map(_RayWorker, init, items, workers=count, options=options):
             yield index, result if isinstance(result, Done) else Done(_failed(jobs[index], result.error),
                                                                       None, 0)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _FrameWorker:
+    """A Ray actor that stylizes video frames with one method (one model load):
+    (H, W, 3) uint8 in, (h, w, 3) uint8 out (numpy travels through Ray's object store)."""
+
+    def __init__(self, spec: BatchSpec, threads: int | None = None) -> None:
+        self.pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads or 1,))
+        self.method = self.pool.submit(spec.build).result()
+
+    def _stylize(self, frame):
+        from .io import pil_to_tensor
+        from .videoio import to_uint8
+
+        image, _ = self.method.run(torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float().div_(255), None)
+        return to_uint8(pil_to_tensor(image) if isinstance(image, Image.Image) else image)
+
+    def run(self, frame):
+        return self.pool.submit(self._stylize, frame).result()
+
+
+def stylize_frames_on_ray(frames: Iterator[Tensor], spec: BatchSpec, *, address: str | None = None,
+                          workers: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(frame, stylized)`` for each (1, 3, H, W) frame, in order, the stylization done by
+    Ray actors (:func:`ray_map`, a few frames in flight per worker, so memory stays bounded);
+    Ray is started (or joined at ``address``) on the first ``next`` and stopped at the end if
+    it was started here. A frame whose task failed after its retries is an InputError."""
+    from .videoio import to_uint8
+
+    ray = _ray()
+    spec.build(device="cpu")   # bad options are refused before any worker starts
+    started = _connect(address, workers)
+    held: dict[int, Tensor] = {}
+
+    def items() -> Iterator[tuple]:
+        for i, frame in enumerate(frames):
+            held[i] = frame
+            yield (to_uint8(frame),)
+
+    try:
+        resources = ray.cluster_resources()
+        count = workers or (int(resources.get("CPU", 1)) if started else default_workers(resources))
+        options = actor_options(resources, count)
+        ready: dict[int, Any] = {}
+        nxt = 0
+        for index, result in ray_map(_FrameWorker, (spec, options["num_cpus"]), items(), workers=count,
+                                     options=options):
+            if isinstance(result, TaskFailed):
+                raise InputError(f"frame {index}: {result.error}")
+            ready[index] = result
+            while nxt in ready:    # in order: at most a few frames wait here
+                out = torch.from_numpy(ready.pop(nxt).copy()).permute(2, 0, 1)[None].float().div_(255)
+                yield held.pop(nxt), out
+                nxt += 1
     finally:
         if started:
             ray.shutdown()

@@ -55,7 +55,7 @@ def _config(args: argparse.Namespace):
     """The StylizeConfig of the options (validated: its errors name fields, main() shows flags)."""
     from .stylize import StylizeConfig
 
-    return StylizeConfig(**{f.name: getattr(args, f.name) for f in fields(StylizeConfig)})
+    return StylizeConfig(**{f.name: getattr(args, f.name) for f in fields(StylizeConfig) if hasattr(args, f.name)})
 
 
 def _extras(args: argparse.Namespace, inputs: Sequence[str], outputs: Sequence[str]):
@@ -188,6 +188,88 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if failed and len(jobs) > 1:   # (one image: its own error line says it all, as in stylize)
         print(f"warpaint: error: {failed} of {len(jobs)} images failed (see above)", file=sys.stderr)
     return 2 if failed else 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    """``warpaint video``: a video, frame by frame, with temporal consistency (:mod:`warpaint.video`)."""
+    from .errors import Interrupted
+    from .extras import write_items
+    from .video import VideoConfig, run_video
+    from .videoio import check_video_output, probe
+
+    vcfg = VideoConfig(**{f.name: getattr(args, f.name) for f in fields(VideoConfig)})
+    fast = vcfg.method == "fast"
+    if (args.fast or args.model is not None) and not fast:
+        raise InputError("--fast / --model go with --method fast, not --method optimize")
+    if not fast and not args.styles:
+        raise InputError("--method optimize needs at least one style image")
+    use_ray = args.ray or args.address is not None
+    if use_ray and not fast:
+        raise InputError("--ray works with --method fast (optimized frames depend on the previous one)")
+    if args.workers is not None and not use_ray:
+        raise InputError("--workers works with --ray")
+    cfg = _config(args)
+    check_video_output(args.output, args.input)
+    info = probe(args.input)
+    from .extras import Extras, guard_extras
+
+    guard_extras(Extras(json=args.json), str(args.output), [str(args.input), *args.styles], [str(args.output)])
+    args.fast = fast
+    method = _method(args, cfg, Extras(), args.styles)
+    bar = _frame_bar(args.quiet)
+    frames = None
+    if use_ray:
+        from .batch import BatchSpec, stylize_frames_on_ray
+
+        spec = BatchSpec.from_files(cfg, args.styles, fast=True, model=args.model, strength=args.strength,
+                                    work_size=args.work_size)
+
+        def frames(source):
+            return stylize_frames_on_ray(source, spec, address=args.address, workers=args.workers)
+    try:
+        outcome = run_video(str(args.input), str(args.output), method, vcfg, on_frame=bar, stylized=frames)
+    except Interrupted as e:
+        bar.close()
+        partial = getattr(e, "outcome", None)
+        where = f"wrote the {partial.summary['frames']} frames done to {partial.output}" if partial and \
+            partial.output else "no frame was done, nothing written"
+        print(f"warpaint: interrupted; {where}", file=sys.stderr)
+        if partial is not None:
+            write_items(args.json, [partial.summary], many=False)
+        return e.exit_code
+    bar.close()
+    s = outcome.summary
+    write_items(args.json, [s], many=False)
+    if not args.quiet:
+        print(f"wrote {outcome.output} ({s['size'][0]}x{s['size'][1]} px, {s['frames']} frames at "
+              f"{s['output_fps']:.3g} fps from {info.width}x{info.height}; {vcfg.method}, temporal "
+              f"{'on' if vcfg.temporal else 'off'}; {s['device']}, {s['dtype']}, {s['seconds']:.1f} s = "
+              f"{s['frames_per_second']:.2f} frames/s)", file=sys.stderr)
+    return 0
+
+
+class _frame_bar:
+    """The video's progress bar: frames done of those planned, with the ETA."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.bar = quiet, None
+
+    def __call__(self, report) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=report.total, desc="video", unit="frame", file=sys.stderr, dynamic_ncols=True)
+        if report.step is not None:
+            it = report.step
+            self.bar.set_postfix_str(f"frame step {it.step}/{it.steps}", refresh=False)
+        self.bar.update(report.frame - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -334,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
     command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score, "train": cmd_train,
-               "serve": cmd_serve, "stn": cmd_stn, "batch": cmd_batch}[args.command]
+               "serve": cmd_serve, "stn": cmd_stn, "batch": cmd_batch,
+               "video": cmd_video}[args.command]
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)

@@ -152,6 +152,39 @@ def _batch_parser(sub) -> None:
     _add_output_flags(p, per_step=False)
 
 
+def _video_parser(sub) -> None:
+    from .stylize import OPTION_GROUPS, StylizeConfig
+    from .video import VideoConfig
+
+    p = sub.add_parser("video", help="stylize a video with temporal consistency (audio kept)",
+                       description="Stylize every frame of INPUT (.mp4, .mov, .mkv, ...) with the STYLE "
+                                   "image(s) into OUTPUT (.mp4, .mov or .mkv, H.264, the audio copied). Each "
+                                   "frame is linked to the previous one along the optical flow (see "
+                                   "docs/video.md). Ctrl-C keeps the frames done as OUTPUT.partial.mp4.")
+    p.add_argument("input", type=_path, metavar="INPUT", help="video file")
+    p.add_argument("styles", nargs="*", metavar="style",
+                   help="style image(s); several are blended (none with a single-style --model)")
+    p.add_argument("-o", "--output", type=_path, required=True, metavar="OUTPUT", help="video file to write")
+    add_config_flags(p, VideoConfig, groups={"video": tuple(f.name for f in fields(VideoConfig))})
+    g = p.add_argument_group("scale-out options")
+    g.add_argument("--ray", action="store_true",
+                   help='with --method fast: stylize the frames as Ray tasks (pip install -e ".[ray]"); the '
+                        "flow and the blend stay in this process")
+    g.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --ray: the cluster to join (default: start a local Ray; implies --ray)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --ray: number of workers (default: one per CPU, or per GPU on a cluster)")
+    _add_fast_flags(p)
+    add_config_flags(p, StylizeConfig, groups=OPTION_GROUPS,
+                     skip=("warp", "warp_strength", "warp_force", "warp_grid", "align_style", "mask",
+                           "mask_feather", "style_regions", "init"))
+    g = p.add_argument_group("output options")
+    g.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write a JSON summary (frames, size, fps, seconds, device, dtype) to FILE, or to "
+                        "stdout without FILE")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _train_parser(sub) -> None:
     from .feedforward.train import TrainConfig
 
@@ -236,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _stylize_parsers(sub)
     _batch_parser(sub)
+    _video_parser(sub)
     _train_parser(sub)
     _serve_parser(sub)
     _stn_parsers(sub)

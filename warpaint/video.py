@@ -183,15 +183,16 @@ class _Frames:
         if self.later is not self.method:
             self.later.check(frame)
 
-    def next(self, frame: Tensor) -> Tensor:
-        """The stylized frame (1, 3, h, w) in [0, 1]."""
+    def next(self, frame: Tensor, stylized: Tensor | None = None) -> Tensor:
+        """The result for ``frame`` (1, 3, h, w) in [0, 1]; ``stylized``: the frame as the
+        feed-forward model made it elsewhere (a Ray worker), else it is stylized here."""
         small = resize(frame, self.hw(frame))
         link = None
         if self.cfg.temporal and self.previous is not None:
             before, result = self.previous
             backward, mask = pair_mask(before, small, preset=self.cfg.flow_preset)
             link = (warp(result, backward).clamp(0, 1), mask)
-        out = self._stylize(frame, link)
+        out = self._stylize(frame, link) if stylized is None else stylized
         if out.shape[-2:] != small.shape[-2:]:
             out = resize(out, tuple(small.shape[-2:]))
         if link is not None and isinstance(self.method, FastMethod):
@@ -224,9 +225,15 @@ def _summary(info: VideoInfo, cfg: VideoConfig, method, out_fps: Fraction, writt
 
 
 def run_video(source: str, dest: str, method: EngineMethod | FastMethod, cfg: VideoConfig = VideoConfig(), *,
-              on_frame: Callable[[FrameReport], None] | None = None) -> VideoOutcome:
+              on_frame: Callable[[FrameReport], None] | None = None,
+              stylized: Callable[[Iterator[Tensor]], Iterator[tuple[Tensor, Tensor]]] | None = None,
+              ) -> VideoOutcome:
     """Stylize the video ``source`` into ``dest`` (.mp4, .mov, .mkv) with ``method``
     (:func:`warpaint.jobs.make_method`), frame by frame, linked as ``cfg`` says.
+
+    ``stylized`` (fast method only) maps the frames to ``(frame, stylized frame)`` pairs made
+    elsewhere, in order (:func:`warpaint.batch.stylize_frames_on_ray`); the flow, the blend and
+    the encoding stay here.
 
     ``on_frame`` is called after each frame and each engine step. Ctrl-C or SIGTERM commits
     the frames done to a free ``.partial`` name (nothing when no frame was done) and raises
@@ -237,6 +244,8 @@ def run_video(source: str, dest: str, method: EngineMethod | FastMethod, cfg: Vi
         NumericalError: a non-finite loss or frame; the temporary file is deleted.
     """
     check_video_method(method, cfg)
+    if stylized is not None and not isinstance(method, FastMethod):
+        raise InputError("frames stylized elsewhere (--ray) need the fast method")
     info = probe(source)
     fps, total = plan_frames(info, cfg)
     frames = read_frames(source, fps=fps if fps != info.fps else None, max_frames=total)
@@ -254,10 +263,11 @@ def run_video(source: str, dest: str, method: EngineMethod | FastMethod, cfg: Vi
     runner = _Frames(method, cfg, report)
     runner.check(first)
     writer = VideoWriter(dest, fps=fps, audio_from=source if info.audio else None, crf=cfg.crf)
+    pairs = ((f, None) for f in _chain(first, frames)) if stylized is None else stylized(_chain(first, frames))
     try:
         with StopRequest(second_press_raises=True) as signals:
-            for frame in _chain(first, frames):
-                out = runner.next(frame)
+            for frame, done in pairs:
+                out = runner.next(frame, done)
                 writer.write(out)
                 state["written"], state["hw"] = writer.frames, tuple(out.shape[-2:])
                 report()
@@ -269,7 +279,9 @@ def run_video(source: str, dest: str, method: EngineMethod | FastMethod, cfg: Vi
     except BaseException:
         writer.discard()
         raise
-    writer.finish(whole_audio=writer.frames == total)
+    finally:
+        pairs.close()   # (Ray: its workers stop now)
+    writer.finish(whole_audio=not cfg.max_frames or writer.frames < cfg.max_frames)
     writer.commit(dest)
     return VideoOutcome("ok", dest, _summary(info, cfg, method, fps, writer.frames, time.perf_counter() - t0,
                                              state["hw"], dest, "ok"))
