@@ -96,7 +96,8 @@ def table(rows: list[dict], env: dict) -> str:
                      f"{r['method_s_per_img']} | {r['overhead_s_per_img']} |")
     lines.append("")
     lines.append(f"Measured {env['date']} on {env['machine']} ({env['cpus']} CPUs), torch {env['torch']}, "
-                 f"Ray {env['ray']}; one torch thread per worker (and in-process).")
+                 f"Ray {env['ray']}; one torch thread per worker (and in-process); fast: "
+                 f"--size {env.get('fast_size', '?')} (long side, px), engine: 128 px, 10 steps; CPU, float32.")
     return "\n".join(lines)
 
 
