@@ -34,6 +34,8 @@ BASE = {
                       "--device", "cpu"], "o.png"),
     "batch": (["batch", "{photos}", "{style}", "-o", "{out}/b", "--fast", "--size", "32", "-q", "--device", "cpu"],
               "b/p.png"),
+    "video": (["video", "{video}", "{style}", "-o", "{out}/v.mp4", "--size", "32", "--max-frames", "2", "-q",
+               "--device", "cpu"], "v.mp4"),
     "demo": (["demo", "-o", "{out}/o.png", "--size", "32", "--min-size", "32", "--steps", "1",
               "--coarse-steps", "0", "-q", "--device", "cpu", "--dtype", "float32"], "o.png"),
     "score": (["score", "{content}", "{style}", "{content}", "--size", "32", "--device", "cpu"], None),
@@ -95,7 +97,10 @@ def world(tmp_path_factory) -> dict[str, str]:
     Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(root / "photos" / "p.png")
     write_idx(root / "mnist", rng.integers(0, 255, (2050, 28, 28)), rng.integers(0, 10, 2050))
     (root / "folder").mkdir()
-    return {"content": str(root / "content.png"), "style": str(root / "style.png"),
+    from tests.test_video import moving_frames, write_test_video
+
+    write_test_video(root / "clip.mp4", moving_frames(3, 48, 64))
+    return {"video": str(root / "clip.mp4"), "content": str(root / "content.png"), "style": str(root / "style.png"),
             "photos": str(root / "photos"), "mnist": str(root / "mnist"), "folder": str(root / "folder")}
 
 
@@ -108,6 +113,10 @@ def _check_output(path: Path) -> None:
         assert a.max() - a.min() > 0.5, "a flat image was written with exit 0"
     elif path.suffix == ".json":
         json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in {path.name}"))
+    elif path.suffix == ".mp4":
+        from warpaint.videoio import probe, read_frames
+
+        assert probe(path).frames >= 1 and len(list(read_frames(path))) >= 1
     elif path.suffix == ".pt":
         from warpaint.feedforward import load
 
@@ -128,7 +137,7 @@ def test_option(command, flag, value, world, tmp_path, capsys, monkeypatch):
         argv[argv.index(flag) + 1] = value
     else:
         argv += [flag, value]
-    inputs = [world[k] for k in ("content", "style") if world[k] in base_argv]   # the command's inputs
+    inputs = [world[k] for k in ("content", "style", "video") if world[k] in base_argv]   # the command's inputs
     before = {p: Path(p).read_bytes() for p in inputs}
     try:
         rc = main(argv)

@@ -142,6 +142,16 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return _run(args, jobs, _method(args, cfg, extras, args.styles), extras)
 
 
+def _use_ray(args: argparse.Namespace) -> bool:
+    """Whether the scale-out options ask for Ray (``--ray``, or an ``--address``); checked."""
+    use_ray = args.ray or args.address is not None
+    if args.address is not None and not args.address.strip():
+        raise InputError("--address must name a Ray cluster: auto, or HOST:PORT")
+    if args.workers is not None and not use_ray:
+        raise InputError("--workers works with --ray (without it the work runs in this process)")
+    return use_ray
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     """``warpaint batch``: a folder of images, resumable, here or on Ray (:mod:`warpaint.batch`)."""
     from .batch import BatchSpec, check_folders, run_batch
@@ -151,11 +161,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     fast = args.fast or args.model is not None
     if not fast and not args.styles:
         raise InputError("give at least one style image (or --fast / --model for a trained model)")
-    use_ray = args.ray or args.address is not None
-    if args.address is not None and not args.address.strip():
-        raise InputError("--address must name a Ray cluster: auto, or HOST:PORT")
-    if args.workers is not None and not use_ray:
-        raise InputError("--workers works with --ray (without it the batch runs in this process)")
+    use_ray = _use_ray(args)
     cfg = _config(args)   # validate options before any work
     inputs = [*args.styles, *([cfg.init_file] if cfg.init_file else []), *([cfg.mask] if cfg.mask else [])]
     check_folders(args.input, args.output)
@@ -203,11 +209,9 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise InputError("--fast / --model go with --method fast, not --method optimize")
     if not fast and not args.styles:
         raise InputError("--method optimize needs at least one style image")
-    use_ray = args.ray or args.address is not None
+    use_ray = _use_ray(args)
     if use_ray and not fast:
         raise InputError("--ray works with --method fast (optimized frames depend on the previous one)")
-    if args.workers is not None and not use_ray:
-        raise InputError("--workers works with --ray")
     cfg = _config(args)
     check_video_output(args.output, args.input)
     info = probe(args.input)
