@@ -103,7 +103,8 @@ def main() -> int:
     for variant in args.variants.split(","):
         extra = {k: v for k, v in (("blend", args.blend), ("temporal_weight", args.temporal_weight))
                  if v is not None}
-        vcfg = VideoConfig(method=args.method, temporal=variant == "temporal", max_frames=args.frames, **extra)
+        vcfg = VideoConfig(method=args.method, temporal=variant == "temporal", max_frames=args.frames,
+                           **extra)
         dest = str(out_dir / f"{variant}.mp4")
         t0 = time.perf_counter()
         outcome = run_video(str(VIDEO), dest, method, vcfg)
@@ -111,7 +112,8 @@ def main() -> int:
         outputs[variant] = dest
         results[variant] = {**measure(str(VIDEO), dest, style, max_frames=args.frames,
                                       score_every=args.score_every, vgg=vgg),
-                            "seconds": round(seconds, 2), "fps": round(outcome.summary["frames"] / seconds, 3),
+                            "seconds": round(seconds, 2),
+                            "fps": round(outcome.summary["frames"] / seconds, 3),
                             "size": outcome.summary["size"], "config": vcfg.__dict__}
         print(variant, {k: v for k, v in results[variant].items() if k != "config"}, flush=True)
     if "none" in results and "temporal" in results:

@@ -17,17 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.test_cli import cli
 from warpaint import batch
 from warpaint.batch import MANIFEST
-from warpaint.cli import main
 
 FAST = ["--fast", "--size", "32", "--device", "cpu", "-q"]
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def assert_one_line_error(rc: int, err: str, *needles: str) -> None:

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_reliability import write_idx
 
 from warpaint.cli import build_parser, main
-
-from test_reliability import write_idx
 
 INT_VALUES = ["0", "1", "-1", "2.5", "99999999999999999999999", "abc"]
 FLOAT_VALUES = ["0", "1", "-1", "0.5", "nan", "inf", "-inf", "1e30", "abc"]
@@ -100,7 +99,8 @@ def world(tmp_path_factory) -> dict[str, str]:
     from tests.test_video import moving_frames, write_test_video
 
     write_test_video(root / "clip.mp4", moving_frames(3, 48, 64))
-    return {"video": str(root / "clip.mp4"), "content": str(root / "content.png"), "style": str(root / "style.png"),
+    return {"video": str(root / "clip.mp4"), "content": str(root / "content.png"),
+            "style": str(root / "style.png"),
             "photos": str(root / "photos"), "mnist": str(root / "mnist"), "folder": str(root / "folder")}
 
 
@@ -137,7 +137,7 @@ def test_option(command, flag, value, world, tmp_path, capsys, monkeypatch):
         argv[argv.index(flag) + 1] = value
     else:
         argv += [flag, value]
-    inputs = [world[k] for k in ("content", "style", "video") if world[k] in base_argv]   # the command's inputs
+    inputs = [world[k] for k in ("content", "style", "video") if world[k] in base_argv]   # its inputs
     before = {p: Path(p).read_bytes() for p in inputs}
     try:
         rc = main(argv)

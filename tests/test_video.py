@@ -51,7 +51,7 @@ def write_test_video(path: Path, frames: list[np.ndarray], *, fps: int = FPS, au
         vs.height, vs.width = frames[0].shape[:2]
         vs.pix_fmt = "yuv420p"
         a_s = out.add_stream("aac", rate=44100, layout="mono") if audio else None
-        for i, f in enumerate(frames):
+        for f in frames:
             for p in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(p)
         for p in vs.encode(None):
@@ -60,7 +60,8 @@ def write_test_video(path: Path, frames: list[np.ndarray], *, fps: int = FPS, au
             samples = int(44100 * len(frames) / fps)
             tone = (0.2 * np.sin(2 * math.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)
             for start in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="flt", layout="mono")
+                chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="flt",
+                                                   layout="mono")
                 chunk.sample_rate, chunk.pts = 44100, start
                 for p in a_s.encode(chunk):
                     out.mux(p)
@@ -131,7 +132,8 @@ class TestFlow:
 class TestVideoFiles:
     def test_probe_and_read(self, clip):
         info = probe(clip)
-        assert (info.width, info.height, info.fps, info.frames, info.audio) == (96, 72, Fraction(FPS), 12, True)
+        assert (info.width, info.height, info.fps, info.frames, info.audio) == \
+            (96, 72, Fraction(FPS), 12, True)
         frames = list(read_frames(clip))
         assert len(frames) == 12 and frames[0].shape == (1, 3, 72, 96)
         assert 0 <= float(frames[0].min()) and float(frames[0].max()) <= 1
@@ -200,7 +202,8 @@ def test_temporal_blend_lowers_the_warping_error(clip, tmp_path):
         outcome = run_video(str(clip), str(dest), method, VideoConfig(temporal=temporal, crf=0))
         assert outcome.status == "ok" and outcome.summary["frames"] == 12
         outs = list(read_frames(dest))
-        ins = [torch.nn.functional.interpolate(f, size=outs[0].shape[-2:], mode="area") for f in read_frames(clip)]
+        ins = [torch.nn.functional.interpolate(f, size=outs[0].shape[-2:], mode="area")
+               for f in read_frames(clip)]
         e = []
         for t in range(1, len(outs)):
             b, m = pair_mask(ins[t - 1], ins[t], method="farneback")
@@ -259,7 +262,8 @@ def test_optimize_method_runs_linked_frames(clip, tmp_path):
                          [texture(32, 32, seed=5)])
     steps = []
     dest = tmp_path / "opt.mp4"
-    outcome = run_video(str(clip), str(dest), method, VideoConfig(method="optimize", max_frames=3, frame_steps=1),
+    outcome = run_video(str(clip), str(dest), method,
+                        VideoConfig(method="optimize", max_frames=3, frame_steps=1),
                         on_frame=lambda r: steps.append(r.step))
     assert outcome.summary["frames"] == 3 and probe(dest).frames == 3
     per_frame = [s.steps for s in steps if s is not None]

@@ -343,7 +343,8 @@ class _FrameWorker:
         from .io import pil_to_tensor
         from .videoio import to_uint8
 
-        image, _ = self.method.run(torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float().div_(255), None)
+        tensor = torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float().div_(255)
+        image, _ = self.method.run(tensor, None)
         return to_uint8(pil_to_tensor(image) if isinstance(image, Image.Image) else image)
 
     def run(self, frame):

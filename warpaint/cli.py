@@ -55,7 +55,8 @@ def _config(args: argparse.Namespace):
     """The StylizeConfig of the options (validated: its errors name fields, main() shows flags)."""
     from .stylize import StylizeConfig
 
-    return StylizeConfig(**{f.name: getattr(args, f.name) for f in fields(StylizeConfig) if hasattr(args, f.name)})
+    return StylizeConfig(**{f.name: getattr(args, f.name) for f in fields(StylizeConfig)
+                            if hasattr(args, f.name)})   # (a command may leave some out: their defaults)
 
 
 def _extras(args: argparse.Namespace, inputs: Sequence[str], outputs: Sequence[str]):
@@ -217,7 +218,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     info = probe(args.input)
     from .extras import Extras, guard_extras
 
-    guard_extras(Extras(json=args.json), str(args.output), [str(args.input), *args.styles], [str(args.output)])
+    guard_extras(Extras(json=args.json), str(args.output), [str(args.input), *args.styles],
+                 [str(args.output)])
     args.fast = fast
     method = _method(args, cfg, Extras(), args.styles)
     bar = _frame_bar(args.quiet)
@@ -264,7 +266,8 @@ class _frame_bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=report.total, desc="video", unit="frame", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=report.total, desc="video", unit="frame", file=sys.stderr,
+                            dynamic_ncols=True)
         if report.step is not None:
             it = report.step
             self.bar.set_postfix_str(f"frame step {it.step}/{it.steps}", refresh=False)

@@ -126,6 +126,17 @@ def _stylize_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _add_ray_flags(p: argparse.ArgumentParser, ray_help: str) -> None:
+    g = p.add_argument_group("scale-out options")
+    g.add_argument("--ray", action="store_true", help=ray_help)
+    g.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --ray: the cluster to join, e.g. auto or HOST:6379 (default: start a local "
+                        "Ray; implies --ray)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --ray: number of workers, one model load each (default: one per CPU, or per "
+                        "GPU on a cluster with GPUs)")
+
+
 def _batch_parser(sub) -> None:
     from .stylize import OPTION_GROUPS, StylizeConfig
 
@@ -139,14 +150,7 @@ def _batch_parser(sub) -> None:
                    help="style image(s); several are blended (none with a single-style --model)")
     p.add_argument("-o", "--output", type=_path, required=True, metavar="OUT_DIR",
                    help="output folder (created if needed; not inside IN_DIR)")
-    g = p.add_argument_group("scale-out options")
-    g.add_argument("--ray", action="store_true", help='run the images as Ray tasks (pip install -e ".[ray]")')
-    g.add_argument("--address", default=None, metavar="ADDR",
-                   help="with --ray: the cluster to join, e.g. auto or HOST:6379 (default: start a local "
-                        "Ray; implies --ray)")
-    g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="with --ray: number of workers, one model load each (default: one per CPU, or per "
-                        "GPU on a cluster with GPUs)")
+    _add_ray_flags(p, 'run the images as Ray tasks (pip install -e ".[ray]")')
     _add_fast_flags(p)
     add_config_flags(p, StylizeConfig, groups=OPTION_GROUPS)
     _add_output_flags(p, per_step=False)
@@ -166,14 +170,8 @@ def _video_parser(sub) -> None:
                    help="style image(s); several are blended (none with a single-style --model)")
     p.add_argument("-o", "--output", type=_path, required=True, metavar="OUTPUT", help="video file to write")
     add_config_flags(p, VideoConfig, groups={"video": tuple(f.name for f in fields(VideoConfig))})
-    g = p.add_argument_group("scale-out options")
-    g.add_argument("--ray", action="store_true",
-                   help='with --method fast: stylize the frames as Ray tasks (pip install -e ".[ray]"); the '
-                        "flow and the blend stay in this process")
-    g.add_argument("--address", default=None, metavar="ADDR",
-                   help="with --ray: the cluster to join (default: start a local Ray; implies --ray)")
-    g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="with --ray: number of workers (default: one per CPU, or per GPU on a cluster)")
+    _add_ray_flags(p, 'with --method fast: stylize the frames as Ray tasks (pip install -e ".[ray]"); the '
+                      "flow and the blend stay in this process")
     _add_fast_flags(p)
     add_config_flags(p, StylizeConfig, groups=OPTION_GROUPS,
                      skip=("warp", "warp_strength", "warp_force", "warp_grid", "align_style", "mask",

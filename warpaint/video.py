@@ -218,7 +218,8 @@ def _summary(info: VideoInfo, cfg: VideoConfig, method, out_fps: Fraction, writt
     return {"input": info.path, "output": output, "status": status, "method": cfg.method,
             "temporal": cfg.temporal, "frames": written, "source_fps": float(info.fps),
             "output_fps": float(out_fps), "size": None if hw is None else [hw[1], hw[0]],
-            "seconds": round(seconds, 3), "frames_per_second": round(written / seconds, 3) if seconds else 0.0,
+            "seconds": round(seconds, 3),
+            "frames_per_second": round(written / seconds, 3) if seconds else 0.0,
             "audio": info.audio, "device": str(method.device), "dtype": method.dtype,
             "torch_threads": torch.get_num_threads(), "flow": f"OpenCV DIS ({cfg.flow_preset})",
             "config": dataclasses.asdict(cfg)}
@@ -263,7 +264,8 @@ def run_video(source: str, dest: str, method: EngineMethod | FastMethod, cfg: Vi
     runner = _Frames(method, cfg, report)
     runner.check(first)
     writer = VideoWriter(dest, fps=fps, audio_from=source if info.audio else None, crf=cfg.crf)
-    pairs = ((f, None) for f in _chain(first, frames)) if stylized is None else stylized(_chain(first, frames))
+    todo = _chain(first, frames)
+    pairs = ((f, None) for f in todo) if stylized is None else stylized(todo)
     try:
         with StopRequest(second_press_raises=True) as signals:
             for frame, done in pairs:
