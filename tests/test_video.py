@@ -149,7 +149,7 @@ class TestVideoFiles:
             probe(tmp_path / "missing.mp4")
 
     def test_writer_copies_audio_and_cuts_it_for_a_shorter_video(self, clip, tmp_path):
-        w = VideoWriter(tmp_path / "short.mp4", fps=Fraction(FPS), audio_from=clip)
+        w = VideoWriter(tmp_path / "short.mp4", fps=Fraction(FPS), size=(72, 96), audio_from=clip)
         for f in list(read_frames(clip))[:6]:
             w.write(f)
         w.finish(whole_audio=False)
@@ -159,9 +159,11 @@ class TestVideoFiles:
         assert d["video"] == pytest.approx(0.5, abs=0.01)
         assert d["audio"] == pytest.approx(0.5, abs=0.05)   # cut at the video's end (AAC frames: 23 ms)
         assert [p.name for p in tmp_path.iterdir()] == ["short.mp4"]
+        with av.open(str(tmp_path / "short.mp4")) as c:
+            assert [s.type for s in c.streams] == ["video", "audio"]
 
     def test_writer_discard_leaves_nothing(self, clip, tmp_path):
-        w = VideoWriter(tmp_path / "gone.mp4", fps=Fraction(FPS), audio_from=clip)
+        w = VideoWriter(tmp_path / "gone.mp4", fps=Fraction(FPS), size=(72, 96), audio_from=clip)
         w.write(next(read_frames(clip)))
         w.discard()
         assert list(tmp_path.iterdir()) == []

@@ -263,7 +263,8 @@ def run_video(source: str, dest: str, method: EngineMethod | FastMethod, cfg: Vi
 
     runner = _Frames(method, cfg, report)
     runner.check(first)
-    writer = VideoWriter(dest, fps=fps, audio_from=source if info.audio else None, crf=cfg.crf)
+    writer = VideoWriter(dest, fps=fps, size=runner.hw(first), audio_from=source if info.audio else None,
+                         crf=cfg.crf)
     todo = _chain(first, frames)
     pairs = ((f, None) for f in todo) if stylized is None else stylized(todo)
     try:

@@ -129,15 +129,16 @@ def check_video_output(dest: str | Path, source: str | Path) -> None:
 
 
 class VideoWriter:
-    """H.264 (libx264, yuv420p) frames into ``dest``'s format, with ``audio_from``'s first
-    audio stream copied (not re-encoded) alongside, into a temporary file beside ``dest``.
+    """H.264 (libx264, yuv420p) frames of ``size`` (H, W; an odd side loses its last pixel row
+    or column) into ``dest``'s format, with ``audio_from``'s first audio stream copied (not
+    re-encoded) alongside, into a temporary file beside ``dest``.
 
     Use :meth:`write` per frame, then :meth:`finish` and :meth:`commit` (to ``dest`` or a
     partial name), or :meth:`discard`.
     """
 
-    def __init__(self, dest: str | Path, *, fps: Fraction, audio_from: str | Path | None = None,
-                 crf: int = 18) -> None:
+    def __init__(self, dest: str | Path, *, fps: Fraction, size: tuple[int, int],
+                 audio_from: str | Path | None = None, crf: int = 18) -> None:
         import av
 
         self.dest = Path(dest)
@@ -145,12 +146,19 @@ class VideoWriter:
         if fmt is None:
             raise OutputError(f"{dest}: unknown video extension; use one of {', '.join(VIDEO_FORMATS)}")
         self.tmp = self.dest.with_name(f".{self.dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-        self.fps, self.crf, self.frames = fps, crf, 0
+        self.fps, self.frames = fps, 0
         try:
             self.out = av.open(str(self.tmp), mode="w", format=fmt)
         except (av.error.FFmpegError, OSError) as e:
             raise OutputError(f"{dest}: cannot write here ({getattr(e, 'strerror', None) or e})") from None
-        self.video = None
+        h, w = even_size(size)
+        if min(h, w) < 2:
+            self.out.close()
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(f"{dest}: frames of {size[1]}x{size[0]} px are too small for H.264")
+        self.video = self.out.add_stream("libx264", rate=fps)   # the first stream, then the audio
+        self.video.width, self.video.height, self.video.pix_fmt = w, h, "yuv420p"
+        self.video.options = {"crf": str(crf)}
         self.audio_in, self.audio_out, self.packets = None, None, iter(())
         if audio_from is not None:
             self._open_audio(audio_from)
@@ -190,15 +198,11 @@ class VideoWriter:
             self.out.mux(packet)
 
     def write(self, frame: Tensor) -> None:
-        """Encode one (1, 3, H, W) frame in [0, 1]; every frame has the first one's size."""
+        """Encode one (1, 3, H, W) frame in [0, 1] of the writer's size."""
         import av
 
         rgb = to_uint8(frame)
         h, w = even_size(rgb.shape[:2])
-        if self.video is None:
-            self.video = self.out.add_stream("libx264", rate=self.fps)
-            self.video.width, self.video.height, self.video.pix_fmt = w, h, "yuv420p"
-            self.video.options = {"crf": str(self.crf)}
         if (h, w) != (self.video.height, self.video.width):
             raise OutputError(f"frame {self.frames}: {w}x{h} px, the video is "
                               f"{self.video.width}x{self.video.height}")
@@ -213,9 +217,8 @@ class VideoWriter:
     def finish(self, *, whole_audio: bool = True) -> None:
         """Flush the encoder, copy the rest of the audio (all of it, or with ``whole_audio``
         False only up to the end of the video), close the file and sync it to disk."""
-        if self.video is not None:
-            for packet in self.video.encode(None):
-                self.out.mux(packet)
+        for packet in self.video.encode(None):
+            self.out.mux(packet)
         self._mux_audio(None if whole_audio else self.frames / self.fps)
         self.out.close()
         if self.audio_in is not None:
