@@ -347,3 +347,30 @@ def test_bunny_sample(shared_image, tmp_path):
     info = probe(dest)
     assert (info.width, info.height, info.fps, info.frames, info.audio) == (128, 72, Fraction(12), 6, True)
     assert outcome.summary["audio"] is True
+
+
+def test_a_wrong_frame_count_in_the_container_does_not_cut_the_video(clip, tmp_path, monkeypatch):
+    """The container's frame count only sizes the progress bar: the run goes to the last frame."""
+    import dataclasses
+
+    from warpaint import video
+
+    real = video.probe
+    monkeypatch.setattr(video, "probe", lambda path: dataclasses.replace(real(path), frames=1))
+    reports = []
+    outcome = run_video(str(clip), str(tmp_path / "out.mp4"), _fast(48), on_frame=reports.append)
+    assert outcome.summary["frames"] == 12 and probe(tmp_path / "out.mp4").frames == 12
+    assert reports[-1].frame == 12
+
+
+def test_a_failing_finish_leaves_no_file(clip, tmp_path, monkeypatch):
+    from warpaint.errors import OutputError
+    from warpaint.videoio import VideoWriter as Writer
+
+    def broken(self, **kw):
+        raise OutputError("disk full")
+
+    monkeypatch.setattr(Writer, "finish", broken)
+    with pytest.raises(OutputError, match="disk full"):
+        run_video(str(clip), str(tmp_path / "out.mp4"), _fast(48), VideoConfig(max_frames=3))
+    assert list(tmp_path.iterdir()) == []

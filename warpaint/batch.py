@@ -338,12 +338,16 @@ class _FrameWorker:
     def __init__(self, spec: BatchSpec, threads: int | None = None) -> None:
         self.pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads or 1,))
         self.method = self.pool.submit(spec.build).result()
+        self.checked = False     # the memory plan, on this worker's first frame
 
     def _stylize(self, frame):
         from .io import pil_to_tensor
         from .videoio import to_uint8
 
         tensor = torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float().div_(255)
+        if not self.checked:
+            self.method.check(tensor)
+            self.checked = True
         image, _ = self.method.run(tensor, None)
         return to_uint8(pil_to_tensor(image) if isinstance(image, Image.Image) else image)
 

@@ -235,7 +235,6 @@ def cmd_video(args: argparse.Namespace) -> int:
     try:
         outcome = run_video(str(args.input), str(args.output), method, vcfg, on_frame=bar, stylized=frames)
     except Interrupted as e:
-        bar.close()
         partial = getattr(e, "outcome", None)
         where = f"wrote the {partial.summary['frames']} frames done to {partial.output}" if partial and \
             partial.output else "no frame was done, nothing written"
@@ -243,7 +242,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         if partial is not None:
             write_items(args.json, [partial.summary], many=False)
         return e.exit_code
-    bar.close()
+    finally:
+        bar.close()
     s = outcome.summary
     write_items(args.json, [s], many=False)
     if not args.quiet:

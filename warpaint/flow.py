@@ -9,9 +9,10 @@ that is unreliable (occlusions and motion boundaries).
 
 The flow is OpenCV's DIS (Kroeger et al. 2016), a classical method that needs no weights:
 torchvision's RAFT would be more accurate, but its weights are a download, which warpaint
-never does. :func:`warping_error` (Lai et al. 2018) uses Farneback's flow by default, a
-different algorithm from the one the temporal blend relies on, so the metric does not simply
-reward agreeing with the flow that made the video.
+never does. :func:`warping_error` (Lai et al. 2018) takes whatever flow it is given; the tests
+and ``benchmarks/bench_video.py`` give it Farneback's, a different algorithm from the one the
+temporal blend relies on, so the metric does not simply reward agreeing with the flow that
+made the video.
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ def optical_flow(a: Tensor, b: Tensor, *, method: FlowMethod = "dis", preset: st
         raise InputError(f"flow needs two (1, 3, H, W) frames of one size, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
     ga, gb = _gray(a), _gray(b)
+    try:
+        flow = _cv_flow(ga, gb, method, preset)
+    except cv2.error as e:
+        raise InputError(f"optical flow failed on {ga.shape[1]}x{ga.shape[0]} px frames "
+                         f"({str(e).strip().splitlines()[-1]})") from None
+    return torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1)[None].float()
+
+
+def _cv_flow(ga: np.ndarray, gb: np.ndarray, method: str, preset: str) -> np.ndarray:
+    import cv2
+
     if method == "dis":
         if preset not in DIS_PRESETS:
             raise InputError(f"unknown DIS preset {preset!r}; use one of {', '.join(DIS_PRESETS)}")
@@ -64,7 +76,7 @@ def optical_flow(a: Tensor, b: Tensor, *, method: FlowMethod = "dis", preset: st
         flow = cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 4, 15, 3, 5, 1.2, 0)
     else:
         raise InputError(f"unknown flow method {method!r}; use dis or farneback")
-    return torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1)[None].float()
+    return flow
 
 
 def _sample_grid(flow: Tensor) -> Tensor:

@@ -131,20 +131,23 @@ def restore_detail(blended: Tensor, reference: Tensor, sigma: float) -> Tensor:
 
 
 def plan_frames(info: VideoInfo, cfg: VideoConfig) -> tuple[Fraction, int]:
-    """The output frame rate and the number of frames a run writes.
+    """The output frame rate and the number of frames a run is expected to write (for the
+    progress bar: the count comes from the container and may be an estimate; the run goes on
+    to the last frame, or to ``max_frames``). A rate within 0.1 % of the source's is the
+    source's.
 
     Example:
         >>> info = VideoInfo("v.mp4", 640, 360, Fraction(24), 240, 10.0, True)
-        >>> plan_frames(info, VideoConfig(fps=12, max_frames=100))
-        (Fraction(12, 1), 100)
+        >>> plan_frames(info, VideoConfig(fps=12, max_frames=100)), plan_frames(info, VideoConfig(fps=10))
+        ((Fraction(12, 1), 100), (Fraction(10, 1), 100))
     """
     fps = info.fps
-    if cfg.fps:
-        if cfg.fps > float(info.fps) + 1e-6:
+    if cfg.fps and abs(cfg.fps / float(info.fps) - 1) > 1e-3:
+        if cfg.fps > float(info.fps):
             raise InputError(f"--fps {cfg.fps:g} is above the source's {float(info.fps):.3g} fps; frames "
                              "are only dropped, never invented")
         fps = Fraction(cfg.fps).limit_denominator(1001)
-    total = max(1, round(info.frames * fps / info.fps))
+    total = max(1, math.floor((info.frames - 1) * fps / info.fps) + 1)
     return fps, min(total, cfg.max_frames) if cfg.max_frames else total
 
 
@@ -169,7 +172,8 @@ class _Frames:
         self.method, self.cfg, self.report = method, cfg, report
         self.later = method
         if isinstance(method, EngineMethod) and cfg.temporal:   # warm-started frames: one scale
-            later = dataclasses.replace(method.cfg, min_size=method.cfg.size, steps=cfg.frame_steps)
+            later = dataclasses.replace(method.cfg, min_size=method.cfg.size, steps=cfg.frame_steps,
+                                        detail_steps=-1)
             self.later = EngineMethod(later, method.styles, mask=method.mask)
         self.previous: tuple[Tensor, Tensor] | None = None   # (input frame, result) at the output size
 
@@ -217,11 +221,13 @@ def _summary(info: VideoInfo, cfg: VideoConfig, method, out_fps: Fraction, writt
              seconds: float, hw: tuple[int, int] | None, output: str | None, status: str) -> dict[str, Any]:
     return {"input": info.path, "output": output, "status": status, "method": cfg.method,
             "temporal": cfg.temporal, "frames": written, "source_fps": float(info.fps),
-            "output_fps": float(out_fps), "size": None if hw is None else [hw[1], hw[0]],
+            "output_fps": float(out_fps),
+            "size": None if hw is None else [hw[1] - hw[1] % 2, hw[0] - hw[0] % 2],   # (as encoded)
             "seconds": round(seconds, 3),
             "frames_per_second": round(written / seconds, 3) if seconds else 0.0,
             "audio": info.audio, "device": str(method.device), "dtype": method.dtype,
-            "torch_threads": torch.get_num_threads(), "flow": f"OpenCV DIS ({cfg.flow_preset})",
+            "torch_threads": torch.get_num_threads(),
+            "flow": f"OpenCV DIS ({cfg.flow_preset})" if cfg.temporal else None,
             "config": dataclasses.asdict(cfg)}
 
 
@@ -249,12 +255,13 @@ def run_video(source: str, dest: str, method: EngineMethod | FastMethod, cfg: Vi
         raise InputError("frames stylized elsewhere (--ray) need the fast method")
     info = probe(source)
     fps, total = plan_frames(info, cfg)
-    frames = read_frames(source, fps=fps if fps != info.fps else None, max_frames=total)
+    frames = read_frames(source, fps=fps if fps != info.fps else None, max_frames=cfg.max_frames or None)
     first = next(frames, None)
     if first is None:
         raise InputError(f"{source}: no frame could be decoded")
     t0 = time.perf_counter()
     state = {"written": 0, "hw": None}
+    signals = StopRequest()   # a flag, acted on between frames and steps: the file stays whole
 
     def report(it: Iterate | None = None) -> None:
         signals.raise_if_requested()
@@ -264,30 +271,42 @@ def run_video(source: str, dest: str, method: EngineMethod | FastMethod, cfg: Vi
     runner = _Frames(method, cfg, report)
     runner.check(first)
     writer = VideoWriter(dest, fps=fps, size=runner.hw(first), audio_from=source if info.audio else None,
-                         crf=cfg.crf)
+                         start=info.start, crf=cfg.crf)
     todo = _chain(first, frames)
     pairs = ((f, None) for f in todo) if stylized is None else stylized(todo)
     try:
-        with StopRequest(second_press_raises=True) as signals:
+        with signals:
             for frame, done in pairs:
                 out = runner.next(frame, done)
                 writer.write(out)
                 state["written"], state["hw"] = writer.frames, tuple(out.shape[-2:])
                 report()
+            _close(pairs, todo, frames)   # (Ray: its workers stop now)
+            writer.finish(whole_audio=not cfg.max_frames or writer.frames < cfg.max_frames)
+            writer.commit(dest)
     except (KeyboardInterrupt, Interrupted) as e:
-        outcome = _interrupted(writer, dest, info, cfg, method, fps, state, time.perf_counter() - t0)
+        _close(pairs, todo, frames)
         err = e if isinstance(e, Interrupted) else Interrupted(2)
-        err.outcome = outcome  # type: ignore[attr-defined]
+        err.outcome = _interrupted(writer, dest, info, cfg, method, fps, state,  # type: ignore[attr-defined]
+                                   time.perf_counter() - t0)
         raise err from None
     except BaseException:
+        _close(pairs, todo, frames)
         writer.discard()
         raise
-    finally:
-        pairs.close()   # (Ray: its workers stop now)
-    writer.finish(whole_audio=not cfg.max_frames or writer.frames < cfg.max_frames)
-    writer.commit(dest)
-    return VideoOutcome("ok", dest, _summary(info, cfg, method, fps, writer.frames, time.perf_counter() - t0,
-                                             state["hw"], dest, "ok"))
+    seconds = time.perf_counter() - t0
+    outcome = VideoOutcome("ok", dest, _summary(info, cfg, method, fps, writer.frames, seconds, state["hw"],
+                                                dest, "ok"))
+    if signals.requested:     # a signal while the file was finished: it is kept, then we stop
+        err = Interrupted(signals.signum or 2)
+        err.outcome = outcome  # type: ignore[attr-defined]
+        raise err
+    return outcome
+
+
+def _close(*generators) -> None:
+    for g in generators:
+        g.close()
 
 
 def _chain(first: Tensor, rest: Iterator[Tensor]) -> Iterator[Tensor]:
@@ -299,10 +318,12 @@ def _interrupted(writer: VideoWriter, dest: str, info: VideoInfo, cfg: VideoConf
                  fps: Fraction, state: dict, seconds: float) -> VideoOutcome:
     """Commit the frames done (if any) under a free partial name; the outcome."""
     partial = None
-    if writer.frames:
-        writer.finish(whole_audio=False)
-        partial = writer.commit(free_partial_path(dest))
-    else:
-        writer.discard()
+    try:
+        if writer.frames:
+            writer.finish(whole_audio=False)
+            partial = writer.commit(free_partial_path(dest))
+    finally:
+        if partial is None:
+            writer.discard()
     return VideoOutcome("interrupted", partial, _summary(info, cfg, method, fps, writer.frames, seconds,
                                                          state["hw"], partial, "interrupted"))

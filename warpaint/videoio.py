@@ -39,6 +39,7 @@ class VideoInfo:
     frames: int                # frame count (from the container; estimated from the duration if absent)
     duration: float            # seconds
     audio: bool                # has an audio stream (copied into the output)
+    start: float = 0.0         # time of the video stream's first frame, s (the audio is shifted by it)
 
 
 def _open(path: str | Path):
@@ -70,8 +71,12 @@ def probe(path: str | Path) -> VideoInfo:
         else:
             duration = (container.duration or 0) / 1e6
         frames = vs.frames or round(duration * fps)
-        return VideoInfo(str(path), vs.codec_context.width, vs.codec_context.height, fps, int(frames),
-                         duration, bool(container.streams.audio))
+        width, height = vs.codec_context.width, vs.codec_context.height
+        if width < 2 or height < 2:
+            raise InputError(f"{path}: the video stream has no frame size ({width}x{height})")
+        start = float(vs.start_time * vs.time_base) if vs.start_time is not None and vs.time_base else 0.0
+        return VideoInfo(str(path), width, height, fps, int(frames), duration, bool(container.streams.audio),
+                         start)
 
 
 def read_frames(path: str | Path, *, fps: Fraction | None = None,
@@ -88,8 +93,8 @@ def read_frames(path: str | Path, *, fps: Fraction | None = None,
         vs.thread_type = "AUTO"
         start, next_tick, count = None, 0, 0
         try:
-            for frame in container.decode(vs):
-                t = frame.time if frame.time is not None else count / float(vs.average_rate or 1)
+            for decoded, frame in enumerate(container.decode(vs)):
+                t = frame.time if frame.time is not None else decoded / float(vs.average_rate or 1)
                 start = t if start is None else start
                 if fps is not None:
                     tick = int((t - start) * fps + 1e-6)
@@ -138,7 +143,7 @@ class VideoWriter:
     """
 
     def __init__(self, dest: str | Path, *, fps: Fraction, size: tuple[int, int],
-                 audio_from: str | Path | None = None, crf: int = 18) -> None:
+                 audio_from: str | Path | None = None, start: float = 0.0, crf: int = 18) -> None:
         import av
 
         self.dest = Path(dest)
@@ -146,17 +151,22 @@ class VideoWriter:
         if fmt is None:
             raise OutputError(f"{dest}: unknown video extension; use one of {', '.join(VIDEO_FORMATS)}")
         self.tmp = self.dest.with_name(f".{self.dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-        self.fps, self.frames = fps, 0
+        self.fps, self.frames, self.start = fps, 0, start
         try:
             self.out = av.open(str(self.tmp), mode="w", format=fmt)
         except (av.error.FFmpegError, OSError) as e:
             raise OutputError(f"{dest}: cannot write here ({getattr(e, 'strerror', None) or e})") from None
+        self.audio_in = None
         h, w = even_size(size)
         if min(h, w) < 2:
             self.out.close()
             self.tmp.unlink(missing_ok=True)
             raise OutputError(f"{dest}: frames of {size[1]}x{size[0]} px are too small for H.264")
-        self.video = self.out.add_stream("libx264", rate=fps)   # the first stream, then the audio
+        try:
+            self.video = self.out.add_stream("libx264", rate=fps)   # the first stream, then the audio
+        except (av.error.FFmpegError, ValueError) as e:
+            self.discard()
+            raise OutputError(f"{dest}: this FFmpeg build cannot encode H.264 ({e})") from None
         self.video.width, self.video.height, self.video.pix_fmt = w, h, "yuv420p"
         self.video.options = {"crf": str(crf)}
         self.audio_in, self.audio_out, self.packets = None, None, iter(())
@@ -183,7 +193,9 @@ class VideoWriter:
         self.pending = None
 
     def _mux_audio(self, until: float | None) -> None:
-        """Copy the source's audio packets that start before ``until`` seconds (None: all)."""
+        """Copy the source's audio packets that start before ``until`` seconds of the output
+        (None: all), on the output's clock: shifted by the video's ``start``; packets that end
+        before the video starts are dropped."""
         if self.audio_out is None:
             return
         while True:
@@ -191,11 +203,27 @@ class VideoWriter:
             self.pending = None
             if packet is None:
                 return
-            if until is not None and packet.pts is not None and float(packet.pts * packet.time_base) >= until:
-                self.pending = packet
-                return
+            if packet.pts is not None:
+                t = float(packet.pts * packet.time_base) - self.start
+                if until is not None and t >= until:
+                    self.pending = packet
+                    return
+                if self.start:
+                    shift = round(self.start / packet.time_base)
+                    if packet.pts + (packet.duration or 0) <= shift:
+                        continue
+                    packet.pts -= shift
+                    packet.dts -= shift
             packet.stream = self.audio_out
+            self._mux(packet)
+
+    def _mux(self, packet) -> None:
+        import av
+
+        try:
             self.out.mux(packet)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise OutputError(f"{self.dest}: writing the video failed ({e})") from None
 
     def write(self, frame: Tensor) -> None:
         """Encode one (1, 3, H, W) frame in [0, 1] of the writer's size."""
@@ -209,18 +237,21 @@ class VideoWriter:
         image = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
         image.pts = self.frames
         image.time_base = 1 / self.fps
-        for packet in self.video.encode(image):
-            self.out.mux(packet)
+        for packet in self._encode(image):
+            self._mux(packet)
         self.frames += 1
         self._mux_audio(self.frames / self.fps)
 
     def finish(self, *, whole_audio: bool = True) -> None:
         """Flush the encoder, copy the rest of the audio (all of it, or with ``whole_audio``
         False only up to the end of the video), close the file and sync it to disk."""
-        for packet in self.video.encode(None):
-            self.out.mux(packet)
+        for packet in self._encode(None):
+            self._mux(packet)
         self._mux_audio(None if whole_audio else self.frames / self.fps)
-        self.out.close()
+        try:
+            self.out.close()
+        except (OSError, ValueError) as e:
+            raise OutputError(f"{self.dest}: finishing the video failed ({e})") from None
         if self.audio_in is not None:
             self.audio_in.close()
         fd = os.open(self.tmp, os.O_RDONLY)
@@ -228,6 +259,14 @@ class VideoWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _encode(self, image):
+        import av
+
+        try:
+            return self.video.encode(image)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise OutputError(f"{self.dest}: encoding frame {self.frames} failed ({e})") from None
 
     def commit(self, dest: str | Path) -> str:
         """Rename the finished file to ``dest`` (atomic on one file system); its path."""
