@@ -32,7 +32,7 @@ STRENGTHS = (0.6, 0.8, 1.0)
 WORK_SIZES = (480, 640)
 
 
-def sheet(rows: list[list], dest: Path, width: int = 200) -> None:
+def sheet(rows: list[list], dest: Path, width: int = 160) -> None:
     """Rows of Pillow images, each scaled to ``width``, pasted into one JPEG."""
     from PIL import Image
 
@@ -44,7 +44,7 @@ def sheet(rows: list[list], dest: Path, width: int = 200) -> None:
         for x, t in enumerate(row):
             out.paste(t, (x * width, y))
         y += h
-    out.save(dest, quality=70, optimize=True)
+    out.save(dest, quality=60, optimize=True)
 
 
 def main() -> int:

@@ -307,16 +307,24 @@ def _run_on_ray(jobs: Sequence[Job], spec: BatchSpec, known: Sequence[str | None
     spec.build(device="cpu")   # bad options are refused here, before any worker starts
     started = _connect(address, workers)
     try:
-        resources = ray.cluster_resources()
-        count = workers or (int(resources.get("CPU", 1)) if started else default_workers(resources))
-        node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
-        options = actor_options(resources, count, [c for c in node_cpus if c])
+        count, options = _pool(workers, started)
         init = (spec, options["num_cpus"])   # by value: a restarted actor gets it again
     except BaseException:
         if started:
             ray.shutdown()
         raise
     return _ray_results(jobs, list(zip(jobs, known, strict=True)), init, count, options, started)
+
+
+def _pool(workers: int | None, started: bool) -> tuple[int, dict[str, Any]]:
+    """The number of actors (``workers``, else one per CPU of a Ray we ``started``, else
+    :func:`default_workers`) and their options (:func:`actor_options`, capped at the smallest
+    live node's CPUs)."""
+    ray = _ray()
+    resources = ray.cluster_resources()
+    count = workers or (int(resources.get("CPU", 1)) if started else default_workers(resources))
+    node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    return count, actor_options(resources, count, [c for c in node_cpus if c])
 
 
 def _ray_results(jobs: Sequence[Job], items: list[tuple], init: tuple, count: int, options: dict,
@@ -360,11 +368,12 @@ def stylize_frames_on_ray(frames: Iterator[Tensor], spec: BatchSpec, *, address:
     """``(frame, stylized)`` for each (1, 3, H, W) frame, in order, the stylization done by
     Ray actors (:func:`ray_map`, a few frames in flight per worker, so memory stays bounded);
     Ray is started (or joined at ``address``) on the first ``next`` and stopped at the end if
-    it was started here. A frame whose task failed after its retries is an InputError."""
+    it was started here. A frame whose task failed after its retries is an InputError.
+    ``spec``'s options are not checked here: :func:`warpaint.video.run_video` needs the method
+    they build anyway (the caller's), and builds it before any frame is sent."""
     from .videoio import to_uint8
 
     ray = _ray()
-    spec.build(device="cpu")   # bad options are refused before any worker starts
     started = _connect(address, workers)
     held: dict[int, Tensor] = {}
 
@@ -374,9 +383,7 @@ def stylize_frames_on_ray(frames: Iterator[Tensor], spec: BatchSpec, *, address:
             yield (to_uint8(frame),)
 
     try:
-        resources = ray.cluster_resources()
-        count = workers or (int(resources.get("CPU", 1)) if started else default_workers(resources))
-        options = actor_options(resources, count)
+        count, options = _pool(workers, started)
         ready: dict[int, Any] = {}
         nxt = 0
         for index, result in ray_map(_FrameWorker, (spec, options["num_cpus"]), items(), workers=count,

@@ -49,6 +49,11 @@ def add_config_flags(p: argparse.ArgumentParser, cls, *, groups: dict[str, tuple
         made[name].add_argument("--" + f.name.replace("_", "-"), **kw)
 
 
+def _add_styles(p: argparse.ArgumentParser) -> None:
+    p.add_argument("styles", nargs="*", metavar="style",
+                   help="style image(s); several are blended (none with a single-style --model)")
+
+
 def _add_fast_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("feed-forward options (one forward pass instead of optimization)")
     g.add_argument("--fast", action="store_true",
@@ -101,8 +106,7 @@ def _stylize_parsers(sub) -> None:
                        description="Stylize CONTENT with one or more STYLE images. CONTENT may be a file, a "
                                    "folder of images (batch: -o is then a folder) or - for standard input.")
     p.add_argument("content", help="content image, folder of images, or - (stdin)")
-    p.add_argument("styles", nargs="*", metavar="style",
-                   help="style image(s); several are blended (none with a single-style --model)")
+    _add_styles(p)
     p.add_argument("-o", "--output", required=True,
                    help="output file (.png, .jpg, ...), folder for a batch, or - (PNG to stdout)")
     _add_fast_flags(p)
@@ -146,8 +150,7 @@ def _batch_parser(sub) -> None:
                                    "(OUT_DIR/.warpaint-batch.json). With --ray the images are Ray tasks on "
                                    "this machine or a cluster (see docs/scale.md).")
     p.add_argument("input", type=_path, metavar="IN_DIR", help="folder of content images")
-    p.add_argument("styles", nargs="*", metavar="style",
-                   help="style image(s); several are blended (none with a single-style --model)")
+    _add_styles(p)
     p.add_argument("-o", "--output", type=_path, required=True, metavar="OUT_DIR",
                    help="output folder (created if needed; not inside IN_DIR)")
     _add_ray_flags(p, 'run the images as Ray tasks (pip install -e ".[ray]")')
@@ -166,8 +169,7 @@ def _video_parser(sub) -> None:
                                    "frame is linked to the previous one along the optical flow (see "
                                    "docs/video.md). Ctrl-C keeps the frames done as OUTPUT.partial.mp4.")
     p.add_argument("input", type=_path, metavar="INPUT", help="video file")
-    p.add_argument("styles", nargs="*", metavar="style",
-                   help="style image(s); several are blended (none with a single-style --model)")
+    _add_styles(p)
     p.add_argument("-o", "--output", type=_path, required=True, metavar="OUTPUT", help="video file to write")
     add_config_flags(p, VideoConfig, groups={"video": tuple(f.name for f in fields(VideoConfig))})
     _add_ray_flags(p, 'with --method fast: stylize the frames as Ray tasks (pip install -e ".[ray]"); the '
