@@ -37,9 +37,10 @@ WARP_LR = 1e-3
 #: Confidence (:class:`Confidence`) below which ``--warp`` is not applied, and from which it
 #: gets the full ``--warp-strength``; in between the strength is scaled linearly. Chosen from
 #: the measurements in docs/geometric.md: no-layout pairs reach 0.080, the lowest shared pair
-#: found 0.093, the next 0.121.
+#: found 0.093, the next 0.121; a shared pair needs most of the strength to bring its matches
+#: 30 % closer, so the band is narrow (the gap is).
 REFUSE_BELOW = 0.085
-FULL_FROM = 0.12
+FULL_FROM = 0.09
 #: Random re-pairings of the matches that estimate the chance consensus.
 NULL_DRAWS = 5
 #: Below this many matches, the confidence counts each as 1 / MIN_COUNTED (see Confidence).
@@ -134,7 +135,7 @@ def strength_factor(confidence: float) -> float:
     :data:`FULL_FROM`, linear in between.
 
     Example:
-        >>> strength_factor(0.05), round(strength_factor(0.1025), 3), strength_factor(0.3)
+        >>> strength_factor(0.05), round(strength_factor(0.0875), 3), strength_factor(0.3)
         (0.0, 0.5, 1.0)
     """
     return min(1.0, max(0.0, (confidence - REFUSE_BELOW) / (FULL_FROM - REFUSE_BELOW)))
@@ -276,6 +277,12 @@ def _refine(vgg: VGGFeatures, source: Tensor, target_feats: dict[str, Tensor], h
         if len(m2) < 6:
             break
         src, dst, w = warp(m2.a), m2.b, m2.score.clamp_min(1e-3)
+        warp = _fit(kind, src, dst, w, **fit)  # type: ignore[arg-type]
+    # matches that the smooth fit misses by more than the last consensus allowed are outliers
+    # to it, as those off the affine map were to the consensus: drop them and refit once
+    near = (warp(dst) - src).norm(dim=1) <= threshold / 2
+    if 6 <= int(near.sum()) < len(near):
+        src, dst, w = src[near], dst[near], w[near]
         warp = _fit(kind, src, dst, w, **fit)  # type: ignore[arg-type]
     return src, dst, w, warp, agree
 
