@@ -278,12 +278,6 @@ def _refine(vgg: VGGFeatures, source: Tensor, target_feats: dict[str, Tensor], h
             break
         src, dst, w = warp(m2.a), m2.b, m2.score.clamp_min(1e-3)
         warp = _fit(kind, src, dst, w, **fit)  # type: ignore[arg-type]
-    # matches that the smooth fit misses by more than the last consensus allowed are outliers
-    # to it, as those off the affine map were to the consensus: drop them and refit once
-    near = (warp(dst) - src).norm(dim=1) <= threshold / 2
-    if 6 <= int(near.sum()) < len(near):
-        src, dst, w = src[near], dst[near], w[near]
-        warp = _fit(kind, src, dst, w, **fit)  # type: ignore[arg-type]
     return src, dst, w, warp, agree
 
 
