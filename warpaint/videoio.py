@@ -156,11 +156,10 @@ class VideoWriter:
             self.out = av.open(str(self.tmp), mode="w", format=fmt)
         except (av.error.FFmpegError, OSError) as e:
             raise OutputError(f"{dest}: cannot write here ({getattr(e, 'strerror', None) or e})") from None
-        self.audio_in = None
+        self.audio_in, self.audio_out, self.packets = None, None, iter(())
         h, w = even_size(size)
         if min(h, w) < 2:
-            self.out.close()
-            self.tmp.unlink(missing_ok=True)
+            self.discard()
             raise OutputError(f"{dest}: frames of {size[1]}x{size[0]} px are too small for H.264")
         try:
             self.video = self.out.add_stream("libx264", rate=fps)   # the first stream, then the audio
@@ -169,7 +168,6 @@ class VideoWriter:
             raise OutputError(f"{dest}: this FFmpeg build cannot encode H.264 ({e})") from None
         self.video.width, self.video.height, self.video.pix_fmt = w, h, "yuv420p"
         self.video.options = {"crf": str(crf)}
-        self.audio_in, self.audio_out, self.packets = None, None, iter(())
         if audio_from is not None:
             self._open_audio(audio_from)
 
