@@ -374,3 +374,12 @@ def test_a_failing_finish_leaves_no_file(clip, tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="disk full"):
         run_video(str(clip), str(tmp_path / "out.mp4"), _fast(48), VideoConfig(max_frames=3))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_frames_too_small_for_h264_are_refused_and_leave_no_file(tmp_path):
+    from warpaint.errors import OutputError
+    from warpaint.videoio import VideoWriter as Writer
+
+    with pytest.raises(OutputError, match="too small for H.264"):
+        Writer(tmp_path / "out.mp4", fps=Fraction(12), size=(1, 1))
+    assert list(tmp_path.iterdir()) == []
