@@ -146,14 +146,18 @@ def fold_into_encoder(encoder: StyleEncoder, A: Tensor, a: Tensor) -> None:
     first.weight.copy_((weight @ (A * s[None, :] / s[:, None])).to(first.weight.dtype))
 
 
-def code_error(reader: StyleEncoder, small: Tensor, reference: StyleEncoder, large: Tensor) -> float:
+def code_error(reader: StyleEncoder, small: Tensor, reference: StyleEncoder, large: Tensor, *,
+               spread: float | None = None) -> float:
     """Mean squared difference between the codes ``reader`` gives the log statistics
-    ``small`` and those ``reference`` gives ``large`` (row by row), relative to the spread
-    of the reference codes over the rows (0: the same codes)."""
+    ``small`` and those ``reference`` gives ``large`` (row by row), relative to ``spread``
+    (default: the variance of the reference codes over the rows, averaged over the code;
+    0: the same codes)."""
     with torch.no_grad():
         target = reference.net((large - reference.center) / reference.spread)
         got = reader.net((small - reader.center) / reader.spread)
-        return float((got - target).pow(2).mean() / target.var(0).mean().clamp_min(1e-12))
+        if spread is None:
+            spread = float(target.var(0, unbiased=False).mean())
+        return float((got - target).pow(2).mean()) / max(spread, 1e-12)
 
 
 def collect_statistics(vgg: VGGFeatures, images: list[tuple[Path, int]], cfg: CalibrationConfig, *,
@@ -196,10 +200,10 @@ def calibrate(model: FastStylizer, paintings: list[Path], photos: list[Path], cf
     """Calibrate ``model``'s encoder to read paintings at ``cfg.read_at`` px as it reads them
     at ``cfg.like`` px, in place (``model.style_size`` becomes ``read_at``).
 
-    Returns a summary: the number of views, and the relative code error
-    (:func:`code_error`) of reading small instead of large before and after calibration, on
-    the views of a held-out tenth of the images (the map fitted without them) and on all
-    views (the map that is folded in, fitted on every view).
+    Returns a summary: the number of views, and the code error of reading small instead of
+    large (:func:`code_error`, relative to the spread of all views' codes read large) before
+    and after calibration, on the views of a held-out tenth of the images (the map fitted
+    without them) and on all views (the map that is folded in, fitted on every view).
     """
     if model.encoder is None:
         raise InputError("calibration is for arbitrary-style models (a single-style model reads no style)")
@@ -216,11 +220,15 @@ def calibrate(model: FastStylizer, paintings: list[Path], photos: list[Path], cf
     trial = copy.deepcopy(original)
     fold_into_encoder(trial, *fit_scale_map(small[~test], large[~test], cfg.ridge))
     fold_into_encoder(model.encoder, *fit_scale_map(small, large, cfg.ridge))
+    with torch.no_grad():     # errors relative to the spread of the codes of all views read large
+        spread = float(original.net((large - original.center) / original.spread).var(0).mean())
     summary = {"views": len(small), "images": len(images), "held_out_images": int(held.sum()),
-               "held_out_code_error_before": code_error(original, small[test], original, large[test]),
-               "held_out_code_error_after": code_error(trial, small[test], original, large[test]),
-               "code_error_before": code_error(original, small, original, large),
-               "code_error_after": code_error(model.encoder, small, original, large)}
+               "held_out_code_error_before": code_error(original, small[test], original, large[test],
+                                                        spread=spread),
+               "held_out_code_error_after": code_error(trial, small[test], original, large[test],
+                                                       spread=spread),
+               "code_error_before": code_error(original, small, original, large, spread=spread),
+               "code_error_after": code_error(model.encoder, small, original, large, spread=spread)}
     model.style_size = cfg.read_at
     model.training = dict(model.training, code_calibration={**asdict(cfg), **summary})
     return summary
