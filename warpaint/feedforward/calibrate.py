@@ -69,8 +69,8 @@ def view_shapes(like: int) -> list[tuple[int, int]]:
 def random_views(image: Image.Image, n: int, like: int, rng: random.Random) -> list[Image.Image]:
     """``n`` random views of an RGB image, each with its long side ``like`` px: a crop of a
     random shape of :func:`view_shapes` (60 % of the time a random 70-100 % of the largest
-    that fits, else the largest, at a random place), flipped left-right half the time and colour-jittered
-    (brightness, contrast, saturation, hue) 40 % of the time."""
+    that fits, else the largest, at a random place), flipped left-right half the time and
+    colour-jittered (brightness, contrast, saturation, hue) 40 % of the time."""
     from torchvision.transforms import ColorJitter
 
     jitter = ColorJitter(0.3, 0.3, 0.4, 0.08)
