@@ -29,9 +29,9 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import InputError, check_number
-from ..io import list_images, load_pil, pil_to_tensor, resize_long_side
+from ..io import list_images, load_pil, pil_to_tensor
 from ..vgg import VGGFeatures
-from .model import FastStylizer
+from .model import FastStylizer, style_inputs
 from .nets import STAT_LAYERS, StyleEncoder, feature_statistics
 
 #: Aspect ratios (height, width) of the views: square, 3:4, 5:8, 9:16, 7:8, both ways.
@@ -99,12 +99,9 @@ def view_statistics(vgg: VGGFeatures, views: Tensor, read_at: int) -> tuple[Tens
     """Log VGG statistics (``log1p`` of :func:`~.nets.feature_statistics`, what the encoder
     standardizes) of a batch of same-shape views (B, 3, H, W) as they are and resized to
     ``read_at`` px on the long side: (small, large), each (B, 1920)."""
-    small = resize_long_side(views, read_at)
-    out = []
-    for x in (small, views):
-        x = x.contiguous(memory_format=torch.channels_last)
-        out.append(torch.log1p(feature_statistics(vgg(x, STAT_LAYERS))))
-    return out[0], out[1]
+    small = style_inputs(vgg, views, read_at)[0]        # as a calibrated model reads a painting
+    large = feature_statistics(vgg(views.contiguous(memory_format=torch.channels_last), STAT_LAYERS))
+    return torch.log1p(small), torch.log1p(large)
 
 
 def fit_scale_map(small: Tensor, large: Tensor, ridge: float) -> tuple[Tensor, Tensor]:
