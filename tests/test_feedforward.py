@@ -73,6 +73,32 @@ class TestNets:
         with pytest.raises(ValueError, match="3x3"):
             upsample_conv(x, torch.nn.Conv2d(5, 3, 3, padding=1))          # zero padding: not folded
 
+    @pytest.mark.parametrize("batch", [1, 2])
+    def test_upsample_conv_by_phases_in_channels_last(self, batch):
+        """Channels-last input (what one image runs in) takes the 2x2-phase path; same numbers."""
+        conv = torch.nn.Conv2d(6, 4, 3, padding=1, padding_mode="reflect")
+        x = torch.randn(batch, 6, 5, 9).contiguous(memory_format=torch.channels_last)
+        ref = conv(torch.nn.functional.interpolate(x.contiguous(), scale_factor=2, mode="nearest"))
+        out = upsample_conv(x, conv)
+        assert out.shape == (batch, 4, 10, 18) and out.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+    @pytest.mark.parametrize("hw", [(21, 30), (40, 24)])
+    def test_last_stage_by_phases_equals_the_plain_one(self, hw):
+        """One image without gradients runs the last stage on the four phases of the full-
+        resolution map; it computes what the differentiable path computes."""
+        torch.manual_seed(3)
+        net = TransformerNet(8, width=4, blocks=1)
+        for p in net.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        x, code = torch.rand(1, 3, *hw), torch.randn(1, 8)
+        plain = net(x, code)                          # gradients on: the plain path
+        with torch.no_grad():
+            phases = net(x, code)
+        assert plain.requires_grad and not phases.requires_grad and phases.is_contiguous()
+        torch.testing.assert_close(phases, plain.detach(), atol=1e-5, rtol=1e-5)
+        assert (phases - phases.mean()).abs().max() > 0.05
+
     def test_style_code_is_deterministic(self, vgg):
         model = build("arbitrary", code_dim=8, width=4, blocks=1)
         model.vgg = vgg

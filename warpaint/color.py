@@ -86,10 +86,26 @@ def match_color(source: Tensor, target: Tensor) -> Tensor:
     return out.reshape(source.shape).to(source.dtype).clamp(0, 1)
 
 
+def channel_mean_var(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and (biased) variance of (B, C, H, W) maps, (B, C) each.
+
+    Two plain passes (the mean, then the mean square deviation from it): on a CPU several
+    times faster than ``Tensor.var``, whose Welford reduction is slow on large maps.
+
+    Example:
+        >>> x = torch.rand(2, 3, 5, 7)
+        >>> mean, var = channel_mean_var(x)
+        >>> torch.allclose(var, x.flatten(2).var(2, unbiased=False), atol=1e-6)
+        True
+    """
+    mean = x.mean((2, 3), keepdim=True)
+    return mean.flatten(1), (x - mean).square().mean((2, 3))
+
+
 def color_moments(image: Tensor) -> Tensor:
     """Per-channel mean and standard deviation of (B, 3, H, W) images, (B, 6): means first."""
-    flat = image.flatten(2)
-    return torch.cat([flat.mean(2), flat.std(2, unbiased=False)], 1)
+    mean, var = channel_mean_var(image)
+    return torch.cat([mean, var.sqrt()], 1)
 
 
 def match_moments(image: Tensor, moments: Tensor, eps: float = 1e-4, *, own: Tensor | None = None) -> Tensor:
