@@ -101,6 +101,9 @@ class TestInProcess:
         assert rc == 0, err
         assert [i["status"] for i in items] == ["ok"] * 3
         assert all(i["strength"] == 0.5 for i in items)
+        rc, items, err = run(capsys, world, "--strength", "0.5", "--detail", "1.2")
+        assert rc == 0, err
+        assert [i["status"] for i in items] == ["ok"] * 3 and all(i["detail"] == 1.2 for i in items)
 
     def test_damaged_or_unrecorded_output_is_redone(self, capsys, world):
         assert run(capsys, world)[0] == 0

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from warpaint.cli import main
+from warpaint.errors import InputError
 from warpaint.feedforward import build, load, shipped_model_path
 from warpaint.feedforward.nets import StyleEncoder, TransformerNet, upsample_conv
 from warpaint.feedforward.train import TrainConfig, code_inputs, from_checkpoint, losses, style_targets, train
@@ -323,3 +324,66 @@ class TestCLI:
         assert not (t / "x.png").exists() and not (t / "m.pt").exists()
         err = capsys.readouterr().err
         assert "Traceback" not in err and err.count("warpaint: error:") == 11
+
+
+class TestDetail:
+    """The photo's fine detail added back to a result the network made at a lower resolution."""
+
+    def test_fine_detail_is_the_high_pass_of_luma(self):
+        from warpaint import color
+
+        flat = torch.full((1, 3, 32, 32), 0.3)
+        assert color.fine_detail(color.luminance(flat), 3.0).abs().max() < 1e-6
+        assert color.add_detail(flat, flat, 0.0, 3.0) is flat
+        step = torch.zeros(1, 3, 32, 32)
+        step[..., 16:] = 1.0
+        d = color.fine_detail(color.luminance(step), 3.0)[0, 0]
+        assert (d[:, 15] < -0.1).all() and (d[:, 16] > 0.1).all()     # the edge, both sides
+        assert d[:, :8].abs().max() < 1e-3 and d[:, 24:].abs().max() < 1e-3
+        out = color.add_detail(torch.full_like(step, 0.95), step, 2.0, 3.0)
+        assert out.max() <= 1.0 and out.min() >= 0.0 and out[0, 0, 0, 15] < 0.8
+
+    def test_shipped_model_adds_detail_and_zero_turns_it_off(self):
+        from warpaint import color
+
+        model = load()
+        assert model.detail == pytest.approx(0.5)
+        content, style = _smooth(3, 96, 128), torch.rand(1, 3, 64, 64)
+        content = content + 0.3 * (torch.rand(1, 1, 96, 128) > 0.5)            # fine structure
+        content = content.clamp(0, 1)
+        plain = model.stylize(content, [style], work_size=64, detail=0.0)
+        sharp = model.stylize(content, [style], work_size=64)
+        model.detail = 0.0
+        torch.testing.assert_close(model.stylize(content, [style], work_size=64), plain)
+
+        def agreement(x):   # correlation of the result's fine detail with the photo's
+            a, b = (color.fine_detail(color.luminance(t), 3.0).flatten() for t in (x, content))
+            return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+        assert agreement(sharp) > agreement(plain) + 0.1
+        with pytest.raises(InputError, match="detail"):
+            model.stylize(content, [style], detail=-1.0)
+
+    def test_detail_is_stored_and_checked(self, tmp_path):
+        model = build("arbitrary", code_dim=8, width=4, blocks=1)
+        model.detail = 0.75
+        model.save(tmp_path / "m.pt")
+        assert load(tmp_path / "m.pt").detail == 0.75
+        ck = torch.load(tmp_path / "m.pt", weights_only=True)
+        ck["detail"] = float("nan")
+        torch.save(ck, tmp_path / "bad.pt")
+        with pytest.raises(InputError, match="detail"):
+            load(tmp_path / "bad.pt")
+        del ck["detail"]
+        torch.save(ck, tmp_path / "old.pt")
+        assert load(tmp_path / "old.pt").detail == 0.0
+
+    def test_cli_flag(self, tmp_path, capsys):
+        c, s = tmp_path / "c.png", tmp_path / "s.png"
+        save_image(_smooth(1, 60, 80), c)
+        save_image(_smooth(2, 60, 80), s)
+        assert main(["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "o.png"), "--size", "64",
+                     "--detail", "1.5", "--json", "-q"]) == 0
+        assert json.loads(capsys.readouterr().out)["detail"] == 1.5
+        bad = ["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "p.png"), "--detail", "3"]
+        assert main(bad) == 2
+        assert "detail" in capsys.readouterr().err and not (tmp_path / "p.png").exists()

@@ -69,6 +69,7 @@ class BatchSpec:
     model: str | None = None               # a model file (implies fast); None: the shipped one
     strength: float = 1.0
     work_size: int | None = None
+    detail: float | None = None            # None: the model's own
     original_size: bool = False
     bit_depth: str = "auto"
     file_digests: dict[str, str] = field(default_factory=dict)   # model, init, mask: SHA-256
@@ -93,6 +94,7 @@ class BatchSpec:
             h.update(hashlib.sha256(data).digest())
         settings = {"config": asdict(self.cfg), "fast": self.fast or self.model is not None,
                     "strength": self.strength, "work_size": self.work_size, "files": self.file_digests,
+                    **({} if self.detail is None else {"detail": self.detail}),
                     "original_size": self.original_size, "bit_depth": str(self.bit_depth)}
         h.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return h.hexdigest()
@@ -102,7 +104,7 @@ class BatchSpec:
         cfg = self.cfg if device is None else replace(self.cfg, device=device)
         styles = [load_pil(_io.BytesIO(b)) for b in self.styles]
         return make_method(cfg, styles, fast=self.fast or self.model is not None, model=self.model,
-                           strength=self.strength, work_size=self.work_size)
+                           strength=self.strength, work_size=self.work_size, detail=self.detail)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,8 @@ def _method(args: argparse.Namespace, cfg, extras, style_srcs: Sequence[str], lo
                          "not with --fast / --model")
     styles = [(loaded or {}).get(s) or read_pil(s) for s in style_srcs]
     return make_method(cfg, styles, fast=fast, model=getattr(args, "model", None),
-                       strength=getattr(args, "strength", 1.0), work_size=getattr(args, "work_size", None))
+                       strength=getattr(args, "strength", 1.0), work_size=getattr(args, "work_size", None),
+                       detail=getattr(args, "detail", None))
 
 
 def _run(args: argparse.Namespace, jobs, method, extras, loaded: dict | None = None) -> int:
@@ -172,8 +173,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     guard_extras(Extras(json=args.json), str(args.output), [*inputs, *(j.content for j in jobs)],
                  [j.output for j in jobs])
     spec = BatchSpec.from_files(cfg, args.styles, fast=args.fast, model=args.model, strength=args.strength,
-                                work_size=args.work_size, original_size=args.original_size,
-                                bit_depth=args.bit_depth)
+                                work_size=args.work_size, detail=args.detail,
+                                original_size=args.original_size, bit_depth=args.bit_depth)
 
     def report(index, done) -> None:
         if done.summary["status"] == "error":
@@ -228,7 +229,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         from .batch import BatchSpec, stylize_frames_on_ray
 
         spec = BatchSpec.from_files(cfg, args.styles, fast=True, model=args.model, strength=args.strength,
-                                    work_size=args.work_size)
+                                    work_size=args.work_size, detail=args.detail)
 
         def frames(source):
             return stylize_frames_on_ray(source, spec, address=args.address, workers=args.workers)

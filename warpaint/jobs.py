@@ -272,12 +272,13 @@ class FastMethod:
         if self.mask is not None:
             return self._run_masked(content), {"model": self.label, "kind": self.model.kind,
                                                "strength": self.strength, "work_size": self.work_size,
+                                               "detail": self.model.detail,
                                                "mask_regions": self.mask.describe()}
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
                                        strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
                                        work_size=self.work_size, tile=self.plan)
         extra = {"model": self.label, "kind": self.model.kind, "strength": self.strength,
-                 "work_size": self.work_size}
+                 "work_size": self.work_size, "detail": self.model.detail}
         if self.plan:
             extra["tile"] = self.plan
         return out, extra
@@ -303,10 +304,11 @@ class FastMethod:
 
 def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, fast: bool = False,
                 model: str | Path | None = None, strength: float = 1.0,
-                work_size: int | None = None) -> EngineMethod | FastMethod:
+                work_size: int | None = None, detail: float | None = None) -> EngineMethod | FastMethod:
     """The method a front end asked for: the engine with ``cfg``, or (``fast``, or a
     ``model`` file) a feed-forward model (``None``: the shipped one) at ``strength``, run at
-    ``work_size`` (``None``: the model's own; 0: full size). Style images (Pillow) are shrunk
+    ``work_size`` (``None``: the model's own; 0: full size), adding back ``detail`` of the
+    photo (``None``: the model's own). Style images (Pillow) are shrunk
     before they become tensors: to twice the long side the engine needs, to the size a model
     reads. Options the method cannot honour are InputErrors."""
     def shrink(im: Image.Image | Tensor, side: int) -> Image.Image | Tensor:
@@ -331,7 +333,11 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     check_number("strength", strength, lo=0, hi=1)
     if work_size:
         check_number("work_size", work_size, lo=32, hi=16384, integer=True)
+    if detail is not None:
+        check_number("detail", detail, lo=0, hi=2)
     ff = load(model, device=pick_device(cfg.device))
+    if detail is not None:
+        ff.detail = detail
     if ff.kind == "single" and styles:
         raise InputError(f"{model}: a single-style model takes no style image")
     if ff.kind == "arbitrary" and not styles:

@@ -64,6 +64,9 @@ def _add_fast_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--work-size", type=int, default=None, metavar="PX",
                    help="run the network at this long side and resize the result to --size "
                         "(default: the model's own; 0 = at full size)")
+    g.add_argument("--detail", type=float, default=None, metavar="X",
+                   help="how much of the photo's fine detail to add back to the result, 0-2 "
+                        "(default: the model's own; the shipped model's is 0.5; 0 = none)")
 
 
 def _add_output_flags(p: argparse.ArgumentParser, *, per_step: bool = True) -> None:

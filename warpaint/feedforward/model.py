@@ -13,8 +13,8 @@ Two kinds share one file format:
 
 A model file is a ``torch.save`` dict: ``format``, ``version``, ``kind``, ``net`` (the
 network's shape), ``state`` (fp16 weights), ``training`` (how it was made), and how it runs:
-``work_size``, ``style_size`` and ``color_transfer`` (absent in older files: full size, 256,
-off).
+``work_size``, ``style_size``, ``color_transfer`` and ``detail`` (absent in older files:
+full size, 256, off, 0).
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ Kind = Literal["arbitrary", "single"]
 FORMAT = "warpaint.feedforward"
 #: Long side at which style images are encoded, for model files that do not say (version 1).
 STYLE_SIZE = 256
+#: Scale of the photo's detail that :attr:`FastStylizer.detail` puts back into the network's
+#: output: what the network's input loses when shrunk this many times
+#: (:func:`~warpaint.color.fine_detail`).
+DETAIL_FACTOR = 2.2
 #: (The shortest side the network takes, io.MIN_SIDE: two stride-2 convolutions, padding.)
 
 
@@ -76,6 +80,9 @@ class FastStylizer:
     work_size: int | None = None              # default long side the network runs at
     style_size: int = STYLE_SIZE              # long side at which style images are encoded
     color_transfer: bool = False              # output takes the style's colour moments
+    #: how much of the photo's fine luma detail (see :data:`DETAIL_FACTOR`) is added back to
+    #: the result (:func:`~warpaint.color.add_detail`); 0: none
+    detail: float = 0.0
     #: read style statistics with VGG in 8-bit integers when on a CPU (vgg_int8; about twice as
     #: fast, statistics within about 2 %); False: in float32, as in training
     int8_style: bool = True
@@ -139,7 +146,7 @@ class FastStylizer:
     def stylize(self, content: Tensor, styles: list[Tensor] | None = None, *,
                 weights: list[float] | None = None, strength: float = 1.0,
                 preserve_color: color.ColorMode = "none", code: Tensor | None = None,
-                work_size: int | None = None, tile: int = 0) -> Tensor:
+                work_size: int | None = None, tile: int = 0, detail: float | None = None) -> Tensor:
         """Stylize a (1, 3, H, W) content image; returns (1, 3, H, W) in [0, 1] at its size.
 
         ``code`` (from :meth:`style_code`) skips encoding the styles again. ``work_size``: the
@@ -147,8 +154,11 @@ class FastStylizer:
         (Pillow's bicubic) to the content's size; strokes then keep the scale they were trained at,
         and large images are faster. ``None`` runs at full size. ``tile`` > 0: a network
         input with a longer side runs in tiles of that size (:meth:`render_tiled`).
+        ``detail``: how much of the photo's fine detail to add back (``None``: :attr:`detail`).
         """
         check_number("strength", strength, lo=0, hi=1)
+        amount = self.detail if detail is None else detail
+        check_number("detail", amount, lo=0, hi=2)
         check_pixels(content, "content")
         for i, s in enumerate(styles or []):
             check_pixels(s, f"style[{i}]")
@@ -179,7 +189,8 @@ class FastStylizer:
             out = self.render_tiled(content, code, tile) \
                 if 0 < tile < max(content.shape[-2:]) \
                 else self.render(content, code)
-        out = resize(out.clamp(0, 1), full, smooth=True)  # type: ignore[arg-type]
+        out = color.add_detail(out.clamp(0, 1), content, amount, DETAIL_FACTOR)   # at the network's size
+        out = resize(out, full, smooth=True)  # type: ignore[arg-type]
         if strength < 1:      # then blend with the content, so that 0 is exactly the content
             out = strength * out + (1 - strength) * original
         if preserve_color == "luminance":
@@ -189,7 +200,7 @@ class FastStylizer:
     def stylize_image(self, content: Image.Image, styles: list[Image.Image] | None = None, *,
                       size: int | None = None, weights: list[float] | None = None, strength: float = 1.0,
                       preserve_color: color.ColorMode = "none", work_size: int | None = None,
-                      tile: int = 0) -> Image.Image:
+                      tile: int = 0, detail: float | None = None) -> Image.Image:
         """:meth:`stylize` for 8-bit RGB Pillow images (what ``warpaint stylize --fast`` runs).
 
         The result has ``size`` px on its long side (default: the content's size). Every
@@ -208,10 +219,11 @@ class FastStylizer:
                         for s in styles or []]
         if strength == 1 and preserve_color != "luminance":
             out = self.stylize(pil_to_tensor(resize_pil(content, small)), style_images, weights=weights,
-                               preserve_color=preserve_color, tile=tile)
+                               preserve_color=preserve_color, tile=tile, detail=detail)
             return resize_pil(tensor_to_pil(out), full)
         out = self.stylize(pil_to_tensor(resize_pil(content, full)), style_images, weights=weights,
-                           strength=strength, preserve_color=preserve_color, work_size=work_size, tile=tile)
+                           strength=strength, preserve_color=preserve_color, work_size=work_size, tile=tile,
+                           detail=detail)
         return tensor_to_pil(out)
 
     @torch.no_grad()
@@ -250,7 +262,8 @@ class FastStylizer:
                "blocks": len(self.net.res)}
         save_checkpoint({"format": FORMAT, "version": 1, "kind": self.kind, "net": net, "state": state,
                          "training": self.training, "work_size": self.work_size,
-                         "style_size": self.style_size, "color_transfer": self.color_transfer}, Path(path))
+                         "style_size": self.style_size, "color_transfer": self.color_transfer,
+                         "detail": self.detail}, Path(path))
 
 
 def build(kind: Kind, *, code_dim: int = 64, width: int = 16, blocks: int = 5) -> FastStylizer:
@@ -323,5 +336,7 @@ def _from_file(ck: dict, path: Path) -> FastStylizer:
     model.style_size = int(ck.get("style_size", STYLE_SIZE))
     check_number("style_size", model.style_size, lo=32, hi=4096, integer=True)
     model.color_transfer = bool(ck.get("color_transfer", False))
+    model.detail = float(ck.get("detail", 0.0))
+    check_number("detail", model.detail, lo=0, hi=2)
     model.net.eval()
     return model
