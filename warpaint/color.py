@@ -9,7 +9,7 @@ Two methods:
   (mean and covariance, a linear map with symmetric matrix square roots) before transfer.
 
 Also the colour statistics the fast model reads and matches (:func:`color_moments`,
-:func:`match_moments`) and the photo's fine luma detail it puts back (:func:`add_detail`).
+:func:`match_moments`) and the photo's fine luma detail it puts back (:func:`add_detail_`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,13 @@ from .io import resize
 ColorMode = Literal["none", "luminance", "histogram"]
 
 
+#: ITU-R BT.601 luma weights of R, G, B (kornia's YCbCr uses the same).
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
 def luminance(image: Tensor) -> Tensor:
-    """Luma Y of (B, 3, H, W) RGB images, shape (B, 1, H, W)."""
-    return kornia.color.rgb_to_ycbcr(image)[:, :1]
+    """Luma Y of (B, 3, H, W) RGB images, shape (B, 1, H, W) (no 3-channel temporary)."""
+    return F.conv2d(image, image.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1))
 
 
 def gray3(image: Tensor) -> Tensor:
@@ -76,13 +80,16 @@ def fine_detail(luma: Tensor, factor: float) -> Tensor:
     return luma - F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
-def add_detail(image: Tensor, source: Tensor, amount: float, factor: float) -> Tensor:
-    """``image`` with ``amount`` times the :func:`fine_detail` of ``source``'s luma added to
-    every channel, in [0, 1]: the photo's fine shapes put back into a stylized result that
-    lost them. Both (B, 3, H, W) RGB of one size."""
-    if amount == 0:
-        return image
-    return (image + amount * fine_detail(luminance(source.to(image.dtype)), factor)).clamp(0, 1)
+def add_detail_(image: Tensor, source: Tensor, amount: float, factor: float) -> Tensor:
+    """Add ``amount`` times the :func:`fine_detail` of ``source``'s luma to every channel of
+    ``image``, in place, and clamp to [0, 1]: the photo's fine shapes put back into a
+    stylized result that lost them. Both (B, 3, H, W) RGB of one size; returns ``image``.
+    (In place: at print sizes only one-channel maps are added to the peak memory.) The
+    engine's :func:`warpaint.stylize.add_detail` adds a full-colour Laplacian level between
+    its scales in the same spirit."""
+    if amount != 0:
+        image.add_(fine_detail(luminance(source.to(image.dtype)), factor), alpha=amount).clamp_(0, 1)
+    return image
 
 
 def _sym_sqrt(cov: Tensor, inverse: bool = False) -> Tensor:

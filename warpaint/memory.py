@@ -156,9 +156,9 @@ def plan_fast(hw: tuple[int, int], work_size: int | None, budget: int, *, blend_
 
 
 #: A tiled feed-forward run, per pixel of the network's size: the float32 result
-#: and the features at 1/8 resolution held whole through the residual blocks (the content is
-#: in IMAGE_PER_PIXEL).
-FAST_TILED_PER_PIXEL = 12 + 16
+#: and the features at 1/8 resolution held whole through the residual blocks, then the
+#: one-channel luma maps of the detail step (the content is in IMAGE_PER_PIXEL).
+FAST_TILED_PER_PIXEL = 12 + 16 + 12
 
 
 def training_peak_bytes(batch: int, size: int, style_size: int) -> int:

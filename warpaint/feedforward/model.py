@@ -81,7 +81,7 @@ class FastStylizer:
     style_size: int = STYLE_SIZE              # long side at which style images are encoded
     color_transfer: bool = False              # output takes the style's colour moments
     #: how much of the photo's fine luma detail (see :data:`DETAIL_FACTOR`) is added back to
-    #: the result (:func:`~warpaint.color.add_detail`); 0: none
+    #: the result (:func:`~warpaint.color.add_detail_`); 0: none
     detail: float = 0.0
     #: read style statistics with VGG in 8-bit integers when on a CPU (vgg_int8; about twice as
     #: fast, statistics within about 2 %); False: in float32, as in training
@@ -189,7 +189,7 @@ class FastStylizer:
             out = self.render_tiled(content, code, tile) \
                 if 0 < tile < max(content.shape[-2:]) \
                 else self.render(content, code)
-        out = color.add_detail(out.clamp(0, 1), content, amount, DETAIL_FACTOR)   # at the network's size
+        out = color.add_detail_(out.clamp(0, 1), content, amount, DETAIL_FACTOR)   # at the network's size
         out = resize(out, full, smooth=True)  # type: ignore[arg-type]
         if strength < 1:      # then blend with the content, so that 0 is exactly the content
             out = strength * out + (1 - strength) * original
