@@ -138,7 +138,7 @@ def plan_fast(hw: tuple[int, int], work_size: int | None, budget: int, *, blend_
 
     Example:
         >>> plan_fast((5461, 8192), None, 4 * 10**9)[0]
-        1472
+        832
         >>> plan_fast((1536, 2048), 480, 4 * 10**9)[0]
         0
     """
