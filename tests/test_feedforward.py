@@ -209,17 +209,24 @@ class TestTraining:
         state = torch.load(tmp_path / "m.pt", weights_only=True)["state"]
         assert {v.dtype for part in state.values() for v in part.values()} == {torch.float16}
 
-    def test_style_size_is_stored(self, tmp_path):
-        from warpaint.feedforward.model import STYLE_SIZE
+    @pytest.mark.parametrize("key, value, default, bad", [("style_size", 96, "STYLE_SIZE", 10**6),
+                                                         ("detail", 0.75, 0.0, float("nan"))])
+    def test_run_setting_is_stored_and_checked(self, tmp_path, key, value, default, bad):
+        from warpaint.feedforward import model as model_module
 
+        default = getattr(model_module, default) if isinstance(default, str) else default
         model = build("arbitrary", code_dim=8, width=4, blocks=1)
-        model.style_size = 96
+        setattr(model, key, value)
         model.save(tmp_path / "m.pt")
-        assert load(tmp_path / "m.pt").style_size == 96
+        assert getattr(load(tmp_path / "m.pt"), key) == value
         ck = torch.load(tmp_path / "m.pt", weights_only=True)
-        del ck["style_size"]                     # files written before it was stored
+        ck[key] = bad
+        torch.save(ck, tmp_path / "bad.pt")
+        with pytest.raises(InputError, match=key):
+            load(tmp_path / "bad.pt")
+        del ck[key]                              # files written before it was stored
         torch.save(ck, tmp_path / "old.pt")
-        assert load(tmp_path / "old.pt").style_size == STYLE_SIZE
+        assert getattr(load(tmp_path / "old.pt"), key) == default
 
     def test_init_starts_from_a_model(self, tmp_path):
         pool = [_smooth(i, 40, 44)[0] for i in range(3)]
@@ -366,20 +373,6 @@ class TestDetail:
         assert agreement(sharp) > agreement(plain) + 0.1
         with pytest.raises(InputError, match="detail"):
             model.stylize(content, [style], detail=-1.0)
-
-    def test_detail_is_stored_and_checked(self, tmp_path):
-        model = build("arbitrary", code_dim=8, width=4, blocks=1)
-        model.detail = 0.75
-        model.save(tmp_path / "m.pt")
-        assert load(tmp_path / "m.pt").detail == 0.75
-        ck = torch.load(tmp_path / "m.pt", weights_only=True)
-        ck["detail"] = float("nan")
-        torch.save(ck, tmp_path / "bad.pt")
-        with pytest.raises(InputError, match="detail"):
-            load(tmp_path / "bad.pt")
-        del ck["detail"]
-        torch.save(ck, tmp_path / "old.pt")
-        assert load(tmp_path / "old.pt").detail == 0.0
 
     def test_cli_flag(self, tmp_path, capsys):
         c, s = tmp_path / "c.png", tmp_path / "s.png"
