@@ -235,7 +235,10 @@ def part_fast8k(args) -> None:
         folder = Path(tmp)
         photo = big_photo(folder, (2160, 3840))
         rows = []
-        for name, extra in (("work size 480 (the model's)", []), ("full size, tiled", ["--work-size", "0"])):
+        from warpaint.feedforward import load
+
+        work = load().work_size
+        for name, extra in ((f"work size {work} (the model's)", []), ("full size, tiled", ["--work-size", "0"])):
             out, js = folder / "fast.png", folder / "fast.json"
             res = timed_cli(["stylize", str(photo), str(STYLE), "--fast", "--size", "8192", "--max-memory", "4",
                              "-o", str(out), "--json", str(js), "-q", "--device", "cpu", *extra], args.threads)
