@@ -137,6 +137,14 @@ class TestUnwarp:
         assert (out[centre] - x[centre]).abs().mean() < 0.03
         assert params.shape == (1, 2, 3)
 
+    @pytest.mark.parametrize("stn, match", [
+        (SpatialTransformer(1, kind="tps"), "masks cannot be mapped back through a thin-plate spline"),
+        (SpatialTransformer(1, kind="affine", output_size=(32, 32)), "must keep the input size"),
+    ])
+    def test_segmenter_refuses_a_transformer_it_cannot_undo(self, stn, match):
+        with pytest.raises(ValueError, match=match):
+            segmentation.STNSegmenter(torch.nn.Identity(), stn)  # type: ignore[arg-type]
+
 
 class TestRigidKind:
     def test_rotation_without_zoom(self):

@@ -127,6 +127,15 @@ def input_transformer(kind: str, in_channels: int = 1) -> SpatialTransformer:
     return SpatialTransformer(in_channels, kind=kind, localization=loc)  # type: ignore[arg-type]
 
 
+def check_invertible_transformer(stn: SpatialTransformer | None, what: str) -> None:
+    """The checks of a model that maps its outputs (``what``: boxes, masks) back through its
+    input transformer: an invertible (not thin-plate spline) transformer that keeps the size."""
+    if stn is not None and stn.kind == "tps":
+        raise ValueError(f"{what} cannot be mapped back through a thin-plate spline")
+    if stn is not None and stn.output_size is not None:
+        raise ValueError("the transformer must keep the input size (output_size=None)")
+
+
 #: Configuration keys that do not change how a model trains (ignored when resuming).
 EVAL_ONLY = ("test_canvases",)
 

@@ -29,7 +29,12 @@ from ..training import fit, restore, summary
 from . import canvas
 from .canvas import STROKE, CanvasConfig, boxes_from_masks
 from .common import DetectionConfig as Config  # noqa: F401  (the app's options)
-from .common import check_config, input_transformer, resume_ignores  # noqa: F401  (re-exported)
+from .common import (  # noqa: F401  (check_config, input_transformer, resume_ignores: re-exported)
+    check_config,
+    check_invertible_transformer,
+    input_transformer,
+    resume_ignores,
+)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -97,10 +102,7 @@ class STNDetector(nn.Module):
 
     def __init__(self, detector: FasterRCNN, stn: SpatialTransformer | None = None) -> None:
         super().__init__()
-        if stn is not None and stn.kind == "tps":
-            raise ValueError("boxes cannot be mapped back through a thin-plate spline")
-        if stn is not None and stn.output_size is not None:
-            raise ValueError("the transformer must keep the input size (output_size=None)")
+        check_invertible_transformer(stn, "boxes")
         self.detector = detector
         self.stn = stn
 

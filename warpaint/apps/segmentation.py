@@ -26,7 +26,7 @@ from ..training import fit, restore, summary
 from . import canvas
 from .canvas import CanvasConfig
 from .common import SegmentationConfig as Config  # noqa: F401  (the app's options)
-from .common import check_config, input_transformer, resume_ignores
+from .common import check_config, check_invertible_transformer, input_transformer, resume_ignores
 
 
 def unwarp(y: Tensor, theta: Tensor, *, mode: Literal["bilinear", "nearest"] = "bilinear",
@@ -103,10 +103,7 @@ class STNSegmenter(nn.Module):
 
     def __init__(self, unet: UNet, stn: SpatialTransformer | None = None) -> None:
         super().__init__()
-        if stn is not None and stn.kind == "tps":
-            raise ValueError("masks cannot be warped back through a thin-plate spline")
-        if stn is not None and stn.output_size is not None:
-            raise ValueError("the transformer must keep the input size (output_size=None)")
+        check_invertible_transformer(stn, "masks")
         self.unet = unet
         self.stn = stn
 
