@@ -153,6 +153,21 @@ class TestStiffen:
         assert 0 <= lam < 1
         assert w.min_jacobian((32, 32)) >= MIN_JACOBIAN
 
+    def test_border_bulge_is_no_fold(self):
+        """A spline that bulges under a pixel past the bottom edge between its fixed border
+        points: the sampling grid is clamped there (its cells flattened to 0), but the map
+        does not fold, so the fold measures read the map and stiffening leaves it alone."""
+        w = TPSWarp(6)
+        with torch.no_grad():
+            lowest = w.interior[:, 1] == w.interior[:, 1].max()
+            w.interior[lowest, 1] += 0.2
+            bulge = (w.map_grid((256, 256)).abs().max() - 1) * 128            # px at 256
+            assert 0.3 < bulge < 1.0 and w.grid((256, 256)).abs().max() <= 1.0
+            assert jacobian_determinant(w.grid((256, 256))).min() < 0.01      # clamped: flat
+        assert w.min_jacobian((256, 256)) > 0.25
+        assert w.stiffen((256, 256)) == 1.0
+        assert w.describe((256, 256))["min_jacobian"] > 0.25
+
     def test_strong_affine_zoom(self):
         w = AffineWarp(torch.tensor([[0.2, 0.0, 0.1], [0.0, 0.25, 0.0]]))   # det 0.05: 4.5x zoom
         assert w.min_jacobian((16, 16)) < MIN_JACOBIAN

@@ -50,9 +50,10 @@ def save_warp_pictures(folder: str | os.PathLike[str], content: Tensor, style: T
     hw = tuple(warped.shape[-2:])
     with torch.no_grad():
         grid = geometry.warp.grid(hw).cpu()[0]                          # (H, W, 2)
+        mapped = geometry.warp.map_grid(hw).cpu()[0]                    # unclamped, for the fold
     figures = {"matches": _matches_figure(content, style, geometry),
                "grid": _grid_figure(unwarped, warped, grid),
-               "displacement": _displacement_figure(grid),
+               "displacement": _displacement_figure(mapped),
                "compare": _compare_figure(unwarped, warped)}
     paths = []
     for name, fig in figures.items():

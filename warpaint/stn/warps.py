@@ -65,6 +65,11 @@ class Warp(nn.Module):
         g = base_grid(size, align_corners=False, device=self.device, dtype=torch.float32)
         return self(g.reshape(-1, 2)).reshape(1, *size, 2)
 
+    def map_grid(self, size: tuple[int, int]) -> Tensor:
+        """The map itself on a (1, H, W, 2) grid, before any clamping to the image: what the
+        fold measures (:meth:`min_jacobian`, :meth:`penalties`) read. As :meth:`grid` here."""
+        return self.grid(size)
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -97,11 +102,12 @@ class Warp(nn.Module):
     def penalties(self, size: tuple[int, int] = (64, 64)) -> dict[str, Tensor]:
         """The fold-over penalty evaluated on a ``size`` grid. (No out-of-bounds term: the
         grid stays inside the image by construction, see :meth:`project`.)"""
-        return {"fold": fold_penalty(self.grid(size), margin=self.fold_margin)}
+        return {"fold": fold_penalty(self.map_grid(size), margin=self.fold_margin)}
 
     @torch.no_grad()
     def min_jacobian(self, size: tuple[int, int]) -> float:
-        return float(jacobian_determinant(self.grid(size)).min())
+        """The smallest Jacobian determinant of the map on a ``size`` (H, W) grid."""
+        return float(jacobian_determinant(self.map_grid(size)).min())
 
     def identity_parameters(self) -> list[Tensor]:  # pragma: no cover - abstract
         """The parameters' values for the identity warp, in :meth:`parameters` order."""
@@ -137,7 +143,7 @@ class Warp(nn.Module):
     def area_scale(self, size: tuple[int, int] = (32, 32)) -> float:
         """How much the warped image magnifies its input on average: the inverse square root
         of the mean Jacobian determinant of the sampling map."""
-        return float(jacobian_determinant(self.grid(size)).mean().clamp_min(1e-6).rsqrt())
+        return float(jacobian_determinant(self.map_grid(size)).mean().clamp_min(1e-6).rsqrt())
 
 
 class AffineWarp(Warp):
@@ -234,15 +240,21 @@ class TPSWarp(Warp):
     def identity_parameters(self) -> list[Tensor]:
         return [self.control[self.inner].clone()]
 
-    def grid(self, size: tuple[int, int]) -> Tensor:
-        """As :meth:`Warp.grid`, clamped to the image: between the fixed border points the
-        spline could bulge a little outside it."""
+    def map_grid(self, size: tuple[int, int]) -> Tensor:
+        """The spline on a (1, H, W, 2) grid, unclamped: between the fixed border points it
+        can bulge a little (about a pixel) outside the image."""
         key = (size, str(self.control.device))
         w = self._weights_cache.get(key)
         if w is None:
             g = base_grid(size, align_corners=False, device=self.control.device).reshape(-1, 2)
             w = self._weights_cache.setdefault(key, tps_weights(g, self.control))
-        return (w @ self.points()).reshape(1, *size, 2).clamp(-1.0, 1.0)
+        return (w @ self.points()).reshape(1, *size, 2)
+
+    def grid(self, size: tuple[int, int]) -> Tensor:
+        """As :meth:`Warp.grid`, clamped to the image (:meth:`map_grid` where the spline
+        bulges outside it: those samples take the edge's pixels, as border padding would).
+        The clamp flattens the bulge, so fold measures read :meth:`map_grid` instead."""
+        return self.map_grid(size).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def project(self) -> None:
@@ -291,7 +303,7 @@ class TPSWarp(Warp):
         mag = px.norm(dim=-1)
         return {"mean_displacement_px": round(float(mag.mean()), 3),
                 "max_displacement_px": round(float(mag.max()), 3),
-                "min_jacobian": round(float(jacobian_determinant(g).min()), 4)}
+                "min_jacobian": round(self.min_jacobian(size), 4)}
 
 
 def _laplacian_matrix(k: int) -> Tensor:
