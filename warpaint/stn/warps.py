@@ -242,7 +242,7 @@ class TPSWarp(Warp):
 
     def map_grid(self, size: tuple[int, int]) -> Tensor:
         """The spline on a (1, H, W, 2) grid, unclamped: between the fixed border points it
-        can bulge a little (about a pixel) outside the image."""
+        can bulge a little outside the image (about a pixel at 256 px in the warps measured)."""
         key = (size, str(self.control.device))
         w = self._weights_cache.get(key)
         if w is None:
