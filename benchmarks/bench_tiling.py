@@ -238,7 +238,8 @@ def part_fast8k(args) -> None:
         from warpaint.feedforward import load
 
         work = load().work_size
-        for name, extra in ((f"work size {work} (the model's)", []), ("full size, tiled", ["--work-size", "0"])):
+        runs = ((f"work size {work} (the model's)", []), ("full size, tiled", ["--work-size", "0"]))
+        for name, extra in runs:
             out, js = folder / "fast.png", folder / "fast.json"
             res = timed_cli(["stylize", str(photo), str(STYLE), "--fast", "--size", "8192", "--max-memory", "4",
                              "-o", str(out), "--json", str(js), "-q", "--device", "cpu", *extra], args.threads)
