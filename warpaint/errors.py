@@ -8,6 +8,7 @@ the matching built-in exception, so ``except ValueError`` keeps working. The CLI
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -47,6 +48,17 @@ class Interrupted(KeyboardInterrupt):
 
 class ResourceError(InputError):
     """The work asked for would need more memory than the device has (or than allowed)."""
+
+
+def comma_names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """A comma-separated string (as from the CLI or a web form) as a tuple of names; a
+    sequence is kept as it is."""
+    return tuple(v for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
+
+
+def comma_floats(value: str | Sequence[float]) -> tuple[float, ...]:
+    """A comma-separated string of numbers as a tuple of floats; a sequence is kept as it is."""
+    return tuple(float(v) for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
 
 
 def check_number(name: str, value: object, *, lo: float | None = None, hi: float | None = None,

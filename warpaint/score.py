@@ -8,15 +8,24 @@ side is that size, the output to the content's evaluation size):
   G = F F^T / (H W),
 
 on the bundled VGG19 with max pooling, in float32. Lower is better on both.
+
+Three picture measures without a network, for what the distances average away
+(``benchmarks/bench_fast.py`` reports them beside the paintings' own): the number of
+colours a picture uses (:func:`palette_size`), how much it changes over a few pixels
+(:func:`detail_energy`) and how far its colours are from a painting's, wherever they sit
+(:func:`colour_distance`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import kornia
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from .color import fine_detail, luminance
 from .errors import check_image
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
 from .losses import content_loss, gram_matrix, masked_style_errors, style_loss
@@ -98,6 +107,56 @@ def region_style_distances(output: Tensor, styles: list[Tensor], weights: Tensor
             target = gram_matrix(fs[n])[:, None].expand(1, weights.shape[1], -1, -1)
             out[:, si] += masked_style_errors(fo[n], target, weights)[0].double().cpu()
     return (out / len(SCORE_STYLE_LAYERS)).tolist()
+
+
+@torch.no_grad()
+def palette_size(image: Tensor, bins: int = 8) -> float:
+    """Effective number of colours of a (1, 3, H, W) RGB image in [0, 1]: the exponential of
+    the entropy of its histogram over ``bins``^3 equal RGB cells (1 for a flat image; a
+    picture whose pixels fill n cells equally gives n).
+
+    Example:
+        >>> palette_size(torch.full((1, 3, 8, 8), 0.3))
+        1.0
+    """
+    check_image(image)
+    q = (image[0].float().clamp(0, 1) * (bins - 1e-3)).long()
+    p = torch.bincount(((q[0] * bins + q[1]) * bins + q[2]).flatten(), minlength=bins**3).double()
+    p = p[p > 0] / p.sum()
+    return round(float(torch.exp(-(p * p.log()).sum())), 6)
+
+
+@torch.no_grad()
+def detail_energy(image: Tensor, factor: float = 3.0) -> float:
+    """Mean absolute :func:`~warpaint.color.fine_detail` of a (1, 3, H, W) RGB image's luma
+    (the luma less a blur of about ``0.57 * factor`` px), in [0, 1] units: 0 for a flat or
+    smooth picture, more the more it changes over a few pixels. Compare images at one size."""
+    check_image(image)
+    return float(fine_detail(luminance(image.float()), factor).abs().mean())
+
+
+@torch.no_grad()
+def colour_distance(a: Tensor, b: Tensor, *, projections: int = 64, samples: int = 65536,
+                    seed: int = 0) -> float:
+    """Sliced Wasserstein distance between the CIELAB colours of two (1, 3, H, W) RGB images
+    (sizes may differ), in Lab units: the mean over ``projections`` random directions of the
+    distance between the sorted projections of up to ``samples`` pixels of each. 0 when the
+    two use the same colours in the same amounts, wherever they sit.
+
+    Example:
+        >>> x = torch.rand(1, 3, 16, 16)
+        >>> colour_distance(x, x.flip(-1)) < 1e-4
+        True
+    """
+    check_image(a, "a")
+    check_image(b, "b")
+    g = torch.Generator().manual_seed(seed)
+    labs = [kornia.color.rgb_to_lab(x.float().clamp(0, 1))[0].flatten(1).T for x in (a, b)]
+    n = min(samples, *(len(x) for x in labs))
+    picked = [x[torch.randperm(len(x), generator=g)[:n]] for x in labs]
+    directions = F.normalize(torch.randn(3, projections, generator=g), dim=0)
+    sorted_a, sorted_b = ((x @ directions).sort(0).values for x in picked)
+    return float((sorted_a - sorted_b).abs().mean())
 
 
 def score_files(content: str, style: str, output: str, *, size: int = 512, device: str = "auto") -> Score:

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from . import color
 from .device import check_device_name, enable_fast_math, pick_device, pick_dtype, use_channels_last
-from .errors import InputError, NumericalError, check_number, check_pixels
+from .errors import InputError, NumericalError, check_number, check_pixels, comma_floats, comma_names
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
 from .losses import (
     blend_grams,
@@ -44,14 +44,6 @@ log = logging.getLogger(__name__)
 #: The key of a masked run's style targets that holds the style regions' weights (1, S, H, W)
 #: at the scale's size (the other keys are layer names with (1, S, C, C) Grams, one per style).
 MASK_KEY = "_mask"
-
-
-def _layers(value: str | Sequence[str]) -> tuple[str, ...]:
-    return tuple(v for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
-
-
-def _floats(value: str | Sequence[float]) -> tuple[float, ...]:
-    return tuple(float(v) for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
 
 
 #: Scales with a longer side than this (px) take ``detail_steps`` steps when it is set.
@@ -93,14 +85,14 @@ class StylizeConfig:
     style_weight: float = field(default=12.0, metadata={"help": "weight of the style loss"})
     tv_weight: float = field(default=0.0, metadata={"help": "weight of the total-variation loss"})
     content_layers: tuple[str, ...] = field(default=CONTENT_LAYERS, metadata={
-        "help": "comma-separated VGG19 layers for the content loss", "type": _layers})
+        "help": "comma-separated VGG19 layers for the content loss", "type": comma_names})
     style_layers: tuple[str, ...] = field(default=STYLE_LAYERS, metadata={
-        "help": "comma-separated VGG19 layers for the style loss", "type": _layers})
+        "help": "comma-separated VGG19 layers for the style loss", "type": comma_names})
     style_layer_weights: tuple[float, ...] = field(default=(), metadata={
-        "help": "comma-separated weights, one per style layer (default: equal)", "type": _floats})
+        "help": "comma-separated weights, one per style layer (default: equal)", "type": comma_floats})
     style_blend: tuple[float, ...] = field(default=(), metadata={
         "help": "comma-separated blend weights, one per style image (default: equal)",
-        "type": _floats})
+        "type": comma_floats})
     style_scale: float = field(default=1.0, metadata={
         "help": "size of the style image relative to the result's long side"})
     style_regions: int = field(default=0, metadata={

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import InputError, check_number
+from ..errors import InputError, check_number, comma_floats
 from ..io import list_images as io_list_images
 from ..io import load_image, resize
 from ..losses import gram_matrix, layers_content_loss, layers_style_loss, total_variation
@@ -55,6 +55,9 @@ class TrainConfig:
     content_weight: float = field(default=1.0, metadata={"help": "content loss weight", "group": "losses"})
     style_weight: float = field(default=4.0, metadata={"help": "style loss weight", "group": "losses"})
     tv_weight: float = field(default=0.0, metadata={"help": "total variation weight", "group": "losses"})
+    style_layer_weights: tuple[float, ...] = field(default=(), metadata={
+        "help": f"comma-separated weights of the style layers {','.join(STYLE_LAYERS)} (default: equal)",
+        "group": "losses", "type": comma_floats})
     identity_prob: float = field(default=0.15, metadata={
         "help": "arbitrary-style models: chance that a content crop is its own style", "group": "data"})
     color_transfer: bool = field(default=False, metadata={
@@ -93,6 +96,14 @@ def check_train_config(cfg: TrainConfig) -> None:
     for name in ("content_weight", "style_weight", "tv_weight"):
         check_number(name, getattr(cfg, name), lo=0, hi=1e6)
     check_number("identity_prob", cfg.identity_prob, lo=0, hi=1)
+    if cfg.style_layer_weights:
+        if len(cfg.style_layer_weights) != len(STYLE_LAYERS):
+            raise InputError(f"style_layer_weights needs {len(STYLE_LAYERS)} weights "
+                             f"({', '.join(STYLE_LAYERS)}), got {len(cfg.style_layer_weights)}")
+        for w in cfg.style_layer_weights:
+            check_number("style_layer_weights", w, lo=0, hi=1e6)
+        if sum(cfg.style_layer_weights) <= 0:
+            raise InputError("style_layer_weights must have a positive sum")
     content_short, style_short = cfg.scales()
     if content_short < cfg.size or style_short < cfg.style_size:
         raise InputError("content_scale and style_scale must be at least size and style_size (or 0)")
@@ -160,7 +171,7 @@ def losses(vgg: VGGFeatures, out: Tensor, content: Tensor, grams: dict[str, Tens
         target = vgg(content, CONTENT_LAYERS)
     feats = vgg(out, tuple(dict.fromkeys((*CONTENT_LAYERS, *STYLE_LAYERS))))
     c = layers_content_loss(feats, target, CONTENT_LAYERS)
-    s = layers_style_loss(feats, grams, STYLE_LAYERS)
+    s = layers_style_loss(feats, grams, STYLE_LAYERS, cfg.style_layer_weights or None)
     total = cfg.content_weight * c + cfg.style_weight * s
     parts = {"content": float(c.detach()), "style": float(s.detach())}
     if cfg.tv_weight:
