@@ -407,7 +407,9 @@ class TestHelp:
             shown = ",".join(map(str, d)) if isinstance(d, tuple) else str(d)
             defaults = re.findall(r"\(default: ([^)]*)\)", options[start:end])
             assert defaults, f.name
-            assert defaults[-1] == (shown or "none"), f.name  # the one the parser appends
+            own = re.findall(r"\(default: ([^)]*)\)", f.metadata["help"])   # a help that states its own
+            assert defaults[-1] == (own[-1] if own else shown or "none"), f.name  # else the parser's
+            assert len(defaults) == 1, f.name                                   # never shown twice
 
     def test_version(self, capsys):
         with pytest.raises(SystemExit) as info:

@@ -37,8 +37,9 @@ def add_config_flags(p: argparse.ArgumentParser, cls, *, groups: dict[str, tuple
             made[name] = p.add_argument_group(f"{name} options" if name else "options")
         shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
         shown = "none" if shown is None or shown == "" else shown   # 0 and 0.0 are shown as such
+        text = f.metadata["help"]     # a help that states its own default keeps it
         kw: dict[str, Any] = {"default": None if unset else f.default, "dest": f.name,
-                              "help": f"{f.metadata['help']} (default: {shown})"}
+                              "help": text if "(default:" in text else f"{text} (default: {shown})"}
         for key in ("choices", "metavar"):
             if key in f.metadata:
                 kw[key] = f.metadata[key]
