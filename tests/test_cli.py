@@ -388,21 +388,28 @@ class TestHelp:
             assert f"--{f.name.replace('_', '-')}" in text, f.name
         assert text.count("(default:") >= len(fields(StylizeConfig))
 
-    def test_help_shows_actual_defaults(self, capsys, monkeypatch):
-        """Each option's help shows its real default, zeros included (not 'none')."""
+    @pytest.mark.parametrize("command, groups", [
+        ("stylize", ("losses", "style input", "geometry", "optimizer", "runtime")),
+        ("train", ("data", "losses", "network"))])
+    def test_help_shows_actual_defaults(self, capsys, monkeypatch, command, groups):
+        """Each option's help shows its real default once, zeros included (not 'none')."""
+        from warpaint.feedforward.train import TrainConfig
+
+        cls = StylizeConfig if command == "stylize" else TrainConfig
         monkeypatch.setenv("COLUMNS", "200")
         with pytest.raises(SystemExit):
-            main(["stylize", "--help"])
+            main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
         options = text[text.index("schedule options:"):text.index("output options:")]
-        for group in ("losses", "style input", "geometry", "optimizer", "runtime"):   # shown in groups
+        for group in groups:   # shown in groups
             assert f"{group} options:" in options
         # boolean options are listed as "--x, --no-x"
+        config = [f for f in fields(cls) if f.name != "kind"]
         flags = [f"--{f.name.replace('_', '-')}" + (", " if isinstance(f.default, bool) else " ")
-                 for f in fields(StylizeConfig)]
+                 for f in config]
         starts = [options.index(flag) for flag in flags]
         ends = [min([e for e in starts if e > s] + [len(options)]) for s in starts]
-        for f, start, end in zip(fields(StylizeConfig), starts, ends, strict=True):
+        for f, start, end in zip(config, starts, ends, strict=True):
             d = f.default
             shown = ",".join(map(str, d)) if isinstance(d, tuple) else str(d)
             defaults = re.findall(r"\(default: ([^)]*)\)", options[start:end])

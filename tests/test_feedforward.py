@@ -204,9 +204,29 @@ class TestTraining:
             assert losses(vgg, out, content, grams, cfg)[1]["style"] == pytest.approx(expected, rel=1e-4)
         assert len(set(per_layer)) == len(per_layer)        # the layers differ, so the weights matter
 
+    def test_older_checkpoints_still_resume(self, tmp_path):
+        """A checkpoint written before style_layer_weights existed (no such key) resumes a run
+        with the default; a run with other weights does not take it."""
+        from warpaint.feedforward.train import resume_key
+
+        pool = [_smooth(i, 40, 44)[0] for i in range(3)]
+        cfg = TrainConfig(steps=2, batch_size=2, size=32, style_size=32, code_dim=8, width=4, blocks=1)
+        assert "style_layer_weights" not in resume_key(cfg)
+        weighted = TrainConfig(**{**cfg.__dict__, "style_layer_weights": (2.0, 1, 1, 1, 1)})
+        assert resume_key(weighted)["style_layer_weights"] == (2.0, 1, 1, 1, 1)
+        ck = tmp_path / "m.pt.ckpt"
+        train(cfg, pool, pool, checkpoint=ck, progress=False)
+        saved = torch.load(ck, weights_only=True)
+        assert "style_layer_weights" not in saved["config"]                   # as older checkpoints
+        train(cfg, pool, pool, checkpoint=ck, progress=False)
+        assert not list(tmp_path.glob("*.stale-*"))                            # taken: resumed
+        train(weighted, pool, pool, checkpoint=ck, progress=False)
+        assert list(tmp_path.glob("*.stale-*"))                                # another run's: set aside
+
     @pytest.mark.parametrize("weights, match", [((1, 2), "needs 5 weights"),
-                                                 ((1, 1, 1, 1, -1), "style_layer"),
-                                                 ((0, 0, 0, 0, 0), "positive sum")])
+                                                 ((1, 1, 1, 1, -1), ">= 0"),
+                                                 ((0, 0, 0, 0, 0), "positive sum"),
+                                                 (1.5, "sequence of 5")])
     def test_bad_style_layer_weights(self, weights, match):
         from warpaint.errors import InputError
 

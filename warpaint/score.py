@@ -13,20 +13,20 @@ Three picture measures without a network, for what the distances average away
 (``benchmarks/bench_fast.py`` reports them beside the paintings' own): the number of
 colours a picture uses (:func:`palette_size`), how much it changes over a few pixels
 (:func:`detail_energy`) and how far its colours are from a painting's, wherever they sit
-(:func:`colour_distance`).
+(:func:`color_distance`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import kornia
+import kornia.color
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .color import fine_detail, luminance
-from .errors import check_image
+from .errors import ShapeError, check_image, check_number, check_pixels
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
 from .losses import content_loss, gram_matrix, masked_style_errors, style_loss
 from .vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
@@ -109,18 +109,26 @@ def region_style_distances(output: Tensor, styles: list[Tensor], weights: Tensor
     return (out / len(SCORE_STYLE_LAYERS)).tolist()
 
 
+def _one_image(image: Tensor, name: str = "image") -> Tensor:
+    """A checked (1, 3, H, W) picture in [0, 1] as float32 on the CPU."""
+    check_pixels(image, name)
+    if image.shape[0] != 1:
+        raise ShapeError(f"{name} must be one image (batch 1), got a batch of {image.shape[0]}")
+    return image.detach().float().cpu()
+
+
 @torch.no_grad()
 def palette_size(image: Tensor, bins: int = 8) -> float:
     """Effective number of colours of a (1, 3, H, W) RGB image in [0, 1]: the exponential of
     the entropy of its histogram over ``bins``^3 equal RGB cells (1 for a flat image; a
-    picture whose pixels fill n cells equally gives n).
+    picture whose pixels fill n cells equally gives n). Computed on the CPU.
 
     Example:
         >>> palette_size(torch.full((1, 3, 8, 8), 0.3))
         1.0
     """
-    check_image(image)
-    q = (image[0].float().clamp(0, 1) * (bins - 1e-3)).long()
+    check_number("bins", bins, lo=1, hi=64, integer=True)
+    q = (_one_image(image)[0] * bins).long().clamp_(max=bins - 1)      # cell of each channel value
     p = torch.bincount(((q[0] * bins + q[1]) * bins + q[2]).flatten(), minlength=bins**3).double()
     p = p[p > 0] / p.sum()
     return float(torch.exp(-(p * p.log()).sum()))
@@ -131,29 +139,30 @@ def detail_energy(image: Tensor, factor: float = 3.0) -> float:
     """Mean absolute :func:`~warpaint.color.fine_detail` of a (1, 3, H, W) RGB image's luma
     (the luma less a blur of about ``0.57 * factor`` px), in [0, 1] units: 0 for a flat or
     smooth picture, more the more it changes over a few pixels. Compare images at one size."""
-    check_image(image)
-    return float(fine_detail(luminance(image.float()), factor).abs().mean())
+    check_number("factor", factor, lo=1, lo_open=True, hi=64)
+    return float(fine_detail(luminance(_one_image(image)), factor).abs().mean())
 
 
 @torch.no_grad()
-def colour_distance(a: Tensor, b: Tensor, *, projections: int = 64, samples: int = 65536,
-                    seed: int = 0) -> float:
+def color_distance(a: Tensor, b: Tensor, *, projections: int = 64, samples: int = 65536,
+                   seed: int = 0) -> float:
     """Sliced Wasserstein distance between the CIELAB colours of two (1, 3, H, W) RGB images
-    (sizes may differ), in Lab units: the mean over ``projections`` random directions of the
-    distance between the sorted projections of up to ``samples`` pixels of each. 0 when the
-    two use the same colours in the same amounts, wherever they sit. Computed on the CPU.
+    in [0, 1] (sizes may differ), in Lab units: the mean over ``projections`` random
+    directions of the distance between the sorted projections of up to ``samples`` pixels of
+    each (the same number from both, drawn at random with ``seed``). 0 when the two use the
+    same colours in the same amounts, wherever they sit. Computed on the CPU.
 
     Example:
         >>> x = torch.rand(1, 3, 16, 16)
-        >>> colour_distance(x, x.flip(-1)) < 1e-4
+        >>> color_distance(x, x.flip(-1)) < 1e-4
         True
     """
-    check_image(a, "a")
-    check_image(b, "b")
+    check_number("projections", projections, lo=1, hi=4096, integer=True)
+    check_number("samples", samples, lo=1, integer=True)
+    labs = [kornia.color.rgb_to_lab(_one_image(x, name))[0].flatten(1).T for x, name in ((a, "a"), (b, "b"))]
     g = torch.Generator().manual_seed(seed)
-    labs = [kornia.color.rgb_to_lab(x.float().cpu().clamp(0, 1))[0].flatten(1).T for x in (a, b)]
     n = min(samples, *(len(x) for x in labs))
-    picked = [x[torch.randperm(len(x), generator=g)[:n]] for x in labs]     # (n, 3) each, on the CPU
+    picked = [x[torch.randperm(len(x), generator=g)[:n]] for x in labs]     # (n, 3) each
     directions = F.normalize(torch.randn(3, projections, generator=g), dim=0)
     sorted_a, sorted_b = ((x @ directions).sort(0).values for x in picked)
     return float((sorted_a - sorted_b).abs().mean())
@@ -163,7 +172,6 @@ def score_files(content: str, style: str, output: str, *, size: int = 512, devic
     """:func:`score` of three image files (``-``: stdin), after checking the size and the
     memory it needs."""
     from .device import pick_device
-    from .errors import check_number
     from .io import pil_to_tensor, read_pil
     from .memory import check_budget, score_peak_bytes
 

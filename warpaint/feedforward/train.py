@@ -82,6 +82,16 @@ class TrainConfig:
         return self.content_scale or round(self.size * 1.25), style
 
 
+#: Options added after checkpoints were first written, with the value those runs had: left out
+#: of the resume key while they have it, so an older run's checkpoint still resumes.
+ADDED_LATER: dict[str, object] = {"style_layer_weights": ()}
+
+
+def resume_key(cfg: TrainConfig) -> dict:
+    """The configuration a checkpoint must match to be resumed (:func:`~warpaint.training.fit`)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
+
+
 def check_train_config(cfg: TrainConfig) -> None:
     """Every field finite and in range, or an InputError naming it."""
     if cfg.kind not in ("arbitrary", "single"):
@@ -96,6 +106,9 @@ def check_train_config(cfg: TrainConfig) -> None:
     for name in ("content_weight", "style_weight", "tv_weight"):
         check_number(name, getattr(cfg, name), lo=0, hi=1e6)
     check_number("identity_prob", cfg.identity_prob, lo=0, hi=1)
+    if not isinstance(cfg.style_layer_weights, tuple | list):
+        raise InputError(f"style_layer_weights must be a sequence of {len(STYLE_LAYERS)} numbers, "
+                         f"got {cfg.style_layer_weights!r}")
     if cfg.style_layer_weights:
         if len(cfg.style_layer_weights) != len(STYLE_LAYERS):
             raise InputError(f"style_layer_weights needs {len(STYLE_LAYERS)} weights "
@@ -227,7 +240,8 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
         if sample_set is not None and (n % sample_every == 0 or n == cfg.steps):
             save_samples(model, *sample_set, samples / f"step_{n:06d}.png")
 
-    history, seconds = fit(_Both(model), step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, config=asdict(cfg),
+    history, seconds = fit(_Both(model), step_loss, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed,
+                           config=resume_key(cfg),
                            checkpoint=checkpoint, progress=progress, desc=f"train {kind}",
                            fmt=CHECKPOINT_FORMAT, on_step=on_step)
     model.net.eval()
