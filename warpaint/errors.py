@@ -84,6 +84,15 @@ def check_number(name: str, value: object, *, lo: float | None = None, hi: float
         raise InputError(f"{name} must be <= {hi:g}, got {value:g}")
 
 
+def check_weights(name: str, values: Sequence[float], *, hi: float = 1e6) -> None:
+    """Each of ``values`` a number in [0, ``hi``] and, unless there are none, a positive sum,
+    or an InputError naming ``name``: a list of relative weights (layers, styles)."""
+    for v in values:
+        check_number(name, v, lo=0, hi=hi)
+    if values and sum(values) <= 0:
+        raise InputError(f"{name} must have a positive sum")
+
+
 def check_image(x: object, name: str = "image") -> None:
     """Check the library's image contract: a float tensor of shape (B, 3, H, W).
 

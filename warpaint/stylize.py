@@ -19,7 +19,15 @@ from torch import Tensor
 
 from . import color
 from .device import check_device_name, enable_fast_math, pick_device, pick_dtype, use_channels_last
-from .errors import InputError, NumericalError, check_number, check_pixels, comma_floats, comma_names
+from .errors import (
+    InputError,
+    NumericalError,
+    check_number,
+    check_pixels,
+    check_weights,
+    comma_floats,
+    comma_names,
+)
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
 from .losses import (
     blend_grams,
@@ -240,11 +248,7 @@ def _check_config(cfg: StylizeConfig) -> None:
     if 0 < cfg.tile < MIN_TILE:
         bad(f"tile must be 0 (auto) or at least {MIN_TILE} px, got {cfg.tile}")
     for name in ("style_layer_weights", "style_blend"):
-        values = getattr(cfg, name)
-        for v in values:
-            check_number(name, v, lo=0, hi=MAX_WEIGHT)
-        if values and sum(values) <= 0:
-            bad(f"{name} must have a positive sum")
+        check_weights(name, getattr(cfg, name), hi=MAX_WEIGHT)
     for n in (*cfg.content_layers, *cfg.style_layers):
         if n not in LAYER_INDEX:
             bad(f"unknown VGG19 layer {n!r}; use names like relu1_1 ... relu5_4, conv4_2")

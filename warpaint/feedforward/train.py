@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import InputError, check_number, comma_floats
+from ..errors import InputError, check_number, check_weights, comma_floats
 from ..io import list_images as io_list_images
 from ..io import load_image, resize
 from ..losses import gram_matrix, layers_content_loss, layers_style_loss, total_variation
@@ -109,14 +109,10 @@ def check_train_config(cfg: TrainConfig) -> None:
     if not isinstance(cfg.style_layer_weights, tuple | list):
         raise InputError(f"style_layer_weights must be a sequence of {len(STYLE_LAYERS)} numbers, "
                          f"got {cfg.style_layer_weights!r}")
-    if cfg.style_layer_weights:
-        if len(cfg.style_layer_weights) != len(STYLE_LAYERS):
-            raise InputError(f"style_layer_weights needs {len(STYLE_LAYERS)} weights "
-                             f"({', '.join(STYLE_LAYERS)}), got {len(cfg.style_layer_weights)}")
-        for w in cfg.style_layer_weights:
-            check_number("style_layer_weights", w, lo=0, hi=1e6)
-        if sum(cfg.style_layer_weights) <= 0:
-            raise InputError("style_layer_weights must have a positive sum")
+    if cfg.style_layer_weights and len(cfg.style_layer_weights) != len(STYLE_LAYERS):
+        raise InputError(f"style_layer_weights needs {len(STYLE_LAYERS)} weights "
+                         f"({', '.join(STYLE_LAYERS)}), got {len(cfg.style_layer_weights)}")
+    check_weights("style_layer_weights", cfg.style_layer_weights)
     content_short, style_short = cfg.scales()
     if content_short < cfg.size or style_short < cfg.style_size:
         raise InputError("content_scale and style_scale must be at least size and style_size (or 0)")
