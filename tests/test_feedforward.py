@@ -258,7 +258,8 @@ class TestTraining:
         assert {v.dtype for part in state.values() for v in part.values()} == {torch.float16}
 
     @pytest.mark.parametrize("key, value, default, bad", [("style_size", 96, "STYLE_SIZE", 10**6),
-                                                         ("detail", 0.75, 0.0, float("nan"))])
+                                                         ("detail", 0.75, 0.0, float("nan")),
+                                                         ("fineness", 1.0, 0.0, 2.5)])
     def test_run_setting_is_stored_and_checked(self, tmp_path, key, value, default, bad):
         from warpaint.feedforward import model as model_module
 
@@ -406,7 +407,7 @@ class TestDetail:
         from warpaint import color
 
         model = load()
-        assert model.detail == pytest.approx(0.5)
+        assert model.detail == pytest.approx(1.0)
         content, style = _smooth(3, 96, 128), torch.rand(1, 3, 64, 64)
         content = content + 0.3 * (torch.rand(1, 1, 96, 128) > 0.5)            # fine structure
         content = content.clamp(0, 1)
@@ -432,3 +433,98 @@ class TestDetail:
         bad = ["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "p.png"), "--detail", "3"]
         assert main(bad) == 2
         assert "detail" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+
+
+class TestFineness:
+    """The strength of the result's fine detail moved to the painting's (the fast model)."""
+
+    def test_match_detail_scales_the_fine_detail(self):
+        from warpaint import color
+
+        x = (torch.rand(1, 3, 48, 48) * 0.3 + 0.35)
+        e = float(color.detail_energy(x, 3.0))
+        for ratio in (0.5, 2.0):
+            y = x.clone()
+            g = color.match_detail_(y, ratio * e, 3.0)
+            assert g == pytest.approx(ratio)
+            assert float(color.detail_energy(y, 3.0)) / e == pytest.approx(ratio, rel=0.05)
+            assert (y.mean() - x.mean()).abs() < 0.01            # the coarse picture stays
+        y = x.clone()
+        assert color.match_detail_(y, 10 * e, 3.0, max_gain=2.0) == 2.0      # bounded
+        y = x.clone()
+        assert color.match_detail_(y, 4 * e, 3.0, amount=0.5) == pytest.approx(2.0)
+        y = x.clone()
+        assert color.match_detail_(y, 2 * e, 3.0, amount=0.0) == 1.0 and torch.equal(y, x)
+        flat = torch.full((1, 3, 16, 16), 0.5)
+        assert color.match_detail_(flat, 0.1, 3.0) == 1.0 and (flat == 0.5).all()   # nothing to scale
+
+    def test_painting_detail_reads_busy_and_calm_paintings(self):
+        from warpaint.feedforward.model import painting_detail
+
+        busy = torch.rand(1, 3, 700, 900)
+        calm = _smooth(4, 700, 900)
+        assert painting_detail(busy) > 10 * painting_detail(calm) > 0
+        pil = tensor_to_pil(busy)
+        assert painting_detail(pil) == pytest.approx(painting_detail(pil_to_tensor(pil)), rel=0.1)
+        small = resize(busy, (140, 180))     # enlarged to FINENESS_SIZE first: its strokes become broad
+        assert 0 < painting_detail(small) < 0.5 * painting_detail(busy)
+
+    def test_result_follows_the_paintings_detail(self):
+        from warpaint import color
+        from warpaint.feedforward.model import FINENESS_FACTOR, painting_detail
+
+        model = load()
+        assert model.fineness == pytest.approx(1.0)
+        content = _smooth(5, 96, 128)
+        busy = (_smooth(6, 480, 640) + 0.4 * torch.rand(1, 3, 480, 640)).clamp(0, 1)
+        calm = _smooth(7, 480, 640)
+
+        def energy(x):
+            return float(color.detail_energy(x, 3.0))
+        out = {(name, f): model.stylize(content, [s], work_size=128, fineness=f)
+               for name, s in (("busy", busy), ("calm", calm)) for f in (0.0, 1.0)}
+        # at the network's size (no resize here): moved toward the painting's own strength
+        # (up for the busy painting, down for the calm one)
+        for name, s in (("busy", busy), ("calm", calm)):
+            target = painting_detail(s)
+            plain, matched = (float(color.detail_energy(out[name, f], FINENESS_FACTOR)) for f in (0.0, 1.0))
+            assert (plain < matched < target) if name == "busy" else (target < matched < 0.8 * plain), \
+                (name, plain, matched, target)
+        assert energy(out["busy", 1.0]) > energy(out["calm", 1.0])
+        model.fineness = 0.0
+        torch.testing.assert_close(model.stylize(content, [busy], work_size=128), out["busy", 0.0])
+        # style_detail given: the styles may be small (as stylize_image passes them)
+        model.fineness = 1.0
+        small = resize(busy, (96, 128))
+        torch.testing.assert_close(model.stylize(content, [small], work_size=128,
+                                                 style_detail=[painting_detail(busy)]), out["busy", 1.0])
+        with pytest.raises(InputError, match="fineness"):
+            model.stylize(content, [busy], fineness=2.5)
+
+    def test_stylize_image_and_the_job_layer_read_the_full_painting(self):
+        from warpaint.feedforward.model import painting_detail
+        from warpaint.jobs import make_method
+        from warpaint.stylize import StylizeConfig
+
+        busy = tensor_to_pil((_smooth(6, 400, 400) + 0.4 * torch.rand(1, 3, 400, 400)).clamp(0, 1))
+        content = tensor_to_pil(_smooth(5, 96, 128))
+        model = load()
+        a = model.stylize_image(content, [busy], work_size=96)
+        b = model.stylize_image(content, [busy], work_size=96, style_detail=[painting_detail(busy)])
+        assert (pil_to_tensor(a) - pil_to_tensor(b)).abs().max() < 2 / 255
+        method = make_method(StylizeConfig(size=128), [busy], fast=True, fineness=0.5)
+        assert method.model.fineness == 0.5
+        assert method.style_detail == [pytest.approx(painting_detail(busy))]
+        assert max(method.styles[0].size) == method.model.style_size        # shrunk after reading it
+        assert make_method(StylizeConfig(size=128), [busy], fast=True, fineness=0.0).style_detail is None
+
+    def test_cli_flag(self, tmp_path, capsys):
+        c, s = tmp_path / "c.png", tmp_path / "s.png"
+        save_image(_smooth(1, 60, 80), c)
+        save_image(_smooth(2, 60, 80), s)
+        assert main(["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "o.png"), "--size", "64",
+                     "--fineness", "0.5", "--json", "-q"]) == 0
+        assert json.loads(capsys.readouterr().out)["fineness"] == 0.5
+        bad = ["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "p.png"), "--fineness", "-1"]
+        assert main(bad) == 2
+        assert "fineness" in capsys.readouterr().err and not (tmp_path / "p.png").exists()

@@ -70,6 +70,7 @@ class BatchSpec:
     strength: float = 1.0
     work_size: int | None = None
     detail: float | None = None            # None: the model's own
+    fineness: float | None = None          # None: the model's own
     original_size: bool = False
     bit_depth: str = "auto"
     file_digests: dict[str, str] = field(default_factory=dict)   # model, init, mask: SHA-256
@@ -95,6 +96,7 @@ class BatchSpec:
         settings = {"config": asdict(self.cfg), "fast": self.fast or self.model is not None,
                     "strength": self.strength, "work_size": self.work_size, "files": self.file_digests,
                     **({} if self.detail is None else {"detail": self.detail}),
+                    **({} if self.fineness is None else {"fineness": self.fineness}),
                     "original_size": self.original_size, "bit_depth": str(self.bit_depth)}
         h.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return h.hexdigest()
@@ -104,7 +106,8 @@ class BatchSpec:
         cfg = self.cfg if device is None else replace(self.cfg, device=device)
         styles = [load_pil(_io.BytesIO(b)) for b in self.styles]
         return make_method(cfg, styles, fast=self.fast or self.model is not None, model=self.model,
-                           strength=self.strength, work_size=self.work_size, detail=self.detail)
+                           strength=self.strength, work_size=self.work_size, detail=self.detail,
+                           fineness=self.fineness)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def _method(args: argparse.Namespace, cfg, extras, style_srcs: Sequence[str], lo
     styles = [(loaded or {}).get(s) or read_pil(s) for s in style_srcs]
     return make_method(cfg, styles, fast=fast, model=getattr(args, "model", None),
                        strength=getattr(args, "strength", 1.0), work_size=getattr(args, "work_size", None),
-                       detail=getattr(args, "detail", None))
+                       detail=getattr(args, "detail", None), fineness=getattr(args, "fineness", None))
 
 
 def _run(args: argparse.Namespace, jobs, method, extras, loaded: dict | None = None) -> int:
@@ -173,7 +173,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     guard_extras(Extras(json=args.json), str(args.output), [*inputs, *(j.content for j in jobs)],
                  [j.output for j in jobs])
     spec = BatchSpec.from_files(cfg, args.styles, fast=args.fast, model=args.model, strength=args.strength,
-                                work_size=args.work_size, detail=args.detail,
+                                work_size=args.work_size, detail=args.detail, fineness=args.fineness,
                                 original_size=args.original_size, bit_depth=args.bit_depth)
 
     def report(index, done) -> None:
@@ -229,7 +229,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         from .batch import BatchSpec, stylize_frames_on_ray
 
         spec = BatchSpec.from_files(cfg, args.styles, fast=True, model=args.model, strength=args.strength,
-                                    work_size=args.work_size, detail=args.detail)
+                                    work_size=args.work_size, detail=args.detail, fineness=args.fineness)
 
         def frames(source):
             return stylize_frames_on_ray(source, spec, address=args.address, workers=args.workers)

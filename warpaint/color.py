@@ -9,7 +9,9 @@ Two methods:
   (mean and covariance, a linear map with symmetric matrix square roots) before transfer.
 
 Also the colour statistics the fast model reads and matches (:func:`color_moments`,
-:func:`match_moments`) and the photo's fine luma detail it puts back (:func:`add_detail_`).
+:func:`match_moments`), the photo's fine luma detail it puts back (:func:`add_detail_`) and
+the strength of fine detail it matches to the painting's (:func:`detail_energy`,
+:func:`match_detail_`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,14 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def luminance(image: Tensor) -> Tensor:
-    """Luma Y of (B, 3, H, W) RGB images, shape (B, 1, H, W) (no 3-channel temporary)."""
-    return F.conv2d(image, image.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1))
+    """Luma Y of (B, 3, H, W) RGB images, shape (B, 1, H, W) (no 3-channel temporary).
+
+    A weighted sum of the channel slices: as a 1x1 convolution (``F.conv2d``) it took 50
+    times as long on a CPU (9.6 ms against 0.19 ms at 640 x 480, 2 threads).
+    """
+    r, g, b = LUMA_WEIGHTS
+    y = image[:, 0:1] * r
+    return y.add_(image[:, 1:2], alpha=g).add_(image[:, 2:3], alpha=b)
 
 
 def gray3(image: Tensor) -> Tensor:
@@ -90,6 +98,49 @@ def add_detail_(image: Tensor, source: Tensor, amount: float, factor: float) -> 
     if amount != 0:
         image.add_(fine_detail(luminance(source.to(image.dtype)), factor), alpha=amount).clamp_(0, 1)
     return image
+
+
+def detail_energy(image: Tensor, factor: float) -> Tensor:
+    """How much (B, 3, H, W) RGB images change over a few pixels: the mean absolute
+    :func:`fine_detail` of their luma, shape (B,). 0 for flat or smooth pictures. Compare
+    images at one size and ``factor``.
+
+    Example:
+        >>> x = torch.rand(1, 3, 32, 32)
+        >>> bool(detail_energy(x, 3.0) > detail_energy(torch.full_like(x, 0.5), 3.0))
+        True
+    """
+    return fine_detail(luminance(image), factor).abs().mean((1, 2, 3))
+
+
+def match_detail_(image: Tensor, target: float, factor: float, amount: float = 1.0,
+                  max_gain: float = 3.0) -> float:
+    """Move the strength of a (1, 3, H, W) RGB image's fine detail toward ``target``, in place.
+
+    The fine detail of its luma (:func:`fine_detail`) is scaled by
+    ``g = (target / detail_energy(image, factor)) ** amount``, ``g`` kept within
+    [1 / max_gain, max_gain]: ``g - 1`` times it is added to every channel (as
+    :func:`add_detail_` adds the photo's); then clamp to [0, 1]. The low-pass is not an
+    exact projection, so :func:`detail_energy` changes by about ``g`` for noise-like
+    detail and by less for smoother detail: the result moves toward ``target`` without
+    always reaching it. The fast model gives a busy painting's result more fine detail and
+    a calm one's less this way (texture strength follows the painting, as the colour
+    transfer makes the colours follow it). Returns the gain ``g``.
+
+    Example:
+        >>> x = torch.rand(1, 3, 32, 32) * 0.2 + 0.4
+        >>> e = float(detail_energy(x, 3.0))
+        >>> g = match_detail_(x, 1.5 * e, 3.0)
+        >>> round(g, 3), abs(float(detail_energy(x, 3.0)) / e - 1.5) < 0.05
+        (1.5, True)
+    """
+    detail = fine_detail(luminance(image), factor)
+    current = float(detail.abs().mean())
+    if amount == 0 or current <= 1e-6 or target <= 0:      # flat: no detail to scale
+        return 1.0
+    gain = min(max_gain, max(1 / max_gain, (target / current) ** amount))
+    image.add_(detail, alpha=gain - 1).clamp_(0, 1)
+    return gain
 
 
 def _sym_sqrt(cov: Tensor, inverse: bool = False) -> Tensor:

@@ -248,8 +248,9 @@ class FastMethod:
     def __init__(self, model, styles: Sequence[Image.Image], *, size: int, weights: list[float] | None,
                  strength: float, preserve_color: str, work_size: int | None, max_memory: float,
                  label: str, tile: int = 0, mask: Mask | None = None, feather: float = 0.0,
-                 mask_name: str = "mask") -> None:
+                 mask_name: str = "mask", style_detail: list[float] | None = None) -> None:
         self.model, self.styles, self.size, self.weights = model, list(styles), size, weights
+        self.style_detail = style_detail     # the styles' painting_detail, read before they were shrunk
         self.strength, self.preserve_color, self.work_size = strength, preserve_color, work_size
         self.max_memory, self.label, self.tile = max_memory, label, tile
         self.mask, self.feather, self.mask_name = mask, feather, mask_name
@@ -273,12 +274,14 @@ class FastMethod:
             return self._run_masked(content), {"model": self.label, "kind": self.model.kind,
                                                "strength": self.strength, "work_size": self.work_size,
                                                "detail": self.model.detail,
+                                               "fineness": self.model.fineness,
                                                "mask_regions": self.mask.describe()}
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
                                        strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
-                                       work_size=self.work_size, tile=self.plan)
+                                       work_size=self.work_size, tile=self.plan,
+                                       style_detail=self.style_detail)
         extra = {"model": self.label, "kind": self.model.kind, "strength": self.strength,
-                 "work_size": self.work_size, "detail": self.model.detail}
+                 "work_size": self.work_size, "detail": self.model.detail, "fineness": self.model.fineness}
         if self.plan:
             extra["tile"] = self.plan
         return out, extra
@@ -289,9 +292,11 @@ class FastMethod:
         from .masks import soft_weights
 
         per_style = [[s] for s in self.styles] if self.styles else [None]
+        details = [None] * len(per_style) if self.style_detail is None else [[d] for d in self.style_detail]
         renders = [pil_to_tensor(self.model.stylize_image(
             content, s, size=self.size, strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
-            work_size=self.work_size, tile=self.plan)) for s in per_style]
+            work_size=self.work_size, tile=self.plan, style_detail=d))
+            for s, d in zip(per_style, details, strict=True)]
         hw = _hw(renders[0])
         weights = soft_weights(self.mask.regions, hw, self.feather)   # type: ignore[union-attr]  (1, S + 1, h, w)
         photo = pil_to_tensor(resize_pil(content, hw))
@@ -304,11 +309,13 @@ class FastMethod:
 
 def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, fast: bool = False,
                 model: str | Path | None = None, strength: float = 1.0,
-                work_size: int | None = None, detail: float | None = None) -> EngineMethod | FastMethod:
+                work_size: int | None = None, detail: float | None = None,
+                fineness: float | None = None) -> EngineMethod | FastMethod:
     """The method a front end asked for: the engine with ``cfg``, or (``fast``, or a
     ``model`` file) a feed-forward model (``None``: the shipped one) at ``strength``, run at
     ``work_size`` (``None``: the model's own; 0: full size), adding back ``detail`` of the
-    photo (``None``: the model's own). Style images (Pillow) are shrunk
+    photo and matching ``fineness`` of the painting's fine detail (``None``: the model's
+    own). Style images (Pillow) are shrunk
     before they become tensors: to twice the long side the engine needs, to the size a model
     reads. Options the method cannot honour are InputErrors."""
     def shrink(im: Image.Image | Tensor, side: int) -> Image.Image | Tensor:
@@ -326,6 +333,7 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
                             mask=read_mask(cfg, len(styles)))
     from .device import pick_device
     from .feedforward import load
+    from .feedforward.model import painting_detail
 
     for name, used in (("warp", cfg.warp != "none"), ("align_style", cfg.align_style != "none")):
         if used:
@@ -333,17 +341,22 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
     check_number("strength", strength, lo=0, hi=1)
     if work_size:
         check_number("work_size", work_size, lo=32, hi=16384, integer=True)
-    if detail is not None:
-        check_number("detail", detail, lo=0, hi=2)
+    for name, value in (("detail", detail), ("fineness", fineness)):
+        if value is not None:
+            check_number(name, value, lo=0, hi=2)
     ff = load(model, device=pick_device(cfg.device))
     if detail is not None:
         ff.detail = detail
+    if fineness is not None:
+        ff.fineness = fineness
     if ff.kind == "single" and styles:
         raise InputError(f"{model}: a single-style model takes no style image")
     if ff.kind == "arbitrary" and not styles:
         raise InputError("give at least one style image for an arbitrary-style model")
+    detail_of = [painting_detail(s) for s in styles] if ff.fineness > 0 and ff.kind == "arbitrary" else None
     pils = [tensor_to_pil(s) if isinstance(s, Tensor) else shrink(s, ff.style_size) for s in styles]
-    return FastMethod(ff, pils, size=cfg.size, weights=list(cfg.style_blend) or None, strength=strength,
+    return FastMethod(ff, pils, style_detail=detail_of, size=cfg.size, weights=list(cfg.style_blend) or None,
+                      strength=strength,
                       preserve_color=cfg.preserve_color, max_memory=cfg.max_memory,
                       label=str(model or "shipped"), tile=cfg.tile,
                       work_size=ff.work_size if work_size is None else (work_size or None),

@@ -68,6 +68,10 @@ def _add_fast_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detail", type=float, default=None, metavar="X",
                    help="how much of the photo's fine detail to add back to the result, 0-2 "
                         "(default: the model's own; the shipped model's is 0.5; 0 = none)")
+    g.add_argument("--fineness", type=float, default=None, metavar="X",
+                   help="how far the strength of the result's fine detail moves to the painting's, 0-2 "
+                        "(default: the model's own; the shipped model's is 1 = matched; 0 = as the network "
+                        "paints it)")
 
 
 def _add_output_flags(p: argparse.ArgumentParser, *, per_step: bool = True) -> None:

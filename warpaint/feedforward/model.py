@@ -13,8 +13,8 @@ Two kinds share one file format:
 
 A model file is a ``torch.save`` dict: ``format``, ``version``, ``kind``, ``net`` (the
 network's shape), ``state`` (fp16 weights), ``training`` (how it was made), and how it runs:
-``work_size``, ``style_size``, ``color_transfer`` and ``detail`` (absent in older files:
-full size, 256, off, 0).
+``work_size``, ``style_size``, ``color_transfer``, ``detail`` and ``fineness`` (absent in
+older files: full size, 256, off, 0, 0).
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ STYLE_SIZE = 256
 #: output: what the network's input loses when shrunk this many times
 #: (:func:`~warpaint.color.fine_detail`).
 DETAIL_FACTOR = 2.2
+#: :attr:`FastStylizer.fineness` moves the strength of the result's fine detail (at the
+#: network's size) to the painting's, read with the painting at this long side ...
+FINENESS_SIZE = 640
+#: ... both measured in this band (:func:`~warpaint.color.detail_energy`: less a blur of
+#: about 2.1 px).
+FINENESS_FACTOR = 3.75
 #: (The shortest side the network takes, io.MIN_SIDE: two stride-2 convolutions, padding.)
 
 
@@ -62,6 +68,19 @@ def style_inputs(vgg: VGGFeatures | vgg_int8.Int8VGG, image: Tensor, size: int) 
     x = image.contiguous(memory_format=torch.channels_last) if image.shape[0] == 1 and isinstance(
         vgg, VGGFeatures) else image
     return feature_statistics(vgg(x, STAT_LAYERS)), color.color_moments(image)
+
+
+def painting_detail(style: Tensor | Image.Image) -> float:
+    """The strength of a style image's fine detail that :attr:`FastStylizer.fineness`
+    matches ((1, 3, H, W) in [0, 1], or Pillow): :func:`~warpaint.color.detail_energy` of the
+    image resized to :data:`FINENESS_SIZE` px on its long side (Pillow's bicubic for a
+    Pillow image; a smaller painting is enlarged, so its strokes count at the size the
+    network paints at) in the band of :data:`FINENESS_FACTOR`."""
+    if isinstance(style, Image.Image):
+        style = pil_to_tensor(resize_pil_long_side(style, FINENESS_SIZE))
+    elif max(style.shape[-2:]) != FINENESS_SIZE:
+        style = resize_long_side(style, FINENESS_SIZE).clamp(0, 1)
+    return float(color.detail_energy(style, FINENESS_FACTOR)[0])
 
 
 def shipped_model_path() -> Path:
@@ -83,6 +102,10 @@ class FastStylizer:
     #: how much of the photo's fine luma detail (see :data:`DETAIL_FACTOR`) is added back to
     #: the result (:func:`~warpaint.color.add_detail_`); 0: none
     detail: float = 0.0
+    #: how far the strength of the result's fine detail moves to the painting's
+    #: (:func:`painting_detail`, :func:`~warpaint.color.match_detail_`; arbitrary-style models):
+    #: 0 not at all, 1 matched
+    fineness: float = 0.0
     #: read style statistics with VGG in 8-bit integers when on a CPU (vgg_int8; about twice as
     #: fast, statistics within about 2 %); False: in float32, as in training
     int8_style: bool = True
@@ -146,7 +169,8 @@ class FastStylizer:
     def stylize(self, content: Tensor, styles: list[Tensor] | None = None, *,
                 weights: list[float] | None = None, strength: float = 1.0,
                 preserve_color: color.ColorMode = "none", code: Tensor | None = None,
-                work_size: int | None = None, tile: int = 0, detail: float | None = None) -> Tensor:
+                work_size: int | None = None, tile: int = 0, detail: float | None = None,
+                fineness: float | None = None, style_detail: list[float] | None = None) -> Tensor:
         """Stylize a (1, 3, H, W) content image; returns (1, 3, H, W) in [0, 1] at its size.
 
         ``code`` (from :meth:`style_code`) skips encoding the styles again. ``work_size``: the
@@ -155,10 +179,16 @@ class FastStylizer:
         and large images are faster. ``None`` runs at full size. ``tile`` > 0: a network
         input with a longer side runs in tiles of that size (:meth:`render_tiled`).
         ``detail``: how much of the photo's fine detail to add back (``None``: :attr:`detail`).
+        ``fineness``: how far the strength of the result's fine detail moves to the styles'
+        (``None``: :attr:`fineness`), read from ``styles`` (:func:`painting_detail`) or given
+        as ``style_detail`` (one number per style, as :func:`painting_detail` reads it from
+        the full-size style; the styles may then be small).
         """
         check_number("strength", strength, lo=0, hi=1)
         amount = self.detail if detail is None else detail
         check_number("detail", amount, lo=0, hi=2)
+        fine = self.fineness if fineness is None else fineness
+        check_number("fineness", fine, lo=0, hi=2)
         check_pixels(content, "content")
         for i, s in enumerate(styles or []):
             check_pixels(s, f"style[{i}]")
@@ -190,6 +220,9 @@ class FastStylizer:
                 if 0 < tile < max(content.shape[-2:]) \
                 else self.render(content, code)
         out = color.add_detail_(out.clamp(0, 1), content, amount, DETAIL_FACTOR)   # at the network's size
+        if fine > 0 and self.encoder is not None and (styles or style_detail):
+            target = self._detail_target(styles or [], style_detail, weights, strength, original)
+            color.match_detail_(out, target, FINENESS_FACTOR, fine)
         out = resize(out, full, smooth=True)  # type: ignore[arg-type]
         if strength < 1:      # then blend with the content, so that 0 is exactly the content
             out = strength * out + (1 - strength) * original
@@ -197,10 +230,25 @@ class FastStylizer:
             out = color.join_luminance(out, original)
         return out.clamp(0, 1)
 
+    @staticmethod
+    def _detail_target(styles: list[Tensor], style_detail: list[float] | None, weights: list[float] | None,
+                       strength: float, content: Tensor) -> float:
+        """The fine-detail strength the result moves to: the styles' (blended with their
+        weights, as their codes are) and, below full strength, the content's by the rest."""
+        values = list(style_detail) if style_detail is not None else [painting_detail(s) for s in styles]
+        w = weights or [1.0] * len(values)
+        if len(w) != len(values):
+            raise InputError(f"{len(values)} style detail values for {len(w)} style weights")
+        target = sum(a * b for a, b in zip(w, values, strict=True)) / sum(w)
+        if strength < 1:
+            target = strength * target + (1 - strength) * painting_detail(content)
+        return target
+
     def stylize_image(self, content: Image.Image, styles: list[Image.Image] | None = None, *,
                       size: int | None = None, weights: list[float] | None = None, strength: float = 1.0,
                       preserve_color: color.ColorMode = "none", work_size: int | None = None,
-                      tile: int = 0, detail: float | None = None) -> Image.Image:
+                      tile: int = 0, detail: float | None = None, fineness: float | None = None,
+                      style_detail: list[float] | None = None) -> Image.Image:
         """:meth:`stylize` for 8-bit RGB Pillow images (what ``warpaint stylize --fast`` runs).
 
         The result has ``size`` px on its long side (default: the content's size). Every
@@ -209,21 +257,26 @@ class FastStylizer:
         uses on float tensors, so only the small images are converted to and from float
         tensors: at 1024 px with a 480 px work size, 9-15 % of the call saved on a CPU.
         With ``strength < 1`` or luminance preservation the result is blended with the
-        content at full resolution, as :meth:`stylize` does.
+        content at full resolution, as :meth:`stylize` does. With ``fineness``, each style's
+        :func:`painting_detail` is read here unless given as ``style_detail`` (when the
+        styles given are already small).
         """
         full = (content.height, content.width)
         if size is not None:
             full = fit_long_side(full, size)
         small = full if work_size is None or max(full) <= work_size else fit_long_side(full, work_size)
+        fine = self.fineness if fineness is None else fineness
+        if fine > 0 and self.encoder is not None and styles and style_detail is None:
+            style_detail = [painting_detail(s) for s in styles]
         style_images = [pil_to_tensor(resize_pil_long_side(s, self.style_size))
                         for s in styles or []]
+        options = dict(weights=weights, preserve_color=preserve_color, tile=tile, detail=detail,
+                       fineness=fineness, style_detail=style_detail)
         if strength == 1 and preserve_color != "luminance":
-            out = self.stylize(pil_to_tensor(resize_pil(content, small)), style_images, weights=weights,
-                               preserve_color=preserve_color, tile=tile, detail=detail)
+            out = self.stylize(pil_to_tensor(resize_pil(content, small)), style_images, **options)
             return resize_pil(tensor_to_pil(out), full)
-        out = self.stylize(pil_to_tensor(resize_pil(content, full)), style_images, weights=weights,
-                           strength=strength, preserve_color=preserve_color, work_size=work_size, tile=tile,
-                           detail=detail)
+        out = self.stylize(pil_to_tensor(resize_pil(content, full)), style_images, strength=strength,
+                           work_size=work_size, **options)
         return tensor_to_pil(out)
 
     @torch.no_grad()
@@ -263,7 +316,7 @@ class FastStylizer:
         save_checkpoint({"format": FORMAT, "version": 1, "kind": self.kind, "net": net, "state": state,
                          "training": self.training, "work_size": self.work_size,
                          "style_size": self.style_size, "color_transfer": self.color_transfer,
-                         "detail": self.detail}, Path(path))
+                         "detail": self.detail, "fineness": self.fineness}, Path(path))
 
 
 def build(kind: Kind, *, code_dim: int = 64, width: int = 16, blocks: int = 5) -> FastStylizer:
@@ -338,5 +391,7 @@ def _from_file(ck: dict, path: Path) -> FastStylizer:
     model.color_transfer = bool(ck.get("color_transfer", False))
     model.detail = float(ck.get("detail", 0.0))
     check_number("detail", model.detail, lo=0, hi=2)
+    model.fineness = float(ck.get("fineness", 0.0))
+    check_number("fineness", model.fineness, lo=0, hi=2)
     model.net.eval()
     return model
