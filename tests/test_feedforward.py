@@ -423,16 +423,6 @@ class TestDetail:
         with pytest.raises(InputError, match="detail"):
             model.stylize(content, [style], detail=-1.0)
 
-    def test_cli_flag(self, tmp_path, capsys):
-        c, s = tmp_path / "c.png", tmp_path / "s.png"
-        save_image(_smooth(1, 60, 80), c)
-        save_image(_smooth(2, 60, 80), s)
-        assert main(["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "o.png"), "--size", "64",
-                     "--detail", "1.5", "--json", "-q"]) == 0
-        assert json.loads(capsys.readouterr().out)["detail"] == 1.5
-        bad = ["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "p.png"), "--detail", "3"]
-        assert main(bad) == 2
-        assert "detail" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
 
 
 class TestFineness:
@@ -518,13 +508,15 @@ class TestFineness:
         assert max(method.styles[0].size) == method.model.style_size        # shrunk after reading it
         assert make_method(StylizeConfig(size=128), [busy], fast=True, fineness=0.0).style_detail is None
 
-    def test_cli_flag(self, tmp_path, capsys):
-        c, s = tmp_path / "c.png", tmp_path / "s.png"
-        save_image(_smooth(1, 60, 80), c)
-        save_image(_smooth(2, 60, 80), s)
-        assert main(["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "o.png"), "--size", "64",
-                     "--fineness", "0.5", "--json", "-q"]) == 0
-        assert json.loads(capsys.readouterr().out)["fineness"] == 0.5
-        bad = ["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "p.png"), "--fineness", "-1"]
-        assert main(bad) == 2
-        assert "fineness" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+
+@pytest.mark.parametrize("flag, good, bad", [("detail", 1.5, "3"), ("fineness", 0.5, "-1")])
+def test_run_setting_flag(tmp_path, capsys, flag, good, bad):
+    """--detail and --fineness reach the model and the --json summary; out of range: exit 2."""
+    c, s = tmp_path / "c.png", tmp_path / "s.png"
+    save_image(_smooth(1, 60, 80), c)
+    save_image(_smooth(2, 60, 80), s)
+    assert main(["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "o.png"), "--size", "64",
+                 f"--{flag}", str(good), "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)[flag] == good
+    assert main(["stylize", str(c), str(s), "--fast", "-o", str(tmp_path / "p.png"), f"--{flag}", bad]) == 2
+    assert flag in capsys.readouterr().err and not (tmp_path / "p.png").exists()
