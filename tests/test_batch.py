@@ -280,3 +280,20 @@ def test_video_frames_on_ray_match_in_process(local_ray, tmp_path, image_files):
     for x, y in zip(a, b, strict=True):
         assert float((x - y).abs().mean()) < 0.01
     assert float((a[0] - a[7]).abs().mean()) > 0.02     # (the frames differ: order matters)
+
+
+def test_settings_digest_follows_fineness_and_the_shipped_model(image_files, monkeypatch, tmp_path):
+    """A batch's resume key changes with --fineness and with the shipped model file (whose
+    run settings change between releases), so a resumed batch never reuses an old result."""
+    import warpaint.feedforward as ff
+    from warpaint.batch import BatchSpec
+    from warpaint.stylize import StylizeConfig
+
+    cfg, style = StylizeConfig(size=48, device="cpu"), [str(image_files["style"])]
+    key = BatchSpec.from_files(cfg, style, fast=True).settings_digest()
+    assert BatchSpec.from_files(cfg, style, fast=True, fineness=0.5).settings_digest() != key
+    assert BatchSpec.from_files(cfg, style, fast=True).settings_digest() == key
+    other = tmp_path / "other.pt"
+    other.write_bytes(ff.shipped_model_path().read_bytes() + b"\0")
+    monkeypatch.setattr(ff, "shipped_model_path", lambda: other)
+    assert BatchSpec.from_files(cfg, style, fast=True).settings_digest() != key

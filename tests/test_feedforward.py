@@ -13,7 +13,7 @@ from warpaint.errors import InputError
 from warpaint.feedforward import build, load, shipped_model_path
 from warpaint.feedforward.nets import StyleEncoder, TransformerNet, upsample_conv
 from warpaint.feedforward.train import TrainConfig, code_inputs, from_checkpoint, losses, style_targets, train
-from warpaint.io import pil_to_tensor, resize, resize_pil, save_image, tensor_to_pil
+from warpaint.io import pil_to_tensor, resize, resize_long_side, resize_pil, save_image, tensor_to_pil
 from warpaint.vgg import VGGFeatures
 
 
@@ -485,13 +485,23 @@ class TestFineness:
         torch.testing.assert_close(model.stylize(content, [busy], work_size=128), out["busy", 0.0])
         # style_detail given: the styles may be small (as stylize_image passes them)
         model.fineness = 1.0
-        small = resize(busy, (96, 128))
+        small = resize_long_side(busy, model.style_size)
         torch.testing.assert_close(model.stylize(content, [small], work_size=128,
                                                  style_detail=[painting_detail(busy)]), out["busy", 1.0])
+        # histogram colour preservation recolours the styles; the target is read before it, as
+        # the job layer reads it (from the styles as given)
+        torch.testing.assert_close(
+            model.stylize(content, [busy], work_size=128, preserve_color="histogram"),
+            model.stylize(content, [busy], work_size=128, preserve_color="histogram",
+                          style_detail=[painting_detail(busy)]))
         with pytest.raises(InputError, match="fineness"):
             model.stylize(content, [busy], fineness=2.5)
+        for bad in ([0.01, 0.02], [float("nan")], [-0.1]):     # one finite value >= 0 per style
+            with pytest.raises(InputError, match="style_detail"):
+                model.stylize(content, [busy], style_detail=bad)
 
     def test_stylize_image_and_the_job_layer_read_the_full_painting(self):
+        from warpaint import color
         from warpaint.feedforward.model import painting_detail
         from warpaint.jobs import make_method
         from warpaint.stylize import StylizeConfig
@@ -499,14 +509,28 @@ class TestFineness:
         busy = tensor_to_pil((_smooth(6, 400, 400) + 0.4 * torch.rand(1, 3, 400, 400)).clamp(0, 1))
         content = tensor_to_pil(_smooth(5, 96, 128))
         model = load()
-        a = model.stylize_image(content, [busy], work_size=96)
-        b = model.stylize_image(content, [busy], work_size=96, style_detail=[painting_detail(busy)])
-        assert (pil_to_tensor(a) - pil_to_tensor(b)).abs().max() < 2 / 255
+        a = pil_to_tensor(model.stylize_image(content, [busy], work_size=96))
+        b = pil_to_tensor(model.stylize_image(content, [busy], work_size=96,
+                                              style_detail=[painting_detail(busy)]))
+        assert (a - b).abs().max() < 2 / 255
+        shrunk = resize_pil(busy, (model.style_size, model.style_size))    # read small: a lower target
+        assert painting_detail(shrunk) < 0.7 * painting_detail(busy)
+        c = pil_to_tensor(model.stylize_image(content, [shrunk], work_size=96))
+        assert float(color.detail_energy(c, 3.0)) < float(color.detail_energy(a, 3.0))
         method = make_method(StylizeConfig(size=128), [busy], fast=True, fineness=0.5)
         assert method.model.fineness == 0.5
         assert method.style_detail == [pytest.approx(painting_detail(busy))]
         assert max(method.styles[0].size) == method.model.style_size        # shrunk after reading it
         assert make_method(StylizeConfig(size=128), [busy], fast=True, fineness=0.0).style_detail is None
+
+    def test_single_style_model_refuses_fineness(self, tmp_path):
+        from warpaint.jobs import make_method
+        from warpaint.stylize import StylizeConfig
+
+        build("single", width=4, blocks=1).save(tmp_path / "one.pt")
+        with pytest.raises(InputError, match="fineness needs an arbitrary-style model"):
+            make_method(StylizeConfig(size=64), [], model=tmp_path / "one.pt", fineness=1.0)
+        assert make_method(StylizeConfig(size=64), [], model=tmp_path / "one.pt").model.fineness == 0
 
 
 @pytest.mark.parametrize("flag, good, bad", [("detail", 1.5, "3"), ("fineness", 0.5, "-1")])

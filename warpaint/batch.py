@@ -83,7 +83,13 @@ class BatchSpec:
             load_pil(s)   # an unreadable or non-image style is refused here, with its name
             data.append(Path(s).read_bytes())
         model = options.get("model")
-        digests = {"model": _digest(model), "init": _digest(cfg.init_file), "mask": _digest(cfg.mask)}
+        if model is None and options.get("fast"):     # the shipped model: its settings change with releases
+            from .feedforward import shipped_model_path
+
+            model_file: str | Path | None = shipped_model_path()
+        else:
+            model_file = model
+        digests = {"model": _digest(model_file), "init": _digest(cfg.init_file), "mask": _digest(cfg.mask)}
         return cls(cfg, tuple(data), tuple(map(str, styles)), file_digests=digests,
                    **{**options, "model": None if model is None else str(model)})
 

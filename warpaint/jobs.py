@@ -351,6 +351,9 @@ def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, f
         ff.fineness = fineness
     if ff.kind == "single" and styles:
         raise InputError(f"{model}: a single-style model takes no style image")
+    if ff.kind == "single" and fineness:
+        raise InputError(f"{model}: fineness needs an arbitrary-style model "
+                         "(it matches the style image's detail)")
     if ff.kind == "arbitrary" and not styles:
         raise InputError("give at least one style image for an arbitrary-style model")
     detail_of = [painting_detail(s) for s in styles] if ff.fineness > 0 and ff.kind == "arbitrary" else None

@@ -67,7 +67,7 @@ def _add_fast_flags(p: argparse.ArgumentParser) -> None:
                         "(default: the model's own; 0 = at full size)")
     g.add_argument("--detail", type=float, default=None, metavar="X",
                    help="how much of the photo's fine detail to add back to the result, 0-2 "
-                        "(default: the model's own; the shipped model's is 0.5; 0 = none)")
+                        "(default: the model's own; the shipped model's is 1; 0 = none)")
     g.add_argument("--fineness", type=float, default=None, metavar="X",
                    help="how far the strength of the result's fine detail moves to the painting's, 0-2 "
                         "(default: the model's own; the shipped model's is 1 = matched; 0 = as the network "

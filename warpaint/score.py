@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .color import fine_detail, luminance
+from . import color
 from .errors import ShapeError, check_image, check_number, check_pixels
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
 from .losses import content_loss, gram_matrix, masked_style_errors, style_loss
@@ -140,7 +140,7 @@ def detail_energy(image: Tensor, factor: float = 3.0) -> float:
     (the luma less a blur of about ``0.57 * factor`` px), in [0, 1] units: 0 for a flat or
     smooth picture, more the more it changes over a few pixels. Compare images at one size."""
     check_number("factor", factor, lo=1, lo_open=True, hi=64)
-    return float(fine_detail(luminance(_one_image(image)), factor).abs().mean())
+    return float(color.detail_energy(_one_image(image), factor)[0])
 
 
 @torch.no_grad()

@@ -52,7 +52,8 @@ STYLE_SIZE = 256
 #: (:func:`~warpaint.color.fine_detail`).
 DETAIL_FACTOR = 2.2
 #: :attr:`FastStylizer.fineness` moves the strength of the result's fine detail (at the
-#: network's size) to the painting's, read with the painting at this long side ...
+#: network's size) to the painting's, read with the painting at this long side (the shipped
+#: model's work size, where it was measured; at other work sizes the target is the same) ...
 FINENESS_SIZE = 640
 #: ... both measured in this band (:func:`~warpaint.color.detail_energy`: less a blur of
 #: about 2.1 px).
@@ -78,8 +79,8 @@ def painting_detail(style: Tensor | Image.Image) -> float:
     network paints at) in the band of :data:`FINENESS_FACTOR`."""
     if isinstance(style, Image.Image):
         style = pil_to_tensor(resize_pil_long_side(style, FINENESS_SIZE))
-    elif max(style.shape[-2:]) != FINENESS_SIZE:
-        style = resize_long_side(style, FINENESS_SIZE).clamp(0, 1)
+    else:     # Pillow's bicubic kernel when enlarging too, as for a Pillow image
+        style = resize(style, fit_long_side(tuple(style.shape[-2:]), FINENESS_SIZE), smooth=True)
     return float(color.detail_energy(style, FINENESS_FACTOR)[0])
 
 
@@ -182,7 +183,8 @@ class FastStylizer:
         ``fineness``: how far the strength of the result's fine detail moves to the styles'
         (``None``: :attr:`fineness`), read from ``styles`` (:func:`painting_detail`) or given
         as ``style_detail`` (one number per style, as :func:`painting_detail` reads it from
-        the full-size style; the styles may then be small).
+        the full-size style; the styles may then be small). Either way it is the styles as
+        given, before ``preserve_color="histogram"`` recolours them.
         """
         check_number("strength", strength, lo=0, hi=1)
         amount = self.detail if detail is None else detail
@@ -192,6 +194,13 @@ class FastStylizer:
         check_pixels(content, "content")
         for i, s in enumerate(styles or []):
             check_pixels(s, f"style[{i}]")
+        if style_detail is not None:
+            if styles and len(style_detail) != len(styles):
+                raise InputError(f"{len(style_detail)} style_detail values for {len(styles)} styles")
+            for i, d in enumerate(style_detail):
+                check_number(f"style_detail[{i}]", d, lo=0)
+        elif fine > 0 and self.encoder is not None and styles:    # read before any recolouring
+            style_detail = [painting_detail(s) for s in styles]
         if min(content.shape[-2:]) < MIN_SIDE:
             raise InputError(f"content is {content.shape[-1]}x{content.shape[-2]} px; the network needs "
                              f"at least {MIN_SIDE} px on the short side")
@@ -220,8 +229,8 @@ class FastStylizer:
                 if 0 < tile < max(content.shape[-2:]) \
                 else self.render(content, code)
         out = color.add_detail_(out.clamp(0, 1), content, amount, DETAIL_FACTOR)   # at the network's size
-        if fine > 0 and self.encoder is not None and (styles or style_detail):
-            target = self._detail_target(styles or [], style_detail, weights, strength, original)
+        if fine > 0 and self.encoder is not None and style_detail:
+            target = self._detail_target(style_detail, weights, strength, original)
             color.match_detail_(out, target, FINENESS_FACTOR, fine)
         out = resize(out, full, smooth=True)  # type: ignore[arg-type]
         if strength < 1:      # then blend with the content, so that 0 is exactly the content
@@ -231,14 +240,15 @@ class FastStylizer:
         return out.clamp(0, 1)
 
     @staticmethod
-    def _detail_target(styles: list[Tensor], style_detail: list[float] | None, weights: list[float] | None,
-                       strength: float, content: Tensor) -> float:
+    def _detail_target(values: list[float], weights: list[float] | None, strength: float,
+                       content: Tensor) -> float:
         """The fine-detail strength the result moves to: the styles' (blended with their
-        weights, as their codes are) and, below full strength, the content's by the rest."""
-        values = list(style_detail) if style_detail is not None else [painting_detail(s) for s in styles]
+        weights, as their codes are) and, below full strength, the content's by the rest, as
+        the code moves toward the content's own (the result is then blended with the content
+        as well, so at strength s the detail ends nearer the content's than s alone says)."""
         w = weights or [1.0] * len(values)
-        if len(w) != len(values):
-            raise InputError(f"{len(values)} style detail values for {len(w)} style weights")
+        if len(w) != len(values) or min(w) < 0 or sum(w) <= 0:
+            raise InputError(f"{len(w)} style weights for {len(values)} styles (need >= 0, sum > 0)")
         target = sum(a * b for a, b in zip(w, values, strict=True)) / sum(w)
         if strength < 1:
             target = strength * target + (1 - strength) * painting_detail(content)
