@@ -202,18 +202,13 @@ def cmd_video(args: argparse.Namespace) -> int:
     """``warpaint video``: a video, frame by frame, with temporal consistency (:mod:`warpaint.video`)."""
     from .errors import Interrupted
     from .extras import write_items
-    from .video import VideoConfig, run_video
+    from .video import VideoConfig, check_video_flags, run_video
     from .videoio import check_video_output, probe
 
     vcfg = VideoConfig(**{f.name: getattr(args, f.name) for f in fields(VideoConfig)})
-    fast = vcfg.method == "fast"
-    if (args.fast or args.model is not None) and not fast:
-        raise InputError("--fast / --model go with --method fast, not --method optimize")
-    if not fast and not args.styles:
-        raise InputError("--method optimize needs at least one style image")
     use_ray = _use_ray(args)
-    if use_ray and not fast:
-        raise InputError("--ray works with --method fast (optimized frames depend on the previous one)")
+    check_video_flags(vcfg, model_given=args.fast or args.model is not None, styles=len(args.styles),
+                      ray=use_ray)
     cfg = _config(args)
     check_video_output(args.output, args.input)
     info = probe(args.input)
@@ -221,7 +216,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     guard_extras(Extras(json=args.json), str(args.output), [str(args.input), *args.styles],
                  [str(args.output)])
-    args.fast = fast
+    args.fast = vcfg.method == "fast"
     method = _method(args, cfg, Extras(), args.styles)
     bar = _frame_bar(args.quiet)
     frames = None

@@ -151,6 +151,19 @@ def plan_frames(info: VideoInfo, cfg: VideoConfig) -> tuple[Fraction, int]:
     return fps, min(total, cfg.max_frames) if cfg.max_frames else total
 
 
+def check_video_flags(cfg: VideoConfig, *, model_given: bool, styles: int, ray: bool) -> None:
+    """An InputError, before any work, for command-line choices that do not go together:
+    ``--fast``/``--model`` (``model_given``) with ``--method optimize``, the engine without
+    style images, ``--ray`` without ``--method fast``."""
+    fast = cfg.method == "fast"
+    if model_given and not fast:
+        raise InputError("--fast / --model go with --method fast, not --method optimize")
+    if not fast and not styles:
+        raise InputError("--method optimize needs at least one style image")
+    if ray and not fast:
+        raise InputError("--ray works with --method fast (optimized frames depend on the previous one)")
+
+
 def check_video_method(method: EngineMethod | FastMethod, cfg: VideoConfig) -> None:
     """An InputError for a method the video run cannot use with ``cfg``."""
     if cfg.method == "optimize" and not isinstance(method, EngineMethod):
