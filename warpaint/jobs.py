@@ -270,18 +270,14 @@ class FastMethod:
             on_step: Callable[[Iterate], None]) -> tuple[Image.Image, dict]:
         if isinstance(content, Tensor):
             content = tensor_to_pil(content)
+        extra = {"model": self.label, "kind": self.model.kind, "strength": self.strength,
+                 "work_size": self.work_size, "detail": self.model.detail, "fineness": self.model.fineness}
         if self.mask is not None:
-            return self._run_masked(content), {"model": self.label, "kind": self.model.kind,
-                                               "strength": self.strength, "work_size": self.work_size,
-                                               "detail": self.model.detail,
-                                               "fineness": self.model.fineness,
-                                               "mask_regions": self.mask.describe()}
+            return self._run_masked(content), {**extra, "mask_regions": self.mask.describe()}
         out = self.model.stylize_image(content, self.styles, size=self.size, weights=self.weights,
                                        strength=self.strength, preserve_color=self.preserve_color,  # type: ignore[arg-type]
                                        work_size=self.work_size, tile=self.plan,
                                        style_detail=self.style_detail)
-        extra = {"model": self.label, "kind": self.model.kind, "strength": self.strength,
-                 "work_size": self.work_size, "detail": self.model.detail, "fineness": self.model.fineness}
         if self.plan:
             extra["tile"] = self.plan
         return out, extra

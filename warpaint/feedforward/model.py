@@ -84,6 +84,15 @@ def painting_detail(style: Tensor | Image.Image) -> float:
     return float(color.detail_energy(style, FINENESS_FACTOR)[0])
 
 
+def style_weights(weights: list[float] | None, n: int) -> list[float]:
+    """The blend weights of ``n`` styles (``None``: equal), checked: one per style, each
+    >= 0, a positive sum; an InputError otherwise."""
+    w = weights or [1.0] * n
+    if len(w) != n or min(w) < 0 or sum(w) <= 0:
+        raise InputError(f"{len(w)} style weights for {n} styles (need >= 0, sum > 0)")
+    return w
+
+
 def shipped_model_path() -> Path:
     """The arbitrary-style model that ships inside the package (``--fast``)."""
     return Path(str(resources.files("warpaint") / "models" / "fast_arbitrary.pt"))
@@ -154,9 +163,7 @@ class FastStylizer:
         """
         if self.encoder is None:
             raise InputError("a single-style model takes no style image")
-        weights = weights or [1.0] * len(styles)
-        if len(weights) != len(styles) or min(weights) < 0 or sum(weights) <= 0:
-            raise InputError(f"{len(weights)} style weights for {len(styles)} styles (need >= 0, sum > 0)")
+        weights = style_weights(weights, len(styles))
         reader = self.style_reader()
         codes = [self.encode(*style_inputs(reader, s.to(self.device), self.style_size)) for s in styles]
         return sum(w * c for w, c in zip(weights, codes, strict=True)) / sum(weights)
@@ -246,9 +253,7 @@ class FastStylizer:
         weights, as their codes are) and, below full strength, the content's by the rest, as
         the code moves toward the content's own (the result is then blended with the content
         as well, so at strength s the detail ends nearer the content's than s alone says)."""
-        w = weights or [1.0] * len(values)
-        if len(w) != len(values) or min(w) < 0 or sum(w) <= 0:
-            raise InputError(f"{len(w)} style weights for {len(values)} styles (need >= 0, sum > 0)")
+        w = style_weights(weights, len(values))
         target = sum(a * b for a, b in zip(w, values, strict=True)) / sum(w)
         if strength < 1:
             target = strength * target + (1 - strength) * painting_detail(content)
