@@ -13,7 +13,7 @@ from warpaint.errors import InputError
 from warpaint.feedforward import build, load, shipped_model_path
 from warpaint.feedforward.nets import StyleEncoder, TransformerNet, upsample_conv
 from warpaint.feedforward.train import TrainConfig, code_inputs, from_checkpoint, losses, style_targets, train
-from warpaint.io import pil_to_tensor, resize, resize_long_side, resize_pil, save_image, tensor_to_pil
+from warpaint.io import pil_to_pixels, pil_to_tensor, resize, resize_long_side, resize_pil, save_image, tensor_to_pil
 from warpaint.vgg import VGGFeatures
 
 
@@ -456,6 +456,7 @@ class TestFineness:
         assert painting_detail(busy) > 10 * painting_detail(calm) > 0
         pil = tensor_to_pil(busy)
         assert painting_detail(pil) == pytest.approx(painting_detail(pil_to_tensor(pil)), rel=0.1)
+        assert painting_detail(pil) == painting_detail(pil_to_pixels(pil))     # the 8-bit pixels as they are
         small = resize(busy, (140, 180))     # enlarged to FINENESS_SIZE first: its strokes become broad
         assert 0 < painting_detail(small) < 0.5 * painting_detail(busy)
 

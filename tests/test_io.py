@@ -16,12 +16,17 @@ from warpaint.io import (
     fit_long_side,
     load_image,
     load_pil,
+    pil_to_pixels,
     pil_to_tensor,
+    pixels_to_pil,
+    pixels_to_tensor,
     resize,
     resize_long_side,
     resize_pil,
+    resize_pixels,
     save_image,
     tensor_to_pil,
+    tensor_to_pixels,
     write_bytes_atomic,
 )
 
@@ -415,6 +420,24 @@ class TestTensorToPil:
         im = Image.fromarray(a, "RGB")
         assert np.array_equal(np.asarray(tensor_to_pil(pil_to_tensor(im))), a)
 
+    def test_pixels(self):
+        a = np.random.default_rng(2).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+        im = Image.fromarray(a, "RGB")
+        px = pil_to_pixels(im)
+        assert px.shape == (1, 3, 5, 6) and px.dtype == torch.uint8
+        assert np.array_equal(px[0].permute(1, 2, 0).numpy(), a)
+        a[0, 0] = 7 - a[0, 0]                     # a copy: the image's pixels stay its own
+        assert not np.array_equal(px[0].permute(1, 2, 0).numpy(), a)
+        assert np.array_equal(np.asarray(pixels_to_pil(px)), np.asarray(im))
+        x = pixels_to_tensor(px)
+        assert x.is_contiguous() and x.dtype == torch.float32
+        assert torch.equal(x, pil_to_tensor(im))
+        assert torch.equal(tensor_to_pixels(x), px)
+        # rounding to the nearest level, clamped
+        edge = torch.tensor([-0.1, 0.0, 0.4 / 255, 0.6 / 255, 1.0, 1.3]).view(1, 1, 1, 6).expand(1, 3, 1, 6)
+        assert tensor_to_pixels(edge)[0, 0, 0].tolist() == [0, 0, 0, 1, 255, 255]
+        assert pil_to_pixels(Image.new("L", (4, 3), 9)).shape == (1, 3, 3, 4)     # any mode: RGB
+
 
 class TestResize:
     @pytest.mark.parametrize("hw, long_side, expected", [
@@ -465,6 +488,10 @@ class TestResize:
         assert resize_pil(palette, (3, 4)).mode == "RGB"      # any mode comes out as RGB
         rgb = tensor_to_pil(x)
         assert resize_pil(rgb, (48, 64)) is rgb
+        px = pil_to_pixels(rgb)
+        assert resize_pixels(px, (48, 64)) is px
+        assert np.array_equal(resize_pixels(px, (20, 27))[0].permute(1, 2, 0).numpy(),
+                              np.asarray(resize_pil(rgb, (20, 27))))
 
     def test_resize_constant(self):
         x = torch.full((1, 3, 16, 16), 0.25)

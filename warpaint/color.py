@@ -210,6 +210,6 @@ def match_moments(image: Tensor, moments: Tensor, eps: float = 1e-4, *, own: Ten
         True
     """
     own = color_moments(image) if own is None else own
-    mean, std = moments[:, :3, None, None], moments[:, 3:, None, None]
-    out = (image - own[:, :3, None, None]) / (own[:, 3:, None, None] + eps) * std + mean
-    return out.clamp(0, 1)
+    scale = moments[:, 3:] / (own[:, 3:] + eps)                    # (B, 3) each: one multiply-add
+    shift = moments[:, :3] - own[:, :3] * scale
+    return torch.addcmul(shift[:, :, None, None], image, scale[:, :, None, None]).clamp_(0, 1)

@@ -33,12 +33,14 @@ from ..errors import InputError, check_number, check_pixels
 from ..io import (
     MIN_SIDE,
     fit_long_side,
-    pil_to_tensor,
+    pil_to_pixels,
+    pixels_to_pil,
+    pixels_to_tensor,
     resize,
     resize_long_side,
-    resize_pil,
-    resize_pil_long_side,
+    resize_pixels,
     tensor_to_pil,
+    tensor_to_pixels,
 )
 from ..vgg import VGGFeatures
 from .nets import STAT_LAYERS, StyleEncoder, TransformerNet, feature_statistics, tiled_forward
@@ -73,14 +75,18 @@ def style_inputs(vgg: VGGFeatures | vgg_int8.Int8VGG, image: Tensor, size: int) 
 
 def painting_detail(style: Tensor | Image.Image) -> float:
     """The strength of a style image's fine detail that :attr:`FastStylizer.fineness`
-    matches ((1, 3, H, W) in [0, 1], or Pillow): :func:`~warpaint.color.detail_energy` of the
-    image resized to :data:`FINENESS_SIZE` px on its long side (Pillow's bicubic for a
-    Pillow image; a smaller painting is enlarged, so its strokes count at the size the
+    matches (Pillow, (1, 3, H, W) uint8 from :func:`~warpaint.io.pil_to_pixels`, or float
+    in [0, 1]): :func:`~warpaint.color.detail_energy` of the image resized to
+    :data:`FINENESS_SIZE` px on its long side (Pillow's bicubic kernel, on the 8-bit pixels
+    where there are some; a smaller painting is enlarged, so its strokes count at the size the
     network paints at) in the band of :data:`FINENESS_FACTOR`."""
     if isinstance(style, Image.Image):
-        style = pil_to_tensor(resize_pil_long_side(style, FINENESS_SIZE))
-    else:     # Pillow's bicubic kernel when enlarging too, as for a Pillow image
-        style = resize(style, fit_long_side(tuple(style.shape[-2:]), FINENESS_SIZE), smooth=True)
+        style = pil_to_pixels(style)
+    hw = fit_long_side(tuple(style.shape[-2:]), FINENESS_SIZE)
+    if style.dtype == torch.uint8:
+        style = pixels_to_tensor(resize_pixels(style, hw))
+    else:
+        style = resize(style, hw, smooth=True)
     return float(color.detail_energy(style, FINENESS_FACTOR)[0])
 
 
@@ -235,7 +241,7 @@ class FastStylizer:
             out = self.render_tiled(content, code, tile) \
                 if 0 < tile < max(content.shape[-2:]) \
                 else self.render(content, code)
-        out = color.add_detail_(out.clamp(0, 1), content, amount, DETAIL_FACTOR)   # at the network's size
+        out = color.add_detail_(out.clamp_(0, 1), content, amount, DETAIL_FACTOR)   # at the network's size
         if fine > 0 and self.encoder is not None and style_detail:
             target = self._detail_target(style_detail, weights, strength, original)
             color.match_detail_(out, target, FINENESS_FACTOR, fine)
@@ -244,7 +250,7 @@ class FastStylizer:
             out = strength * out + (1 - strength) * original
         if preserve_color == "luminance":
             out = color.join_luminance(out, original)
-        return out.clamp(0, 1)
+        return out.clamp_(0, 1)      # (every path above made ``out`` anew: never the input)
 
     @staticmethod
     def _detail_target(values: list[float], weights: list[float] | None, strength: float,
@@ -268,9 +274,11 @@ class FastStylizer:
 
         The result has ``size`` px on its long side (default: the content's size). Every
         resize (the content to the work size and the result back, the styles to
-        :attr:`style_size`) is Pillow's bicubic on 8-bit pixels, the filter :meth:`stylize`
-        uses on float tensors, so only the small images are converted to and from float
-        tensors: at 1024 px with a 480 px work size, 9-15 % of the call saved on a CPU.
+        :attr:`style_size` and to the fineness's size) is Pillow's bicubic on 8-bit pixels
+        (:func:`~warpaint.io.resize_pixels`), the filter :meth:`stylize` uses on float
+        tensors, so only the small images are converted to and from float tensors (at 1024 px
+        with a 480 px work size, 9-15 % of the call saved on a CPU), and each Pillow image's
+        pixels are read once (with the output's conversion back, 8 % of the call at 640 px).
         With ``strength < 1`` or luminance preservation the result is blended with the
         content at full resolution, as :meth:`stylize` does. With ``fineness``, each style's
         :func:`painting_detail` is read here unless given as ``style_detail`` (when the
@@ -281,16 +289,20 @@ class FastStylizer:
             full = fit_long_side(full, size)
         small = full if work_size is None or max(full) <= work_size else fit_long_side(full, work_size)
         fine = self.fineness if fineness is None else fineness
-        if fine > 0 and self.encoder is not None and styles and style_detail is None:
-            style_detail = [painting_detail(s) for s in styles]
-        style_images = [pil_to_tensor(resize_pil_long_side(s, self.style_size))
-                        for s in styles or []]
+        # Each image's 8-bit pixels are read once; every resize runs on them.
+        style_pixels = [pil_to_pixels(s) for s in styles or []]
+        if fine > 0 and self.encoder is not None and style_pixels and style_detail is None:
+            style_detail = [painting_detail(p) for p in style_pixels]
+        style_images = [pixels_to_tensor(resize_pixels(p, fit_long_side((p.shape[-2], p.shape[-1]),
+                                                                        self.style_size)))
+                        for p in style_pixels]
         options = dict(weights=weights, preserve_color=preserve_color, tile=tile, detail=detail,
                        fineness=fineness, style_detail=style_detail)
+        pixels = pil_to_pixels(content)
         if strength == 1 and preserve_color != "luminance":
-            out = self.stylize(pil_to_tensor(resize_pil(content, small)), style_images, **options)
-            return resize_pil(tensor_to_pil(out), full)
-        out = self.stylize(pil_to_tensor(resize_pil(content, full)), style_images, strength=strength,
+            out = self.stylize(pixels_to_tensor(resize_pixels(pixels, small)), style_images, **options)
+            return pixels_to_pil(resize_pixels(tensor_to_pixels(out), full))
+        out = self.stylize(pixels_to_tensor(resize_pixels(pixels, full)), style_images, strength=strength,
                            work_size=work_size, **options)
         return tensor_to_pil(out)
 
