@@ -204,6 +204,14 @@ class TestVGGFeatures:
         w = load_vgg19_weights()
         assert torch.equal(vgg.layers["conv1_1"].weight, w["conv1_1.weight"])
         assert torch.equal(vgg.layers["conv5_4"].bias, w["conv5_4.bias"])
+        params = dict(vgg.named_parameters())
+        assert all(p.device.type == "cpu" and not p.requires_grad for p in params.values())   # none left on meta
+        before = w["conv1_1.weight"].clone()
+        other = VGGFeatures()                  # each instance owns its weights; the cache stays as loaded
+        with torch.no_grad():
+            other.layers["conv1_1"].weight.add_(1.0)
+        assert torch.equal(vgg.layers["conv1_1"].weight, before)
+        assert torch.equal(load_vgg19_weights()["conv1_1.weight"], before)
 
     def test_real_features_sane(self, vgg, images):
         a = vgg(images.content(64, 64), ("relu5_1",))["relu5_1"]
