@@ -6,7 +6,15 @@ import kornia.color
 import pytest
 import torch
 
-from warpaint.color import gray3, join_luminance, luminance, match_color, match_luminance
+from warpaint.color import (
+    color_moments,
+    gray3,
+    join_luminance,
+    luminance,
+    match_color,
+    match_luminance,
+    match_moments,
+)
 from warpaint.io import resize
 from warpaint.stylize import StylizeConfig, Stylizer
 
@@ -136,3 +144,29 @@ class TestPreserveColorRun:
         d_hist = (_mean_cov(runs["histogram"])[0] - mu_c).abs().sum().item()
         d_none = (_mean_cov(runs["none"])[0] - mu_c).abs().sum().item()
         assert d_hist < d_none
+
+
+class TestMatchMoments:
+    def test_takes_the_moments_and_keeps_gradients(self):
+        g = torch.Generator().manual_seed(3)
+        x = (0.3 + 0.4 * torch.rand(2, 3, 9, 11, generator=g)).requires_grad_(True)
+        target = color_moments(0.45 + 0.1 * torch.rand(2, 3, 5, 5, generator=g))
+        out = match_moments(x, target)
+        torch.testing.assert_close(color_moments(out), target, atol=2e-3, rtol=0)
+        # the map, written out: (x - own mean) / (own std + eps) * std + mean, clamped
+        own = color_moments(x)
+        ref = ((x - own[:, :3, None, None]) / (own[:, 3:, None, None] + 1e-4) * target[:, 3:, None, None]
+               + target[:, :3, None, None]).clamp(0, 1)
+        torch.testing.assert_close(out, ref)
+        grads = torch.autograd.grad(out.square().sum(), x)[0]
+        ref_grads = torch.autograd.grad(ref.square().sum(), x)[0]
+        torch.testing.assert_close(grads, ref_grads)
+        assert grads.abs().sum() > 0
+
+    def test_own_moments_and_clamping(self):
+        x = torch.linspace(0, 1, 48).view(1, 3, 4, 4)
+        own = torch.tensor([[0.5, 0.5, 0.5, 0.1, 0.1, 0.1]])
+        out = match_moments(x, torch.tensor([[0.5, 0.5, 0.5, 0.4, 0.4, 0.4]]), own=own)
+        expected = ((x - 0.5) / (0.1 + 1e-4) * 0.4 + 0.5).clamp(0, 1)
+        torch.testing.assert_close(out, expected)
+        assert out.min() == 0 and out.max() == 1            # clamped at both ends

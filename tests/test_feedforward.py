@@ -13,7 +13,15 @@ from warpaint.errors import InputError
 from warpaint.feedforward import build, load, shipped_model_path
 from warpaint.feedforward.nets import StyleEncoder, TransformerNet, upsample_conv
 from warpaint.feedforward.train import TrainConfig, code_inputs, from_checkpoint, losses, style_targets, train
-from warpaint.io import pil_to_pixels, pil_to_tensor, resize, resize_long_side, resize_pil, save_image, tensor_to_pil
+from warpaint.io import (
+    pil_to_pixels,
+    pil_to_tensor,
+    resize,
+    resize_long_side,
+    resize_pil,
+    save_image,
+    tensor_to_pil,
+)
 from warpaint.vgg import VGGFeatures
 
 
@@ -304,8 +312,10 @@ class TestShippedModel:
         model = load()
         assert model.kind == "arbitrary"
         content, style = _smooth(5, 48, 64), torch.rand(1, 3, 64, 64)
+        kept = content.clone(), style.clone()
         out = model.stylize(content, [style])
         assert out.shape == content.shape and torch.isfinite(out).all()
+        assert torch.equal(content, kept[0]) and torch.equal(style, kept[1])   # in-place work on its own
         assert not torch.allclose(out, content, atol=0.02)
         # strength 0 is the content; in between, closer to it than the full style
         torch.testing.assert_close(model.stylize(content, [style], strength=0.0), content)
@@ -449,14 +459,20 @@ class TestFineness:
         assert color.match_detail_(flat, 0.1, 3.0) == 1.0 and (flat == 0.5).all()   # nothing to scale
 
     def test_painting_detail_reads_busy_and_calm_paintings(self):
-        from warpaint.feedforward.model import painting_detail
+        from PIL import Image
+
+        from warpaint import color
+        from warpaint.feedforward.model import FINENESS_FACTOR, FINENESS_SIZE, painting_detail
 
         busy = torch.rand(1, 3, 700, 900)
         calm = _smooth(4, 700, 900)
         assert painting_detail(busy) > 10 * painting_detail(calm) > 0
         pil = tensor_to_pil(busy)
         assert painting_detail(pil) == pytest.approx(painting_detail(pil_to_tensor(pil)), rel=0.1)
-        assert painting_detail(pil) == painting_detail(pil_to_pixels(pil))     # the 8-bit pixels as they are
+        # on 8-bit pixels: as Pillow's own bicubic resize to FINENESS_SIZE then measured
+        by_pillow = pil.resize((FINENESS_SIZE, round(700 * FINENESS_SIZE / 900)), Image.BICUBIC)
+        ref = float(color.detail_energy(pil_to_tensor(by_pillow), FINENESS_FACTOR)[0])
+        assert painting_detail(pil_to_pixels(pil)) == pytest.approx(ref, rel=0.01)
         small = resize(busy, (140, 180))     # enlarged to FINENESS_SIZE first: its strokes become broad
         assert 0 < painting_detail(small) < 0.5 * painting_detail(busy)
 

@@ -75,8 +75,8 @@ def style_inputs(vgg: VGGFeatures | vgg_int8.Int8VGG, image: Tensor, size: int) 
 
 def painting_detail(style: Tensor | Image.Image) -> float:
     """The strength of a style image's fine detail that :attr:`FastStylizer.fineness`
-    matches (Pillow, (1, 3, H, W) uint8 from :func:`~warpaint.io.pil_to_pixels`, or float
-    in [0, 1]): :func:`~warpaint.color.detail_energy` of the image resized to
+    matches (Pillow, (1, 3, H, W) uint8 on the CPU from :func:`~warpaint.io.pil_to_pixels`,
+    or float in [0, 1]): :func:`~warpaint.color.detail_energy` of the image resized to
     :data:`FINENESS_SIZE` px on its long side (Pillow's bicubic kernel, on the 8-bit pixels
     where there are some; a smaller painting is enlarged, so its strokes count at the size the
     network paints at) in the band of :data:`FINENESS_FACTOR`."""
@@ -296,6 +296,7 @@ class FastStylizer:
         style_images = [pixels_to_tensor(resize_pixels(p, fit_long_side((p.shape[-2], p.shape[-1]),
                                                                         self.style_size)))
                         for p in style_pixels]
+        del style_pixels          # the full-size paintings are not needed any more
         options = dict(weights=weights, preserve_color=preserve_color, tile=tile, detail=detail,
                        fineness=fineness, style_detail=style_detail)
         pixels = pil_to_pixels(content)
