@@ -217,6 +217,8 @@ class TestOptionErrors:
         err = capsys.readouterr().err
         assert info.value.code == 2
         assert "Traceback" not in err and "error:" in err.splitlines()[-1]
+        if "--style-blend" in extra:     # says what a list should be, not the parsing function's name
+            assert "expected comma-separated numbers, got '1,x'" in err and "comma_floats" not in err
 
     def test_missing_output_flag(self, capsys, files):
         with pytest.raises(SystemExit) as info:

@@ -7,6 +7,7 @@ the matching built-in exception, so ``except ValueError`` keeps working. The CLI
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Sequence
 
@@ -28,6 +29,11 @@ class OutputError(WarpaintError, OSError):
 
 class ShapeError(WarpaintError, ValueError):
     """A tensor argument has the wrong shape."""
+
+
+class ListError(InputError, argparse.ArgumentTypeError):
+    """A comma-separated list that does not parse; as an argparse ``type``, its message is
+    shown as it is (not argparse's "invalid <function name> value")."""
 
 
 class NumericalError(WarpaintError, FloatingPointError):
@@ -57,8 +63,22 @@ def comma_names(value: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def comma_floats(value: str | Sequence[float]) -> tuple[float, ...]:
-    """A comma-separated string of numbers as a tuple of floats; a sequence is kept as it is."""
-    return tuple(float(v) for v in value.split(",") if v) if isinstance(value, str) else tuple(value)
+    """A comma-separated string of numbers as a tuple of floats; a sequence is kept as it is.
+
+    Example:
+        >>> comma_floats("0.7,0.3")
+        (0.7, 0.3)
+        >>> comma_floats("0.7,x")
+        Traceback (most recent call last):
+        ...
+        warpaint.errors.ListError: expected comma-separated numbers, got '0.7,x'
+    """
+    if not isinstance(value, str):
+        return tuple(value)
+    try:
+        return tuple(float(v) for v in value.split(",") if v)
+    except ValueError:
+        raise ListError(f"expected comma-separated numbers, got {value!r}") from None
 
 
 def check_number(name: str, value: object, *, lo: float | None = None, hi: float | None = None,
