@@ -7,6 +7,7 @@ Runs are tiny (48-96 px, a few steps, CPU). Every server a test starts is shut d
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -227,7 +228,9 @@ class TestRuns:
         assert r.status_code == 200, r.text
         last = follow(server, r.json()["id"])[-1]
         assert last["state"] == "done" and "frame" in last
-        assert image_of(httpx.get(f"{server}/api/jobs/{last['id']}/result.png").content).size == (64, 48)
+        result = httpx.get(f"{server}/api/jobs/{last['id']}/result.png").content
+        assert image_of(result).size == (64, 48)
+        assert base64.b64decode(last["frame"].split(",", 1)[1]) == result   # the last update shows the result
 
     def test_warp_pictures(self, server, pair):
         job = submit(server, files(*pair), warp="affine", **TINY).json()["id"]

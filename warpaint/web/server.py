@@ -147,14 +147,16 @@ async def _job(request: Request, settings: Settings) -> WebJob:
 
 # -- the live stream ---------------------------------------------------------------------------
 async def _events(queue: JobQueue, job: WebJob):
-    """Server-sent events: one ``update`` per change (with the image when it changed), a
-    comment every 15 s to keep the connection open, until the job ends."""
+    """Server-sent events: one ``update`` per change (with the image when it changed, and
+    always in the last one, so that it carries the final image even when the job's state
+    changed after its last image was sent), a comment every 15 s to keep the connection
+    open, until the job ends."""
     seen_version, seen_frame, quiet = -1, 0, 0.0
     while True:
         info, frame, frame_no = queue.snapshot(job)
         if info["version"] != seen_version:
             seen_version, quiet = info["version"], 0.0
-            if frame is not None and frame_no != seen_frame:
+            if frame is not None and (frame_no != seen_frame or info["state"] in TERMINAL):
                 info["frame"] = "data:image/png;base64," + base64.b64encode(frame).decode()
                 info["frame_no"], seen_frame = frame_no, frame_no
             yield f"event: update\ndata: {json.dumps(info)}\n\n"
