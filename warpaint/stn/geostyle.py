@@ -23,9 +23,10 @@ from torch import Tensor
 from ..errors import InputError
 from ..io import resize
 from ..vgg import VGGFeatures
+from . import faces
 from .correspond import Matches, deep_matches, match_features
 from .geometry import sample
-from .warps import MIN_JACOBIAN, AffineWarp, TPSWarp, Warp, ransac_affine
+from .warps import MIN_JACOBIAN, AffineWarp, TPSWarp, Warp, fit_affine, ransac_affine
 
 WarpKind = Literal["affine", "tps"]
 
@@ -64,7 +65,9 @@ class Confidence:
     matches says little. The other fields are reported, not used: ``spread`` is the share of
     a 4 x 4 grid over the source that holds a consensus match, ``rounds`` the share of the
     second round's matches within half the inlier distance of where the first round put them
-    (``None`` without a second round).
+    (``None`` without a second round). ``faces`` says in one line what the face detector
+    found (:mod:`~warpaint.stn.faces`; ``None``: not looked for); ``by_faces``: a face in
+    each image decided that the layout is shared, whatever ``value`` says.
     """
 
     value: float
@@ -74,11 +77,14 @@ class Confidence:
     spread: float
     rounds: float | None = None
     upside_down: float | None = None
+    faces: str | None = None
+    by_faces: bool = False
 
-    def as_dict(self) -> dict[str, float | int | None]:
+    def as_dict(self) -> dict[str, float | int | str | None]:
         r, u = (None if x is None else round(x, 3) for x in (self.rounds, self.upside_down))
         return {"value": round(self.value, 3), "matches": self.matches, "consensus": round(self.consensus, 3),
-                "null": round(self.null, 3), "upside_down": u, "spread": round(self.spread, 3), "rounds": r}
+                "null": round(self.null, 3), "upside_down": u, "spread": round(self.spread, 3), "rounds": r,
+                "faces": self.faces, "decided_by": "faces" if self.by_faces else "matches"}
 
 
 def correspondence_confidence(m: Matches, keep: Tensor, *, upside_down: float | None = None,
@@ -240,6 +246,13 @@ def _consensus(m: Matches, threshold: float) -> Tensor:
     return ransac_affine(m.a, m.b, threshold=threshold)
 
 
+def _agreeing(m: Matches, anchor: Matches, threshold: float) -> Tensor:
+    """(N,) bool: the matches within ``threshold`` (normalized units) of the affine map
+    fitted to the ``anchor`` matches."""
+    theta = fit_affine(anchor.a, anchor.b).to(m.b)
+    return (m.b @ theta[:, :2].T + theta[:, 2] - m.a).norm(dim=1) < threshold
+
+
 def _identity(kind: WarpKind, k: int) -> Warp:
     return AffineWarp() if kind == "affine" else TPSWarp(k)
 
@@ -256,9 +269,10 @@ def refused(kind: WarpKind, reason: str, *, k: int = 6, matches: Matches | None 
 
 def _refine(vgg: VGGFeatures, source: Tensor, target_feats: dict[str, Tensor], hw: tuple[int, int],
             kind: WarpKind, m: Matches, *, rounds: int, size: int, threshold: float,
-            **fit: float) -> tuple[Tensor, Tensor, Tensor, Warp, float | None]:
+            anchor: Matches | None = None, **fit: float) -> tuple[Tensor, Tensor, Tensor, Warp, float | None]:
     """Fit to matches ``m``, then ``rounds - 1`` times: warp the source, match again, map the
-    matches back through the estimate and refit.
+    matches back through the estimate and refit. ``anchor`` matches (face landmarks) are in
+    ``m`` and kept in every round.
 
     Returns:
         source points (N, 2), target points (N, 2), weights (N,), the warp, and the share of
@@ -276,7 +290,10 @@ def _refine(vgg: VGGFeatures, source: Tensor, target_feats: dict[str, Tensor], h
         m2 = found.subset(_consensus(found, threshold / 2))
         if len(m2) < 6:
             break
-        src, dst, w = warp(m2.a), m2.b, m2.score.clamp_min(1e-3)
+        m2 = Matches(warp(m2.a), m2.b, m2.score)
+        if anchor is not None:
+            m2 = Matches.cat([anchor, m2])
+        src, dst, w = m2.a, m2.b, m2.score.clamp_min(1e-3)
         warp = _fit(kind, src, dst, w, **fit)  # type: ignore[arg-type]
     return src, dst, w, warp, agree
 
@@ -284,7 +301,8 @@ def _refine(vgg: VGGFeatures, source: Tensor, target_feats: dict[str, Tensor], h
 @torch.no_grad()
 def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKind, *,
                   strength: float = 1.0, size: int = 256, k: int = 6, smoothness: float = 1e-3,
-                  threshold: float = 0.25, rounds: int = 2, force: bool = False) -> Geometry:
+                  threshold: float = 0.25, rounds: int = 2, force: bool = False,
+                  use_faces: bool = True) -> Geometry:
     """Fit a warp that shows ``source`` in ``target``'s layout, or refuse to.
 
     Round 1 matches the two images, measures the :class:`Confidence` of a shared layout and
@@ -292,7 +310,10 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
     nearly aligned, so matches are denser and more exact), maps those matches back through
     the estimate and refits. The strength is scaled by :func:`strength_factor` of the
     confidence; at 0 (or with fewer than 6 consistent matches) the result is
-    :func:`refused`, not applied.
+    :func:`refused`, not applied. A face in each image of about the same relative size
+    (:func:`~warpaint.stn.faces.portrait_pair`) decides instead: a shared portrait layout, the
+    full strength, and the faces' landmarks and box corners join the matches (with the
+    feature matches that agree with the affine map between the faces) in every round.
 
     Args:
         source, target: (1, 3, H, W) RGB in [0, 1] (sizes may differ).
@@ -303,6 +324,7 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
             screens out wrong matches; larger lets a TPS follow non-affine layouts.
         force: fit and apply at the full ``strength`` whatever the confidence (fewer than 6
             consistent matches is then an :class:`~warpaint.errors.InputError`).
+        use_faces: look for faces (when :mod:`~warpaint.stn.faces` is installed).
     Returns:
         a :class:`Geometry`; an applied one has a minimum Jacobian determinant of at least
         :data:`~warpaint.stn.warps.MIN_JACOBIAN` on a 64 x 64 grid.
@@ -318,6 +340,16 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
     conf = correspondence_confidence(found, keep, upside_down=upside, threshold=threshold)
     m = found.subset(keep)
     factor = 1.0 if force else strength_factor(conf.value)
+    anchor = None
+    if use_faces:
+        pair, said = None, faces.unavailable()
+        if said is None:
+            pair, said = faces.portrait_pair(faces.find_faces(source), faces.find_faces(target))
+        conf = replace(conf, faces=said, by_faces=pair is not None)
+        if pair is not None:
+            anchor = faces.face_matches(*pair)
+            m = Matches.cat([anchor, found.subset(_agreeing(found, anchor, threshold))])
+            factor = 1.0
     if len(m) < 6:
         msg = (f"only {len(m)} confident, mutually consistent feature matches between content and "
                "style; a warp needs at least 6 (the images share too little structure)")
@@ -328,7 +360,7 @@ def estimate_warp(vgg: VGGFeatures, source: Tensor, target: Tensor, kind: WarpKi
         return refused(kind, f"confidence {conf.value:.3f} is below {REFUSE_BELOW:g}: the matches show "
                        "no shared layout", k=k, matches=m, confidence=conf)
     src, dst, w, fitted, agree = _refine(vgg, source, target_feats, hw, kind, m, rounds=rounds, size=size,
-                                         threshold=threshold, k=k, smoothness=smoothness)
+                                         threshold=threshold, anchor=anchor, k=k, smoothness=smoothness)
     used = strength * factor
     goal = src + used * (dst - src)
     warp = _fit(kind, src, goal, w, k=k, smoothness=smoothness)      # (= fitted at strength 1)
