@@ -12,10 +12,11 @@
 3. --align-style affine against the defaults on a pair that shares a layout (two
    portraits) and one that does not (a town and an abstract painting).
 4. Issue 24, the evaluation set :data:`LAYOUT_PAIRS` (10 pairs that share a layout, 10 that
-   do not, labelled by eye): per pair the confidence and its components, whether the warp
-   was applied, match distance before and after, displacement, minimum Jacobian, content
-   distance of the unwarped result (and of the run without a warp), time; at 256 px, one
-   thread. Pictures of one accepted and one refused pair go to docs/images/layout_*.jpg.
+   do not, labelled by eye): per pair the confidence and its components, what the faces
+   showed, whether the warp was applied, match distance before and after, displacement,
+   minimum Jacobian, content distance of the unwarped result (and of the run without a
+   warp), time; at 256 px, one thread. Pictures of one accepted pair, one refused and one
+   that faces decided go to docs/images/layout_*.jpg.
    (benchmarks/bench_layout_matching.py gives the matching and fit part alone, in about
    three minutes.)
 5. Issue 24, forced: the shared-layout pairs that part 4 refused, and the no-layout pair with
@@ -154,7 +155,7 @@ def layout_pair(engines: dict, vgg, c_rel: str, s_rel: str, label: bool) -> tupl
 
 def layout_set() -> list[dict]:
     """Issue 24: confidence, applied or not, and the warp's effect on every pair of
-    :data:`LAYOUT_PAIRS`; pictures of one accepted and one refused pair."""
+    :data:`LAYOUT_PAIRS`; pictures of the :data:`PICTURED` pairs."""
     from warpaint.stn.visualize import save_warp_pictures
     from warpaint.stylize import StylizeConfig, Stylizer
 
@@ -177,8 +178,10 @@ def layout_set() -> list[dict]:
     return rows
 
 
-#: The pairs whose matches and results go into docs/images (one accepted, one refused).
-PICTURED = ("brad_pitt_picasso_selfport1907", "brad_pitt_composition_vii")
+#: The pairs whose matches and results go into docs/images (one accepted, one refused, one
+#: that faces decided).
+PICTURED = ("brad_pitt_picasso_selfport1907", "brad_pitt_composition_vii",
+            "kodak_kodim04_woman-with-hat-matisse")
 
 
 def recovery(vgg) -> dict:
@@ -334,6 +337,16 @@ def forced_set(layout: list[dict]) -> list[dict]:
             if f"{Path(c_rel).stem} / {Path(s_rel).stem}" in refused]
 
 
+def faces_cell(r: dict) -> str:
+    """What the face detector found for a row (``-``: not looked for), and whether it decided."""
+    said = r.get("conf_faces")
+    if not said:
+        return "-"
+    if r.get("conf_decided_by") == "faces":
+        return "**shared: " + said.split("widths ")[-1].rstrip(")").replace(" of the long side", "") + "**"
+    return said
+
+
 def layout_lines(rows: list[dict], info: dict, title: str = "Does --warp know when it does not know? "
                  "(issue 24", flags: str = "--warp tps") -> list[str]:
     """The markdown table of the evaluation set (issue 24)."""
@@ -341,10 +354,10 @@ def layout_lines(rows: list[dict], info: dict, title: str = "Does --warp know wh
            f"{LAYOUT_STEPS}+{LAYOUT_STEPS} L-BFGS steps, {flags} --warp-strength 0.5, cpu float32, "
            f"{info['threads']} thread(s))", "",
            "| pair | label | confidence | consensus | null | upside down | spread | rounds | layers "
-           "| applied (strength) "
+           "| faces (decided by) | applied (strength) "
            "| match dist before -> after (px) | mean displacement (px, % long side) | min Jacobian "
            "| content unwarped / no warp | time warp / no warp (s) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         applied = f"yes ({r['strength']:.2f})" if r["applied"] else "no"
         fall = -r.get("match_distance_fall", 0.0)
@@ -354,7 +367,8 @@ def layout_lines(rows: list[dict], info: dict, title: str = "Does --warp know wh
         out.append(f"| {r['pair']} | {'shared' if r['label'] else 'none'} | {r['conf_value']:.3f} | "
                    f"{r['conf_consensus']:.3f} | {r['conf_null']:.3f} | {up} | {r['conf_spread']:.2f} | "
                    f"{'-' if r['conf_rounds'] is None else format(r['conf_rounds'], '.2f')} | "
-                   f"{r['layer_agreement']:.2f} | {applied} | {moved} | {r['mean_displacement_px']:.1f} "
+                   f"{r['layer_agreement']:.2f} | {faces_cell(r)} | {applied} | {moved} | "
+                   f"{r['mean_displacement_px']:.1f} "
                    f"({r['displacement_pct_long_side']:.1f} %) | {r.get('min_jacobian', '-')} | "
                    f"{r['content_unwarped']} / {r['content_no_warp']} | {r['seconds_warp']} / "
                    f"{r.get('seconds_no_warp', '-')} |")

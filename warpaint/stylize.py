@@ -660,6 +660,8 @@ class Stylizer:
         if not geo.applied:
             log.warning("--warp: %s; the warp is not applied (--warp-force applies it anyway)", geo.reason)
             return geo
+        if geo.confidence is not None and geo.confidence.by_faces:
+            log.info("--warp: %s: the layout is shared", geo.confidence.faces)
         if geo.strength < cfg.warp_strength:
             log.warning("--warp: confidence %.2f (full strength from %.2f): strength scaled %.2f -> %.2f",
                         conf, FULL_FROM, cfg.warp_strength, geo.strength)

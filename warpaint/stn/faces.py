@@ -112,11 +112,13 @@ def portrait_pair(source: list[Face], target: list[Face]) -> tuple[tuple[Face, F
         (None, 'faces 40% / 10% of the long side: not the same framing')
     """
     if not source or not target:
-        where = "either image" if not source and not target else "the second image" if source else "the first image"
+        where = ("either image" if not source and not target
+                 else "the second image" if source else "the first image")
         return None, f"no face in {where}"
     a, b = source[0], target[0]
     shares = f"{a.share:.0%} / {b.share:.0%} of the long side"
-    if min(a.share, b.share) < MIN_FACE_SHARE or max(a.share, b.share) > MAX_SIZE_RATIO * min(a.share, b.share):
+    small, large = sorted((a.share, b.share))
+    if small < MIN_FACE_SHARE or large > MAX_SIZE_RATIO * small:
         return None, f"faces {shares}: not the same framing"
     return (a, b), f"a face in each image (detector scores {a.score:.2f} / {b.score:.2f}, widths {shares})"
 
