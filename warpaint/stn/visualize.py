@@ -83,9 +83,10 @@ def _matches_figure(content: Tensor, style: Tensor, geometry: Geometry):
         ax.plot([pa[i, 0], pb[i, 0]], [pa[i, 1], pb[i, 1]], "o", ms=2.5, color=col)
     conf = geometry.confidence
     said = "" if conf is None else f", confidence {conf.value:.2f}"
-    if conf is not None and conf.by_faces:
-        said += f"\nshared layout: {conf.faces}; its landmarks and box corners are matches (yellow)"
     state = "" if geometry.applied else f"\nwarp not applied: {geometry.reason}"
+    if conf is not None and conf.by_faces:
+        state += (f"\nshared layout: {conf.faces};\nthe faces' landmarks and box corners are "
+                  "matches (similarity 1, yellow)")
     ax.set_title(f"{pa.shape[0]} consensus matches{said}, content (left) to style (right); "
                  f"colour = similarity{state}", fontsize=9)
     ax.axis("off")
