@@ -80,6 +80,15 @@ def test_finds_a_portrait_face_and_its_landmarks(shared_image):
 
 
 @needs_faces
+def test_a_face_cut_by_the_border_stays_inside(shared_image):
+    """The detector's box of a face cut off at the top reaches past the image: clamped."""
+    photo = load_image(shared_image("content/brad_pitt.jpg"))
+    cut = find_faces(photo[..., int(0.35 * photo.shape[-2]):, :])
+    assert len(cut) == 1 and float(cut[0].box[1]) == -1.0
+    assert float(cut[0].points.abs().max()) <= 1.0
+
+
+@needs_faces
 def test_no_face_in_a_landscape_or_noise(shared_image):
     assert find_faces(load_image(shared_image("style/starry_night.jpg"))) == []
     assert find_faces(torch.rand(1, 3, 200, 300, generator=torch.Generator().manual_seed(0))) == []

@@ -16,6 +16,7 @@ Points are normalized ``(x, y)`` in ``[-1, 1]`` with ``align_corners=False``, as
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -67,6 +68,10 @@ def unavailable() -> str | None:
     return None
 
 
+#: dlib's networks keep state between calls: one detection at a time (web UI jobs run in threads).
+_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def _models():
     import dlib
@@ -79,7 +84,7 @@ def _models():
 @torch.no_grad()
 def find_faces(image: Tensor, *, size: int = FACE_SIZE) -> list[Face]:
     """Faces in an RGB image (1, 3, H, W) in [0, 1], largest first (none where
-    :func:`unavailable`)."""
+    :func:`unavailable`); boxes and landmarks are clamped to the image."""
     if unavailable():
         return []
     detector, landmarks = _models()
@@ -88,14 +93,16 @@ def find_faces(image: Tensor, *, size: int = FACE_SIZE) -> list[Face]:
     h, w = pixels.shape[:2]
     scale = torch.tensor([2.0 / w, 2.0 / h], dtype=torch.float32)
     faces = []
-    for found in detector(pixels, 1):
-        if found.confidence < MIN_SCORE:
-            continue
-        r = found.rect
-        pts = torch.tensor([(p.x, p.y) for p in landmarks(pixels, r).parts()], dtype=torch.float32)
-        box = torch.tensor([r.left(), r.top(), r.right() + 1, r.bottom() + 1], dtype=torch.float32)
-        faces.append(Face((box.reshape(2, 2) * scale - 1).reshape(4), (pts + 0.5) * scale - 1,
-                          float(found.confidence), r.width() / max(h, w)))
+    with _LOCK:
+        for found in detector(pixels, 1):
+            if found.confidence < MIN_SCORE:
+                continue
+            r = found.rect
+            pts = torch.tensor([(p.x, p.y) for p in landmarks(pixels, r).parts()], dtype=torch.float32)
+            box = torch.tensor([r.left(), r.top(), r.right() + 1, r.bottom() + 1], dtype=torch.float32)
+            faces.append(Face((box.reshape(2, 2) * scale - 1).clamp(-1, 1).reshape(4),
+                              ((pts + 0.5) * scale - 1).clamp(-1, 1), float(found.confidence),
+                              r.width() / max(h, w)))
     return sorted(faces, key=lambda f: -f.share)
 
 
