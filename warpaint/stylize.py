@@ -116,14 +116,15 @@ class StylizeConfig:
                 "the long side (0 = hard edges)"})
     warp: Literal["none", "affine", "tps"] = field(default="none", metadata={
         "help": "geometric style: warp the result toward the style's layout with an affine or "
-                "thin-plate-spline transform fitted to VGG-feature matches and optimized with "
-                "the pixels", "choices": ("none", "affine", "tps")})
+                "thin-plate-spline transform fitted to VGG-feature matches (and, for portraits, "
+                "face landmarks) and optimized with the pixels", "choices": ("none", "affine", "tps")})
     warp_strength: float = field(default=0.5, metadata={
         "help": "how far matched content points move toward their style partners "
                 "(0 = not at all, 1 = all the way)"})
     warp_force: bool = field(default=False, metadata={
         "help": "apply --warp at full strength even when the matches show no shared layout "
-                "(by default a low confidence scales the strength down or skips the warp)"})
+                "(by default a low confidence scales the strength down or skips the warp, unless "
+                "each image has a face, framed alike)"})
     warp_grid: int = field(default=6, metadata={
         "help": "control points per side of the TPS warp (border points stay fixed)"})
     align_style: Literal["none", "affine", "tps"] = field(default="none", metadata={
