@@ -60,6 +60,18 @@ def test_unavailable_falls_back_to_the_matches(vgg, monkeypatch, shared_image):
     assert geo.confidence.faces == faces.unavailable() and not geo.confidence.by_faces
 
 
+def test_a_broken_install_is_said_not_raised(monkeypatch):
+    def broken():
+        raise RuntimeError("Unable to open mmod_human_face_detector.dat\nmore")
+
+    monkeypatch.setattr(faces, "_models_dir", lambda: Path("."))
+    monkeypatch.setattr(faces.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(faces, "_models", broken)
+    assert faces.unavailable() == ("face detection could not be loaded (RuntimeError: Unable to open "
+                                   "mmod_human_face_detector.dat")
+    assert find_faces(torch.rand(1, 3, 64, 64)) == []
+
+
 @needs_faces
 def test_finds_a_portrait_face_and_its_landmarks(shared_image):
     photo = load_image(shared_image("content/brad_pitt.jpg"))

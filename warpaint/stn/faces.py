@@ -65,6 +65,10 @@ def unavailable() -> str | None:
     """Why faces cannot be found here (one line), or ``None`` when they can."""
     if importlib.util.find_spec("dlib") is None or _models_dir() is None:
         return 'face detection is not installed (pip install "warpaint[faces]")'
+    try:
+        _models()
+    except Exception as e:                  # a broken dlib build or model file: say so, go on without
+        return f"face detection could not be loaded ({type(e).__name__}: {e})".splitlines()[0]
     return None
 
 
