@@ -2,12 +2,13 @@
 
 For every pair of :data:`bench_geometric.LAYOUT_PAIRS` (no stylization): the round-1 matches,
 their consensus share, the two chance estimates (re-paired ``null``, ``upside_down``), the
-confidence and what ``--warp`` decides from it; the consensus affine (content <- style map,
-its singular values, aspect and rotation); and the TPS warp that :func:`estimate_warp`
-fits at ``--warp-strength 0.5`` (projected and stiffened on the output grid as the engine
-does): match distance before and after, mean displacement in % of the long side, minimum
-Jacobian, at 256 px long side. A refused or scaled-down pair is also fitted at the full 0.5
-(``--warp-force``) to show what the warp would have done. About 8 s per pair on one thread
+confidence, whether a face in each image decided instead, and what ``--warp`` decides; the
+consensus affine (content <- style map, its singular values, aspect and rotation); and the
+TPS warp that :func:`estimate_warp` fits at ``--warp-strength 0.5`` (projected and
+stiffened on the output grid as the engine does): match distance before and after, mean
+displacement in % of the long side, minimum Jacobian, at 256 px long side. A refused or
+scaled-down pair is also fitted at the full 0.5 (``--warp-force``) to show what the warp
+would have done. About 8 s per pair on one thread, a few more with faces
 (2.7 minutes for the 20).
 
 Usage:
@@ -94,9 +95,9 @@ def right(row: dict) -> bool:
 
 
 def table(rows: list[dict]) -> list[str]:
-    out = ["| pair | label | matches | consensus | null | upside down | confidence | consensus affine "
-           "sv (aspect, rot) | applied (strength) | match dist before -> after | displacement | "
-           "forced at 0.5 | target |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| pair | label | matches | consensus | null | upside down | confidence | decided by "
+           "| consensus affine sv (aspect, rot) | applied (strength) | match dist before -> after "
+           "| displacement | forced at 0.5 | target |", "|" + "---|" * 14]
     for r in rows:
         moved = (f"{r['before_px']} -> {r['after_px']} ({-r['fall']:+.0%})" if r["applied"] else "-")
         disp = f"{r['displacement_pct']:.1f} %" if r["applied"] else "-"
@@ -106,6 +107,7 @@ def table(rows: list[dict]) -> list[str]:
         up = "-" if r.get("conf_upside_down") is None else f"{r['conf_upside_down']:.3f}"
         out.append(f"| {r['pair']} | {'shared' if r['label'] else 'none'} | {r['conf_matches']} | "
                    f"{r['conf_consensus']:.3f} | {r['conf_null']:.3f} | {up} | {r['conf_value']:.3f} | "
+                   f"{r['conf_decided_by']} | "
                    f"{r['sv_max']:.2f} / {r['sv_min']:.2f} ({r['aspect']}, {r['rotation_deg']}) | "
                    f"{applied} | {moved} | {disp} | {forced} | "
                    f"{'right' if r['right'] else 'WRONG'} |")
