@@ -8,8 +8,8 @@ TPS warp that :func:`estimate_warp` fits at ``--warp-strength 0.5`` (projected a
 stiffened on the output grid as the engine does): match distance before and after, mean
 displacement in % of the long side, minimum Jacobian, at 256 px long side. A refused or
 scaled-down pair is also fitted at the full 0.5 (``--warp-force``) to show what the warp
-would have done. About 8 s per pair on one thread, a few more with faces
-(2.7 minutes for the 20).
+would have done. About 15 s per pair on one thread (5.2 minutes for the 20 on 2026-12-02,
+faces included; 2.7 minutes before the faces, on a faster machine).
 
 Usage:
     python benchmarks/bench_layout_matching.py          # prints a markdown table
