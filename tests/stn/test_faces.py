@@ -34,6 +34,8 @@ def test_portrait_pair_rules():
     """Shared framing: both faces large enough and within MAX_SIZE_RATIO of each other."""
     pair, said = portrait_pair([_face(0.4), _face(0.1)], [_face(0.2)])
     assert pair is not None and pair[0].share == 0.4 and "a face in each image" in said
+    assert portrait_pair([_face(0.4)], [_face(0.3), _face(0.2), _face(0.1)]) == (
+        None, "3 faces in the second image: a group, not a portrait")
     assert portrait_pair([_face(0.6)], [_face(0.6 / faces.MAX_SIZE_RATIO - 0.01)])[0] is None
     assert portrait_pair([_face(0.1)], [_face(0.12)]) == (None, "faces 10% / 12% of the long side: not the "
                                                                 "same framing")

@@ -37,6 +37,8 @@ MAX_SIZE_RATIO = 3.0
 MIN_FACE_SHARE = 0.15
 #: Detector score (MMOD's margin) below which a detection is not counted.
 MIN_SCORE = 0.3
+#: A second face at least this fraction of the largest one's width makes a group, not a portrait.
+GROUP_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ def find_faces(image: Tensor, *, size: int = FACE_SIZE) -> list[Face]:
 def portrait_pair(source: list[Face], target: list[Face]) -> tuple[tuple[Face, Face] | None, str]:
     """The largest face of each image when together they show a shared portrait layout (each
     at least :data:`MIN_FACE_SHARE` of its image's long side, their shares within
-    :data:`MAX_SIZE_RATIO`), or ``None``; and one line saying what was found.
+    :data:`MAX_SIZE_RATIO`, neither image a group: no second face :data:`GROUP_RATIO` of the
+    largest's width or more), or ``None``; and one line saying what was found.
 
     Example:
         >>> f = lambda share: Face(torch.zeros(4), torch.zeros(5, 2), 1.0, share)
@@ -126,6 +129,9 @@ def portrait_pair(source: list[Face], target: list[Face]) -> tuple[tuple[Face, F
         where = ("either image" if not source and not target
                  else "the second image" if source else "the first image")
         return None, f"no face in {where}"
+    for name, found in (("first", source), ("second", target)):
+        if len(found) > 1 and found[1].share >= GROUP_RATIO * found[0].share:
+            return None, f"{len(found)} faces in the {name} image: a group, not a portrait"
     a, b = source[0], target[0]
     shares = f"{a.share:.0%} / {b.share:.0%} of the long side"
     small, large = sorted((a.share, b.share))
