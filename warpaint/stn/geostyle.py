@@ -1,7 +1,8 @@
 """Geometric style: warps between content and style estimated from deep-feature matches.
 
 In the manner of Deformable Style Transfer (Kim et al., ECCV 2020), without an external
-keypoint model: correspondences are mutual nearest neighbours of VGG19 features
+keypoint model (except a face detector's landmarks where both images are portraits,
+:mod:`warpaint.stn.faces`): correspondences are mutual nearest neighbours of VGG19 features
 (:mod:`warpaint.stn.correspond`), an affine or thin-plate-spline :mod:`warp <warpaint.stn.warps>`
 is fitted to them, and during stylization the warp is optimized jointly with the pixels
 (:class:`Geometry` supplies its loss terms).
