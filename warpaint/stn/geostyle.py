@@ -27,7 +27,7 @@ from ..vgg import VGGFeatures
 from . import faces
 from .correspond import Matches, deep_matches, match_features
 from .geometry import sample
-from .warps import MIN_JACOBIAN, AffineWarp, TPSWarp, Warp, fit_affine, ransac_affine
+from .warps import MIN_JACOBIAN, AffineWarp, TPSWarp, Warp, ransac_affine
 
 WarpKind = Literal["affine", "tps"]
 
@@ -250,8 +250,7 @@ def _consensus(m: Matches, threshold: float) -> Tensor:
 def _agreeing(m: Matches, anchor: Matches, threshold: float) -> Tensor:
     """(N,) bool: the matches within ``threshold`` (normalized units) of the affine map
     fitted to the ``anchor`` matches."""
-    theta = fit_affine(anchor.a, anchor.b).to(m.b)
-    return (m.b @ theta[:, :2].T + theta[:, 2] - m.a).norm(dim=1) < threshold
+    return (AffineWarp.fit(anchor.a, anchor.b)(m.b) - m.a).norm(dim=1) < threshold
 
 
 def _identity(kind: WarpKind, k: int) -> Warp:
