@@ -247,7 +247,8 @@ class TestWrappers:
             assert not torch.allclose(t["boxes"], orig["boxes"], atol=2)
             # mapped back, each view box covers the original tight box (to a pixel)
             back = detection.boxes_to_source(t["boxes"], p, (128, 128), (128, 128))
-            assert (back[:, :2] <= orig["boxes"][:, :2] + 1).all() and (back[:, 2:] >= orig["boxes"][:, 2:] - 1).all()
+            assert (back[:, :2] <= orig["boxes"][:, :2] + 1).all()
+            assert (back[:, 2:] >= orig["boxes"][:, 2:] - 1).all()
         # without masks, boxes are mapped through the inverse transform: they contain the
         # tight boxes of the warped masks
         no_masks = [{"boxes": t["boxes"], "labels": t["labels"]} for t in c.targets()]
@@ -360,7 +361,8 @@ class TestCLI:
         assert main(["stn", "seg-eval", "--data", str(MNIST), "--model", "stn", "--out", str(tmp_path)]) == 2
         assert "not a readable checkpoint" in capsys.readouterr().err
         assert main(["stn", "seg-train", "--data", str(MNIST), "--model", "stn", "--out", str(tmp_path)]) == 2
-        assert main(["stn", "seg-train", "--data", str(MNIST), "--equivariance", "-1", "--out", str(tmp_path)]) == 2
+        assert main(["stn", "seg-train", "--data", str(MNIST), "--equivariance", "-1",
+                     "--out", str(tmp_path)]) == 2
         assert main(["stn", "detect-train", "--data", str(MNIST), "--stn-kind", "projective",
                      "--out", str(tmp_path)]) == 2
         assert main(["stn", "seg-train", "--data", str(MNIST), "--out", str(tmp_path / "seg_stn.pt")]) == 2

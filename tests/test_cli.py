@@ -468,7 +468,8 @@ class TestSubprocess:
             im.load()
             assert im.format == "PNG" and im.size == (32, 24) and im.mode == "RGB"
 
-    @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
+    @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                             ids=["INT", "TERM"])
     def test_ctrl_c_writes_current_image(self, python, subprocess_env, files, tmp_path, signum, code):
         """Ctrl-C (SIGINT) and SIGTERM: the current image goes to a .partial name, exit 128 + signal."""
         snaps = tmp_path / "snaps"

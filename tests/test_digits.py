@@ -93,7 +93,8 @@ class TestModels:
             cnn, st = digits.config_for(name, "cnn"), digits.config_for(name, "stcnn")
             assert cnn.epochs == st.epochs == digits.EPOCHS[name]
         assert digits.config_for("R", "stcnn", epochs=3).epochs == 3
-        assert digits.config_for("E", "stcnn").stn_localization == digits.STN_SETTINGS["E"]["stn_localization"]
+        expected = digits.STN_SETTINGS["E"]["stn_localization"]
+        assert digits.config_for("E", "stcnn").stn_localization == expected
         assert digits.config_for("RTS", "stcnn").rotation_prior > 0
         assert digits.config_for("RTS", "cnn", rotation_prior=3.0).rotation_prior == 0   # CNN: no transformer
 

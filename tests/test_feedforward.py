@@ -34,7 +34,8 @@ def _smooth(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
     """A smooth random picture (1, 3, H, W)."""
     g = torch.Generator().manual_seed(seed)
     small = torch.rand(1, 3, 4, 5, generator=g)
-    return torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    big = torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+    return big.clamp(0, 1)
 
 
 class TestNets:
@@ -251,8 +252,8 @@ class TestTraining:
             train(cfg, pool, pool, checkpoint=ck, progress=False)
         assert from_checkpoint(ck).training["steps"] == 2
         _, resumed = train(cfg, pool, pool, checkpoint=ck, progress=False)
-        assert [h["total"] for h in resumed["history"]] == pytest.approx([h["total"] for h in full["history"]],
-                                                                         rel=1e-5)
+        expected = [h["total"] for h in full["history"]]
+        assert [h["total"] for h in resumed["history"]] == pytest.approx(expected, rel=1e-5)
 
     def test_save_and_load_round_trip(self, tmp_path):
         model = build("arbitrary", code_dim=8, width=4, blocks=1)
@@ -351,15 +352,17 @@ class TestCLI:
         common = ["--content-dir", str(t / "c"), "--steps", "2", "--batch-size", "2", "--size", "32",
                   "--style-size", "32", "-q", "--device", "cpu"]
         assert main(["train", *common, "--style-dir", str(t / "s"), "-o", str(t / "any.pt"),
-                     "--sample-every", "1", "--work-size", "48", "--code-size", "40", "--color-transfer"]) == 0
+                     "--sample-every", "1", "--work-size", "48", "--code-size", "40",
+                     "--color-transfer"]) == 0
         assert (t / "any.pt").is_file() and (t / "any_loss.png").is_file()
         trained = load(t / "any.pt")
         assert (trained.work_size, trained.style_size, trained.color_transfer) == (48, 40, True)
         assert (t / "any_samples" / "step_000002.png").is_file()
         assert main(["train", *common, "--style", str(t / "s" / "s0.jpg"), "-o", str(t / "one.pt")]) == 0
         capsys.readouterr()
-        assert main(["stylize", str(t / "c" / "c0.png"), str(t / "s" / "s1.jpg"), "--model", str(t / "any.pt"),
-                     "-o", str(t / "o.png"), "--size", "64", "--json", "-q"]) == 0
+        assert main(["stylize", str(t / "c" / "c0.png"), str(t / "s" / "s1.jpg"),
+                     "--model", str(t / "any.pt"), "-o", str(t / "o.png"), "--size", "64", "--json",
+                     "-q"]) == 0
         info = json.loads(capsys.readouterr().out)
         assert info["kind"] == "arbitrary" and info["output_size"] == [64, 48]
         assert main(["stylize", str(t / "c" / "c0.png"), "--model", str(t / "one.pt"), "-o", str(t / "p.png"),

@@ -28,11 +28,12 @@ PATH_VALUES = ["", "/nonexistent/folder/x.png", "{content}", "{folder}"]
 #: A tiny valid run of each command ({...} filled per test); the output it must produce.
 BASE = {
     "stylize": (["stylize", "{content}", "{style}", "-o", "{out}/o.png", "--size", "32", "--min-size", "32",
-                 "--steps", "1", "--coarse-steps", "0", "-q", "--device", "cpu", "--dtype", "float32"], "o.png"),
+                 "--steps", "1", "--coarse-steps", "0", "-q", "--device", "cpu", "--dtype", "float32"],
+                "o.png"),
     "stylize-fast": (["stylize", "{content}", "{style}", "-o", "{out}/o.png", "--fast", "--size", "32", "-q",
                       "--device", "cpu"], "o.png"),
-    "batch": (["batch", "{photos}", "{style}", "-o", "{out}/b", "--fast", "--size", "32", "-q", "--device", "cpu"],
-              "b/p.png"),
+    "batch": (["batch", "{photos}", "{style}", "-o", "{out}/b", "--fast", "--size", "32", "-q",
+               "--device", "cpu"], "b/p.png"),
     "video": (["video", "{video}", "{style}", "-o", "{out}/v.mp4", "--size", "32", "--max-frames", "2", "-q",
                "--device", "cpu"], "v.mp4"),
     "demo": (["demo", "-o", "{out}/o.png", "--size", "32", "--min-size", "32", "--steps", "1",
@@ -41,8 +42,8 @@ BASE = {
     "train": (["train", "--content-dir", "{photos}", "--style", "{style}", "-o", "{out}/m.pt", "--steps", "1",
                "--batch-size", "1", "--size", "32", "--style-size", "32", "--code-size", "32",
                "--sample-every", "0", "-q", "--device", "cpu"], "m.pt"),
-    "stn digits": (["stn", "digits", "--data", "{mnist}", "--out", "{out}/d", "--distortion", "R", "--model", "cnn",
-                    "--epochs", "1", "-q"], "d/results.json"),
+    "stn digits": (["stn", "digits", "--data", "{mnist}", "--out", "{out}/d", "--distortion", "R",
+                    "--model", "cnn", "--epochs", "1", "-q"], "d/results.json"),
     "stn detect-train": (["stn", "detect-train", "--data", "{mnist}", "--out", "{out}/d", "--model", "plain",
                           "--steps", "1", "--batch-size", "1", "-q"], "d/detect_results.json"),
     "stn seg-train": (["stn", "seg-train", "--data", "{mnist}", "--out", "{out}/d", "--model", "plain",
@@ -158,4 +159,5 @@ def test_option(command, flag, value, world, tmp_path, capsys, monkeypatch):
     elif command == "serve":
         assert len(served) == 1, "exit 0 but the server was not started"
     for written in tmp_path.rglob("*.json"):
-        json.loads(written.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in {written.name}"))
+        name = written.name
+        json.loads(written.read_text(), parse_constant=lambda c, name=name: pytest.fail(f"{c} in {name}"))

@@ -87,7 +87,8 @@ class TestPlantedCheckpoints:
         out.mkdir()
         marker = tmp_path / "owned"
         plant(out / f"{app}_plain.pt", marker)
-        rc, _, err = cli(capsys, "stn", f"{app}-eval", "--data", mnist, "--out", out, "--model", "plain", "-q")
+        rc, _, err = cli(capsys, "stn", f"{app}-eval", "--data", mnist, "--out", out, "--model", "plain",
+                         "-q")
         one_line_error(rc, err, "refused")
         assert not marker.exists()
 
@@ -359,8 +360,8 @@ class TestResourceBounds:
         one_line_error(rc, err, "GB", "max_memory")
 
     def test_score_size_bounded(self, capsys, image_files):
-        rc, _, err = cli(capsys, "score", image_files["content"], image_files["style"], image_files["content"],
-                         "--size", "100000")
+        files = image_files["content"], image_files["style"], image_files["content"]
+        rc, _, err = cli(capsys, "score", *files, "--size", "100000")
         one_line_error(rc, err, "--size")
 
     def test_model_shapes_bounded(self, tmp_path):

@@ -24,8 +24,10 @@ from warpaint.tiling import ScalePlan, blend, cuts, layout
 
 
 # -- layouts ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("hw,core,margin,offset", [((300, 500), 200, 16, (0, 0)), ((777, 1234), 300, 40, (37, 91)),
-                                                  ((90, 1000), 128, 64, (127, 3)), ((64, 64), 256, 32, (5, 5))])
+@pytest.mark.parametrize("hw,core,margin,offset", [((300, 500), 200, 16, (0, 0)),
+                                                  ((777, 1234), 300, 40, (37, 91)),
+                                                  ((90, 1000), 128, 64, (127, 3)),
+                                                  ((64, 64), 256, 32, (5, 5))])
 def test_windows_sum_to_one_and_cover_the_image(hw, core, margin, offset):
     tiles = layout(hw, core, margin, offset)
     acc = torch.zeros(hw)
@@ -43,7 +45,7 @@ def test_offsets_move_the_cuts_and_short_edge_cells_merge():
     assert cuts(300, 400) == [0, 300]
     for off in range(0, 400, 7):
         c = cuts(2000, 400, off)
-        assert c[0] == 0 and c[-1] == 2000 and all(b - a >= 200 for a, b in zip(c, c[1:]))
+        assert c[0] == 0 and c[-1] == 2000 and all(b - a >= 200 for a, b in zip(c, c[1:], strict=False))
 
 
 def test_blend_of_identical_tiles_is_the_image():
@@ -179,7 +181,8 @@ def test_render_tiled_matches_render_with_colour_transfer(net_model, images):
     net_model.color_transfer = True
     try:
         x = images.content(144, 200)
-        code = torch.cat([torch.randn(1, net_model.net.code_dim), torch.tensor([[0.3, 0.5, 0.6, 0.2, 0.1, 0.15]])], 1)
+        stats = torch.tensor([[0.3, 0.5, 0.6, 0.2, 0.1, 0.15]])
+        code = torch.cat([torch.randn(1, net_model.net.code_dim), stats], 1)
         with torch.no_grad():
             whole = net_model.render(x, code)
         torch.testing.assert_close(net_model.render_tiled(x, code, 64), whole, rtol=0, atol=1e-3)
@@ -193,16 +196,16 @@ def test_cli_tiled_engine_run_and_summary(capsys, image_files, tmp_path):
     args = [a for a in TINY]
     args[args.index("--size") + 1] = "96"
     args[args.index("--min-size") + 1] = "96"
-    rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, "--tile", "64",
-                     "--json", js, *args)
+    rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out,
+                     "--tile", "64", "--json", js, *args)
     assert rc == 0, err
     summary = json.loads(js.read_text())
     assert summary["tiled_scales"] == [{"size": [96, 72], "tile": 64, "overlap": 64, "lbfgs_history": 50}]
 
 
 def test_cli_rejects_a_tiny_tile(capsys, image_files, tmp_path):
-    rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", tmp_path / "o.png",
-                     "--tile", "10", *TINY)
+    rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"],
+                     "-o", tmp_path / "o.png", "--tile", "10", *TINY)
     one_line_error(rc, err, "--tile")
 
 

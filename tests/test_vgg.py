@@ -205,7 +205,8 @@ class TestVGGFeatures:
         assert torch.equal(vgg.layers["conv1_1"].weight, w["conv1_1.weight"])
         assert torch.equal(vgg.layers["conv5_4"].bias, w["conv5_4.bias"])
         params = dict(vgg.named_parameters())
-        assert all(p.device.type == "cpu" and not p.requires_grad for p in params.values())   # none left on meta
+        # none left on meta
+        assert all(p.device.type == "cpu" and not p.requires_grad for p in params.values())
         before = w["conv1_1.weight"].clone()
         other = VGGFeatures()                  # each instance owns its weights; the cache stays as loaded
         with torch.no_grad():

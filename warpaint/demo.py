@@ -86,7 +86,8 @@ def make_style_image(width: int = 640, height: int = 480, *, seed: int = 0,
                              rng.integers(0, 5, strokes)))
     cols = np.clip(_PALETTE[pick] + rng.normal(0, 12, (strokes, 3)), 0, 255).astype(int)
     for i in range(strokes):
-        pts = list(zip((xs[i, :lengths[i]] * height).tolist(), (ys[i, :lengths[i]] * height).tolist()))
+        pts = list(zip((xs[i, :lengths[i]] * height).tolist(), (ys[i, :lengths[i]] * height).tolist(),
+                       strict=True))
         draw.line(pts, fill=tuple(cols[i].tolist()), width=int(widths[i]), joint="curve")
     return im.filter(ImageFilter.SMOOTH)
 

@@ -283,4 +283,4 @@ def blend_grams(grams: list[Tensor], weights: list[float]) -> Tensor:
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ValueError(f"style blend weights must be >= 0 with a positive sum, got {weights}")
     total = float(sum(weights))
-    return sum(g * (w / total) for g, w in zip(grams, weights))  # type: ignore[return-value]
+    return sum(g * (w / total) for g, w in zip(grams, weights, strict=True))  # type: ignore[return-value]

@@ -144,7 +144,7 @@ class VGGFeatures(nn.Module):
         # the weights put in their place: no random initialization to overwrite (0.23 s of a
         # 0.5 s construction on this project's 2-core CPU).
         device = "meta" if pretrained else None
-        for b, (n, c) in enumerate(zip(_BLOCKS, _CHANNELS), start=1):
+        for b, (n, c) in enumerate(zip(_BLOCKS, _CHANNELS, strict=True), start=1):
             for i in range(1, n + 1):
                 layers[f"conv{b}_{i}"] = nn.Conv2d(c_in, c, kernel_size=3, padding=1, device=device)
                 layers[f"relu{b}_{i}"] = nn.ReLU(inplace=False)

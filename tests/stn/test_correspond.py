@@ -34,8 +34,8 @@ def test_ratio_test_drops_ambiguous_cells():
     fb = torch.cat([fa, fa], 2)                          # every feature appears twice in B
     assert len(mutual_nearest(fa, fb, ratio=0.97)) == 0
     # a smooth map: the runner-up is the best cell's neighbour, which does not count
-    smooth = torch.nn.functional.interpolate(torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(2)),
-                                             size=(12, 12), mode="bilinear", align_corners=False)[0]
+    coarse = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(2))
+    smooth = torch.nn.functional.interpolate(coarse, size=(12, 12), mode="bilinear", align_corners=False)[0]
     assert len(mutual_nearest(smooth, smooth, ratio=0.97)) > 50
 
 

@@ -52,7 +52,8 @@ class TestCompose:
     def test_invert_compose_round_trip(self):
         a, b = rot_scale(20, 1.2, 0.1, -0.2), rot_scale(-35, 0.8, 0.3, 0.05)
         ab = compose_affine(a, b)
-        torch.testing.assert_close(compose_affine(invert_affine(ab), ab), identity_affine(1, dtype=torch.float64))
+        torch.testing.assert_close(compose_affine(invert_affine(ab), ab),
+                                   identity_affine(1, dtype=torch.float64))
         torch.testing.assert_close(invert_affine(ab), compose_affine(invert_affine(b), invert_affine(a)))
 
     def test_compose_order(self):
@@ -126,7 +127,8 @@ class TestPointsAgreeWithWarp:
     def test_rotated_box_grows(self):
         box = torch.tensor([[[-1.0, -1.0, 1.0, 1.0]]])
         out = transform_boxes(rot_scale(45, 1.0).float(), box)[0, 0]
-        torch.testing.assert_close(out, torch.tensor([-math.sqrt(2), -math.sqrt(2), math.sqrt(2), math.sqrt(2)]))
+        r2 = math.sqrt(2)
+        torch.testing.assert_close(out, torch.tensor([-r2, -r2, r2, r2]))
 
 
 class TestProjective:
@@ -140,7 +142,8 @@ class TestProjective:
 class TestTPS:
     def test_interpolates_control_points(self):
         dst = control_grid(3, dtype=torch.float64)                  # x, y in {-1, 0, 1}
-        src = dst[None] + 0.1 * torch.randn(1, 9, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        g = torch.Generator().manual_seed(0)
+        src = dst[None] + 0.1 * torch.randn(1, 9, 2, dtype=torch.float64, generator=g)
         grid = tps_grid(src, dst, (5, 5), align_corners=True)       # pixels at -1, -.5, 0, .5, 1
         at_controls = grid[0, ::2, ::2].reshape(-1, 2)
         torch.testing.assert_close(at_controls, src[0])

@@ -150,7 +150,8 @@ class STCNN(nn.Module):
                  kind: TransformKind = "affine", iterations: int = 1, localization: str = "deep") -> None:
         super().__init__()
         if localization not in LOCALIZATION_NETS:
-            raise InputError(f"localization must be one of {', '.join(LOCALIZATION_NETS)}, got {localization!r}")
+            raise InputError(f"localization must be one of {', '.join(LOCALIZATION_NETS)}, "
+                             f"got {localization!r}")
         make_loc, hidden = LOCALIZATION_NETS[localization]
         out = (output_size, output_size) if output_size else None
         self.stn = SpatialTransformer(in_channels, kind=kind, output_size=out, iterations=iterations,
@@ -182,11 +183,14 @@ class DigitsConfig:
 
     distortion: str = field(default="RTS", metadata={"help": "R, RTS, P or E", "choices": DISTORTIONS})
     model: str = field(default="stcnn", metadata={"help": "cnn or stcnn", "choices": ("cnn", "stcnn")})
-    epochs: int = field(default=30, metadata={"help": "training epochs (per distortion: R 40, RTS 30, P and E 25)"})
+    epochs: int = field(default=30,
+                        metadata={"help": "training epochs (per distortion: R 40, RTS 30, P and E 25)"})
     batch_size: int = field(default=128, metadata={"help": "batch size"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
-    stn_lr_scale: float = field(default=1.0, metadata={"help": "learning-rate factor of the localization net"})
-    stn_output: int = field(default=0, metadata={"help": "side of the transformer's output, px; 0 = input size"})
+    stn_lr_scale: float = field(default=1.0,
+                                metadata={"help": "learning-rate factor of the localization net"})
+    stn_output: int = field(default=0,
+                            metadata={"help": "side of the transformer's output, px; 0 = input size"})
     stn_kind: str = field(default="affine", metadata={
         "help": "the ST-CNN's transform", "choices": ("affine", "similarity", "projective", "tps")})
     equivariance: float = field(default=0.0, metadata={"help": "weight of the rotation-equivariance term"})
@@ -274,7 +278,8 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, *, batch: int = 5
     return 100.0 * wrong / images.shape[0]
 
 
-def make_test_set(images: Tensor, labels: Tensor, distortion: Distortion, seed: int) -> tuple[Tensor, Tensor, dict]:
+def make_test_set(images: Tensor, labels: Tensor, distortion: Distortion,
+                  seed: int) -> tuple[Tensor, Tensor, dict]:
     """The fixed distorted test set (same for both models).
 
     ``info`` also holds ``undistorted``: the same digits upright, unscaled and centred on

@@ -52,7 +52,8 @@ class StyleEncoder(nn.Module):
 
     def __init__(self, code_dim: int = 64, hidden: int = 256) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(STAT_DIM, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, code_dim))
+        self.net = nn.Sequential(nn.Linear(STAT_DIM, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, code_dim))
         self.register_buffer("center", torch.zeros(STAT_DIM))
         self.register_buffer("spread", torch.ones(STAT_DIM))
 

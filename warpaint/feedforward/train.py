@@ -230,7 +230,8 @@ def train(cfg: TrainConfig, content_pool: list[Tensor], style_pool: list[Tensor]
     if samples is not None:
         samples.mkdir(parents=True, exist_ok=True)
         g = torch.Generator().manual_seed(cfg.seed + 99)
-        sample_set = (random_crops(content_pool, 4, cfg.size, g), random_crops(style_pool, 4, cfg.style_size, g))
+        sample_set = (random_crops(content_pool, 4, cfg.size, g),
+                      random_crops(style_pool, 4, cfg.style_size, g))
 
     def on_step(n: int) -> None:
         if sample_set is not None and (n % sample_every == 0 or n == cfg.steps):

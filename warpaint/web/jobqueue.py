@@ -48,14 +48,16 @@ class Settings:
     max_pixels: int = field(default=100_000_000, metadata={
         "help": "largest image, pixels, before decoding (the CLI's bomb guard)"})
     max_styles: int = field(default=4, metadata={"help": "style images per run at most"})
-    max_size: int = field(default=1024, metadata={"help": "largest result side, px (uploads are shrunk to it)"})
+    max_size: int = field(default=1024,
+                          metadata={"help": "largest result side, px (uploads are shrunk to it)"})
     max_steps: int = field(default=1000, metadata={"help": "optimizer steps per run at most"})
     max_queue: int = field(default=8, metadata={"help": "runs waiting at most, all browsers together"})
     per_client: int = field(default=4, metadata={"help": "runs waiting or running per client address"})
     max_kept: int = field(default=50, metadata={"help": "finished runs kept (the oldest go first)"})
     keep_minutes: float = field(default=60.0, metadata={"help": "how long a finished result is kept"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps"})
-    frame_interval: float = field(default=0.5, metadata={"help": "seconds between live frames (plus one per scale)"})
+    frame_interval: float = field(default=0.5,
+                                  metadata={"help": "seconds between live frames (plus one per scale)"})
     allowed_hosts: tuple[str, ...] = field(default=(), metadata={
         "help": "Host headers served (empty: any; serve() sets the loopback names)"})
 
