@@ -268,6 +268,60 @@ def ctrl_c_in_engine(monkeypatch, at_step: int) -> None:
 
 
 # -- 4. finished results are never overwritten -----------------------------------------------------
+class TestSideOutputsKeepInputs:
+    """Snapshots, warp pictures and the demo's saved inputs never write over an input or an
+    output of the run: one line, exit 2, nothing written."""
+
+    def test_snapshots_over_an_input(self, capsys, image_files, tmp_path):
+        snaps = tmp_path / "snaps"
+        snaps.mkdir()
+        content = snaps / "step_00001.png"
+        content.write_bytes(image_files["content"].read_bytes())
+        before = content.read_bytes()
+        rc, _, err = cli(capsys, "stylize", content, image_files["style"], "-o", tmp_path / "o.png",
+                         "--snapshot-every", "1", "--snapshot-dir", snaps, *TINY)
+        one_line_error(rc, err, "step_00001.png")
+        assert content.read_bytes() == before and not (tmp_path / "o.png").exists()
+
+    def test_default_snapshot_folder_over_the_output(self, capsys, image_files, tmp_path):
+        (tmp_path / "o_snapshots").mkdir()
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o",
+                         tmp_path / "o.png", "--snapshot-every", "1", "--json",
+                         tmp_path / "o_snapshots" / "step_00002.png", *TINY)
+        one_line_error(rc, err, "snapshot")
+
+    def test_warp_pictures_over_an_input(self, capsys, image_files, tmp_path):
+        pictures = tmp_path / "w"
+        pictures.mkdir()
+        content = pictures / "matches.png"
+        content.write_bytes(image_files["content"].read_bytes())
+        rc, _, err = cli(capsys, "stylize", content, image_files["style"], "-o", tmp_path / "o.png",
+                         "--warp", "affine", "--save-warp", pictures, *TINY)
+        one_line_error(rc, err, "matches.png")
+        assert content.read_bytes() == image_files["content"].read_bytes()
+
+    def test_demo_inputs_over_the_output_or_a_file(self, capsys, tmp_path):
+        out = tmp_path / "demo_content.png"
+        rc, _, err = cli(capsys, "demo", "-o", out, "--save-inputs", tmp_path, *TINY)
+        one_line_error(rc, err, "--save-inputs")
+        assert not out.exists() and not (tmp_path / "demo_style.png").exists()
+        not_a_folder = tmp_path / "file.txt"
+        not_a_folder.write_text("x")
+        rc, _, err = cli(capsys, "demo", "-o", tmp_path / "o.png", "--save-inputs", not_a_folder, *TINY)
+        one_line_error(rc, err, "must be a folder")
+        assert not_a_folder.read_text() == "x"
+
+    @pytest.mark.parametrize("inside", [False, True], ids=["same", "inside"])
+    def test_stylize_folder_into_itself(self, capsys, image_files, tmp_path, inside):
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        (photos / "a.png").write_bytes(image_files["content"].read_bytes())
+        out = photos / "out" if inside else photos
+        rc, _, err = cli(capsys, "stylize", photos, image_files["style"], "-o", out, *TINY)
+        one_line_error(rc, err, "may not be the input folder")
+        assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
+
+
 class TestFinishedResultsKept:
     def test_rerun_ctrl_c_keeps_the_finished_output(self, capsys, image_files, tmp_path, monkeypatch):
         out = tmp_path / "o.png"

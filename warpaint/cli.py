@@ -311,8 +311,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import demo_content, demo_style
-    from .io import save_image, tensor_to_pil
+    from .demo import demo_content, demo_style, save_demo_inputs
+    from .io import tensor_to_pil
     from .jobs import Job, check_jobs_bit_depth, guard_jobs
 
     cfg = _config(args)
@@ -322,9 +322,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     extras = _extras(args, [], [args.output])
     content, style = tensor_to_pil(demo_content()), tensor_to_pil(demo_style())
     if args.save_inputs is not None:
-        args.save_inputs.mkdir(parents=True, exist_ok=True)
-        save_image(content, args.save_inputs / "demo_content.png")
-        save_image(style, args.save_inputs / "demo_style.png")
+        keep = [k for k in (args.output, args.json, args.loss_curve) if k is not None]
+        save_demo_inputs(args.save_inputs, content, style, keep=keep)
     loaded = {"demo-content": content, "demo-style": style}
     return _run(args, jobs, _method(args, cfg, extras, ["demo-style"], loaded), extras, loaded)
 

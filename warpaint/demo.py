@@ -95,3 +95,26 @@ def make_style_image(width: int = 640, height: int = 480, *, seed: int = 0,
 def demo_style() -> Tensor:
     """The default style painting as a (1, 3, H, W) tensor."""
     return pil_to_tensor(make_style_image())
+
+
+def save_demo_inputs(folder: Path, content: Image.Image, style: Image.Image, *,
+                     keep: list[str | Path]) -> list[Path]:
+    """Write the demo's two images into ``folder`` (made if needed) as ``demo_content.png``
+    and ``demo_style.png``; an OutputError, before anything is written, when ``folder`` is a
+    file or either name is one of the ``keep`` files (the run's outputs)."""
+    from .errors import OutputError
+    from .io import guard_output, same_file, save_image
+
+    paths = [folder / "demo_content.png", folder / "demo_style.png"]
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: --save-inputs must be a folder, not a file")
+    for p in paths:
+        if any(k != "-" and same_file(p, k) for k in keep):
+            raise OutputError(f"{p}: --save-inputs would write over an output of this run; "
+                              "choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        guard_output(p, [])
+    save_image(content, paths[0])
+    save_image(style, paths[1])
+    return paths

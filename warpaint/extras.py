@@ -6,8 +6,10 @@ is written atomically and is never one of the inputs.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 from .errors import InputError, OutputError, check_number
@@ -53,6 +55,33 @@ def guard_extras(extras: Extras, output: str, inputs: Sequence[str], outputs: Se
         if folder is not None and folder.exists() and (not folder.is_dir() or any(
                 s != STDIO and same_file(s, folder) for s in inputs)):
             raise OutputError(f"{folder}: {name} must be a folder, not a file")
+    kept = [*inputs, *taken, *files]
+    if extras.snapshot_every > 0:
+        folders = [snapshot_folder(extras, o) for o in taken or [STDIO]]
+        for folder in dict.fromkeys(folders):
+            _not_written_over(folder, ("step_*.png",), kept, "snapshot_dir" if extras.snapshot_dir else
+                              "the snapshot folder (--snapshot-dir)")
+    if extras.save_warp is not None:
+        from .stn.visualize import PICTURES
+
+        _not_written_over(extras.save_warp, [f"{p}.png" for p in PICTURES], kept, "save_warp")
+
+
+def _not_written_over(folder: Path, names: Sequence[str], kept: Sequence[str], what: str) -> None:
+    """An OutputError when a side output that writes files named like ``names`` (patterns)
+    into ``folder`` or a folder inside it (one per image of a batch) could replace one of the
+    ``kept`` files (inputs, the image outputs, other side outputs)."""
+    root = Path(os.path.realpath(folder))
+    for path in kept:
+        real = Path(os.path.realpath(path))
+        if root in real.parents and any(fnmatch(real.name, n) for n in names):
+            raise OutputError(f"{folder}: {what} would write over {path}; choose another folder")
+
+
+def snapshot_folder(extras: Extras, output: str) -> Path:
+    """Where the snapshots of the job writing ``output`` go (before a batch's per-image folder)."""
+    base = Path(output if output != STDIO else "warpaint")
+    return extras.snapshot_dir or base.with_name(base.stem + "_snapshots")
 
 
 def snapshot(extras: Extras, job: Job, it: Iterate, many: bool = False) -> None:
@@ -60,10 +89,10 @@ def snapshot(extras: Extras, job: Job, it: Iterate, many: bool = False) -> None:
     of ``many`` jobs, each job's snapshots go to a folder named after its output."""
     if extras.snapshot_every <= 0 or it.done % extras.snapshot_every:
         return
-    base = Path(job.output if isinstance(job.output, str) and job.output != STDIO else "warpaint")
-    folder = extras.snapshot_dir or base.with_name(base.stem + "_snapshots")
+    output = job.output if isinstance(job.output, str) else STDIO
+    folder = snapshot_folder(extras, output)
     if many and extras.snapshot_dir is not None:
-        folder = folder / base.stem
+        folder = folder / Path(output if output != STDIO else "warpaint").stem
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

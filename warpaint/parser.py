@@ -87,7 +87,8 @@ def _add_output_flags(p: argparse.ArgumentParser, *, per_step: bool = True) -> N
         g.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                        help="save the current image every N steps (default: 0 = never)")
         g.add_argument("--snapshot-dir", type=_path, default=None, metavar="DIR",
-                       help="folder for snapshots (default: OUTPUT_STEM_snapshots beside the output)")
+                       help="folder for snapshots (default: OUTPUT_STEM_snapshots beside the output; "
+                            "warpaint_snapshots here with -o -)")
         g.add_argument("--loss-curve", type=_path, default=None, metavar="PNG",
                        help="save a plot of the losses per step to this PNG")
     g.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
@@ -97,7 +98,8 @@ def _add_output_flags(p: argparse.ArgumentParser, *, per_step: bool = True) -> N
         g.add_argument("--save-warp", type=_path, default=None, metavar="DIR",
                        help="with --warp: write pictures of the warp (matches, grid, displacement, "
                             "without/with) to DIR")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar and no line per result written (warnings and errors still show)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,7 +125,8 @@ def _stylize_parsers(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on built-in images (no download)",
                        description="Stylize matplotlib's sample photo with warpaint's own generated "
                                    "swirling-night painting.")
-    p.add_argument("-o", "--output", default="warpaint_demo.png", help="output file")
+    p.add_argument("-o", "--output", default="warpaint_demo.png",
+                   help="output file (default: warpaint_demo.png here)")
     p.add_argument("--save-inputs", type=_path, default=None, metavar="DIR",
                    help="also write the two built-in input images to DIR")
     add_config_flags(p, StylizeConfig, groups=OPTION_GROUPS)

@@ -35,6 +35,10 @@ def _px(points: Tensor, hw: tuple[int, int]) -> Tensor:
     return (points.detach().cpu() + 1) * torch.tensor([hw[1], hw[0]]) / 2 - 0.5
 
 
+#: The pictures :func:`save_warp_pictures` writes, as ``NAME.png``.
+PICTURES = ("matches", "grid", "displacement", "compare")
+
+
 def save_warp_pictures(folder: str | os.PathLike[str], content: Tensor, style: Tensor,
                        unwarped: Tensor, warped: Tensor, geometry: Geometry, *,
                        caption: str = "") -> list[Path]:
@@ -55,6 +59,7 @@ def save_warp_pictures(folder: str | os.PathLike[str], content: Tensor, style: T
                "grid": _grid_figure(unwarped, warped, grid),
                "displacement": _displacement_figure(mapped),
                "compare": _compare_figure(unwarped, warped)}
+    assert tuple(figures) == PICTURES
     paths = []
     for name, fig in figures.items():
         fig.suptitle(caption, fontsize=8, y=0.02)
