@@ -163,7 +163,7 @@ class TestOutputErrors:
         save_image(_small_rgb(), photos / "a.png")
         before = (photos / "a.png").read_bytes()
         rc, _, err = cli(capsys, "stylize", photos, files["style"], "-o", photos, *TINY)
-        assert_one_line_error(rc, err, "same file")
+        assert_one_line_error(rc, err, "may not be the input folder")
         assert (photos / "a.png").read_bytes() == before
 
     @pytest.mark.parametrize("name", ["out.xyz", "out"])
