@@ -104,6 +104,13 @@ class TestEngine:
         aligned, geo = s.align_style(style, blobs(96))
         assert "no shared layout" in caplog.text
         torch.testing.assert_close(aligned, style, atol=1e-5, rtol=0)
+        # --json says it was not applied, and why (it once said "applied": true)
+        said = geo.describe((96, 96))
+        assert said["applied"] is False and "no shared layout" in said["reason"]
+        assert said["kind"] == "affine" and said["matches"] == len(geo.source)
+        s_tps = Stylizer(make_cfg(size=64, steps=1, align_style="tps"), pretrained=False)
+        s_tps.vgg = vgg
+        assert s_tps.align_style(style, blobs(96))[1].describe((96, 96))["kind"] == "tps"
 
     def test_single_scale_optimizes_the_warp(self, vgg_random, images):
         s = Stylizer(make_cfg(size=64, steps=2, warp="tps", warp_force=True), pretrained=False)

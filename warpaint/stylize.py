@@ -41,9 +41,9 @@ from .losses import (
 )
 from .masks import check_aspect, keep_photo, soft_weights
 from .memory import ENGINE_BASE, IMAGE_PER_PIXEL, STYLE_PER_PIXEL, budget_bytes, check_budget, plan_scale
+from .stn.correspond import Matches
 from .stn.geometry import sample
-from .stn.geostyle import FULL_FROM, WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp
-from .stn.warps import AffineWarp
+from .stn.geostyle import FULL_FROM, WARP_LR, WARP_WEIGHTS, Geometry, estimate_warp, refused
 from .tiling import ScalePlan, cuts, layout, segments
 from .vgg import CONTENT_LAYERS, LAYER_INDEX, STYLE_LAYERS, VGGFeatures, layer_stride
 
@@ -520,7 +520,8 @@ class Stylizer:
 
         Returns the aligned style, with the content's aspect ratio and the style's long
         side, and the fitted :class:`Geometry` (style frame <- content frame). Without a
-        shared layout, the style itself and an identity geometry with no matches.
+        shared layout, the style itself and a refused geometry (not applied; its reason, the
+        matches found).
         """
         try:
             geo = estimate_warp(self.vgg, style, content, self.cfg.align_style,  # type: ignore[arg-type]
@@ -529,10 +530,11 @@ class Stylizer:
         except InputError:
             geo, matches, scale = None, 0, float("nan")
         if geo is None or matches < 12 or not 0.5 <= scale <= 2.0:
-            log.warning("align_style: %d matches, scale %.2f: no shared layout to align to; "
-                        "using the style as it is", matches, scale)
-            none = torch.zeros(0, 2)
-            return style, Geometry(AffineWarp(), none, none, none, torch.zeros(0))
+            reason = f"{matches} matches, scale {scale:.2f}: no shared layout to align to"
+            log.warning("align_style: %s; using the style as it is", reason)
+            found = None if geo is None else Matches(geo.source, geo.target_full, geo.weights)
+            return style, refused(self.cfg.align_style, reason, k=self.cfg.warp_grid,  # type: ignore[arg-type]
+                                  matches=found, confidence=None if geo is None else geo.confidence)
         geo.warp.project()
         hw = fit_long_side(tuple(content.shape[-2:]), max(style.shape[-2:]))
         geo.warp.stiffen(hw)   # the fold bound holds here too
@@ -740,7 +742,7 @@ class Stylizer:
         if cfg.align_style != "none":
             pairs = [self.align_style(s, original) for s in styles]
             styles, aligned = [p[0] for p in pairs], [p[1] for p in pairs]
-            if cfg.style_regions == 0 and all(len(g.source) == 0 for g in aligned):
+            if cfg.style_regions == 0 and not any(g.applied for g in aligned):
                 regions = 1   # nothing was aligned: per-region statistics would mean nothing
         main = max(range(len(styles)), key=lambda i: blend[i])
         report = self.estimate_geometry(original, styles[main], scales[-1])
