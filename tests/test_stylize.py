@@ -327,6 +327,21 @@ class TestCallback:
         with pytest.raises(dataclasses.FrozenInstanceError):
             seen[0].step = 9  # type: ignore[misc]
 
+    def test_final_losses_are_those_of_the_result(self, images, style_image):
+        """Each step reports the losses it saw before its update; ``final_losses`` are those of
+        the pixels returned: a run started from them sees them at its first step."""
+        content = images.content(48, 48)
+        cfg = make_cfg(size=48, min_size=48, steps=2, coarse_steps=0)
+        stylizer = Stylizer(cfg)
+        seen: list[dict] = []
+        r = stylizer.run_detailed(content, [style_image], callback=lambda it: seen.append(it.losses))
+        assert r.final_losses is not None and set(r.final_losses) == set(seen[-1])
+        assert r.final_losses["total"] != seen[-1]["total"]
+        again = Stylizer(dataclasses.replace(cfg, steps=1, init="start.png"))
+        first: list[dict] = []
+        again.run_detailed(content, [style_image], init=r.unwarped, callback=lambda it: first.append(it.losses))
+        assert first[0] == pytest.approx(r.final_losses, rel=1e-4)
+
     def test_callback_images_are_snapshots(self, content_image, style_image):
         """A (frozen) Iterate's image must not change later, as the optimization goes on."""
         seen = []

@@ -238,6 +238,8 @@ class EngineMethod:
             extra["tiled_scales"] = tiled
         if self.mask is not None:
             extra["mask_regions"] = self.mask.describe()
+        if detail.final_losses is not None:   # (else the summary keeps the last step's)
+            extra["final_losses"] = detail.final_losses
         return detail.image, extra
 
     def current(self) -> Tensor | None:

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -310,7 +310,8 @@ class Iterate:
     steps: int                 # steps at this scale
     done: int                  # steps done over all scales
     total: int                 # steps over all scales
-    losses: dict[str, float]   # weighted "content", "style", "tv" and "total"
+    losses: dict[str, float]   # weighted "content", "style", "tv" and "total", as this step saw the
+                               # image (before its update; Result.final_losses has those after)
     image: Tensor              # (1, 3, H, W) in [0, 1], a detached copy, on the device
     tiles: int = 0             # tiles of this step (0: the scale runs whole)
     work: float = 0.0          # fraction of the run's work done (steps weighted by pixels)
@@ -621,7 +622,11 @@ class Stylizer:
                                      tiles, work))
             log.info("scale %d/%d %dx%d: %d steps, %.1f s", si + 1, len(scales), hw[1], hw[0],
                      steps, time.perf_counter() - t0)
-        result = self._result(image.detach(), prepared)
+        final = None
+        if not plan.tiled:   # each step reports the losses it saw before its update; these are after the last
+            with torch.no_grad():
+                final = {k: float(v) for k, v in self.losses(image, content_t, style_t, joint, link).items()}
+        result = replace(self._result(image.detach(), prepared), final_losses=final)
         self._current = None       # (kept until then: a finish that fails still has a partial)
         return result
 
@@ -905,6 +910,9 @@ class Result:
     aligned: list[Geometry]       # one per style image with ``cfg.align_style``
     main_style: int               # index of the style the warp was matched to (largest blend)
     plans: list[ScalePlan] = field(default_factory=list)   # how each scale ran (whole or tiled)
+    #: the losses of the optimized pixels after the last step (``None`` when the last scale
+    #: ran in tiles); each step's own losses, in the callback, are those before its update
+    final_losses: dict[str, float] | None = None
 
 
 def _crop_mask(style_t: dict[str, Tensor], y0: int, y1: int, x0: int, x1: int) -> dict[str, Tensor]:
