@@ -94,14 +94,19 @@ class TestInProcess:
     def test_changed_content_or_settings_are_redone(self, capsys, world):
         assert run(capsys, world)[0] == 0
         write_photos(world["photos"], [(64, 48)], seed=1)   # p0.png has new pixels
-        rc, items, err = run(capsys, world)
+        kept = (world["out"] / "p0.png").read_bytes()
+        rc, items, err = run(capsys, world)                # a finished output is kept ...
+        assert rc == 2 and "add --overwrite" in err
+        assert [i["status"] for i in items] == ["error", "skipped", "skipped"]
+        assert (world["out"] / "p0.png").read_bytes() == kept
+        rc, items, err = run(capsys, world, "--overwrite")  # ... unless the user asks
         assert rc == 0, err
         assert [i["status"] for i in items] == ["ok", "skipped", "skipped"]
-        rc, items, err = run(capsys, world, "--strength", "0.5")
+        rc, items, err = run(capsys, world, "--strength", "0.5", "--overwrite")
         assert rc == 0, err
         assert [i["status"] for i in items] == ["ok"] * 3
         assert all(i["strength"] == 0.5 for i in items)
-        rc, items, err = run(capsys, world, "--strength", "0.5", "--detail", "1.2")
+        rc, items, err = run(capsys, world, "--strength", "0.5", "--detail", "1.2", "--overwrite")
         assert rc == 0, err
         assert [i["status"] for i in items] == ["ok"] * 3 and all(i["detail"] == 1.2 for i in items)
 
@@ -112,11 +117,14 @@ class TestInProcess:
         manifest = json.loads((world["out"] / MANIFEST).read_text())
         del manifest["outputs"]["p2.png"]
         (world["out"] / MANIFEST).write_text(json.dumps(manifest))
-        rc, items, err = run(capsys, world)
-        assert rc == 0, err
-        assert [i["status"] for i in items] == ["skipped", "ok", "ok"]
+        rc, items, err = run(capsys, world)   # damaged: no result; unrecorded: perhaps the user's
+        assert rc == 2 and "not by this batch" in err
+        assert [i["status"] for i in items] == ["skipped", "ok", "error"]
         with Image.open(world["out"] / "p1.png") as im:
             im.load()
+        rc, items, err = run(capsys, world, "--overwrite")
+        assert rc == 0, err
+        assert [i["status"] for i in items] == ["skipped", "skipped", "ok"]
 
     def test_ctrl_c_keeps_what_finished_and_resumes(self, capsys, world, monkeypatch):
         real = batch.BatchWorker.run

@@ -308,9 +308,13 @@ class TestStylizeSuccess:
         assert "wrote" in err and str(files["out"]) in err and "Traceback" not in err
         assert out == ""
 
-    def test_overwrites_previous_output(self, capsys, files):
+    def test_keeps_an_existing_output_unless_overwrite(self, capsys, files):
         files["out"].write_bytes(b"old")
-        rc, _, _ = cli(capsys, "stylize", files["content"], files["style"], "-o", files["out"], *TINY)
+        rc, _, err = cli(capsys, "stylize", files["content"], files["style"], "-o", files["out"], *TINY)
+        assert_one_line_error(rc, err, "exists", "--overwrite")
+        assert files["out"].read_bytes() == b"old"
+        rc, _, _ = cli(capsys, "stylize", files["content"], files["style"], "-o", files["out"], *TINY,
+                       "--overwrite")
         assert rc == 0
         assert_png(files["out"], (32, 24))
 

@@ -326,11 +326,19 @@ class TestFinishedResultsKept:
         assert cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)[0] == 0
         finished = out.read_bytes()
         ctrl_c_in_engine(monkeypatch, at_step=2)
-        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY)
+        rc, _, err = cli(capsys, "stylize", image_files["content"], image_files["style"], "-o", out, *TINY,
+                         "--overwrite")
         assert rc == 130, err
         assert out.read_bytes() == finished
         with Image.open(tmp_path / "o.partial.png") as im:
             assert im.size == (32, 24)
+
+    def test_demo_keeps_an_existing_output(self, capsys, tmp_path):
+        out = tmp_path / "demo.png"
+        out.write_bytes(b"a finished result")
+        rc, _, err = cli(capsys, "demo", "-o", out, *TINY)
+        one_line_error(rc, err, "--overwrite")
+        assert out.read_bytes() == b"a finished result"
 
     def test_partial_result_has_the_final_colours(self, vgg_random, monkeypatch):
         """--preserve-color luminance: a stopped run's image is coloured, like a finished one."""

@@ -339,7 +339,8 @@ class TestCallback:
         assert r.final_losses["total"] != seen[-1]["total"]
         again = Stylizer(dataclasses.replace(cfg, steps=1, init="start.png"))
         first: list[dict] = []
-        again.run_detailed(content, [style_image], init=r.unwarped, callback=lambda it: first.append(it.losses))
+        again.run_detailed(content, [style_image], init=r.unwarped,
+                           callback=lambda it: first.append(it.losses))
         assert first[0] == pytest.approx(r.final_losses, rel=1e-4)
 
     def test_callback_images_are_snapshots(self, content_image, style_image):

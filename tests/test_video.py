@@ -297,14 +297,17 @@ class TestCommand:
         (["{clip}", "{style}", "--method", "optimize", "--ray", "-o", "{out}"], "--ray works with"),
         (["{clip}", "{style}", "-o", "{out}", "--blend", "1.5"], "blend"),
         (["{clip}", "{style}", "-o", "{out}", "--workers", "2"], "--workers works with --ray"),
+        (["{clip}", "{style}", "-o", "{tmp}/finished.mp4"], "--overwrite"),
     ])
     def test_bad_input_is_one_line(self, capsys, clip, style_file, tmp_path, args, needle):
         (tmp_path / "notes.mp4").write_text("hello")
+        (tmp_path / "finished.mp4").write_bytes(b"a finished video")
         fill = {"missing": tmp_path / "missing.mp4", "text": tmp_path / "notes.mp4", "clip": clip,
                 "out": tmp_path / "out.mp4", "tmp": tmp_path, "style": style_file}
         rc, _, err = cli(capsys, "video", *[a.format(**fill) for a in args], "-q")
         assert_one_line_error(rc, err, needle)
         assert not (tmp_path / "out.mp4").exists()
+        assert (tmp_path / "finished.mp4").read_bytes() == b"a finished video"
 
     def test_sigint_exits_130_with_a_partial_video(self, python, subprocess_env, tmp_path, style_file):
         src = write_test_video(tmp_path / "long.mp4", moving_frames(120, 96, 128, speed=1))

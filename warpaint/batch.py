@@ -74,6 +74,7 @@ class BatchSpec:
     original_size: bool = False
     bit_depth: str = "auto"
     file_digests: dict[str, str] = field(default_factory=dict)   # model, init, mask: SHA-256
+    overwrite: bool = True                 # replace a finished output not made with these settings
 
     @classmethod
     def from_files(cls, cfg: StylizeConfig, styles: Sequence[str], **options: Any) -> BatchSpec:
@@ -166,6 +167,10 @@ class BatchWorker:
             return Done(_failed(job, str(e)), None, os.getpid())
         if key == known_key and finished(job.output):
             return Done({"content": job.content, "output": job.output, "status": "skipped"}, key, os.getpid())
+        if not self.spec.overwrite and finished(job.output):
+            made = "with other settings" if known_key else "not by this batch"
+            return Done(_failed(job, f"{job.output}: exists, made {made}; add --overwrite to replace it"),
+                        None, os.getpid())
         outcome = run_job(job, self.method, original_size=self.spec.original_size,
                           bit_depth=self.spec.bit_depth)  # type: ignore[arg-type]
         summary = summary_of(outcome)

@@ -138,7 +138,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     inputs = [args.content, *args.styles, *([cfg.init_file] if cfg.init_file else []),
               *([cfg.mask] if cfg.mask else [])]
     jobs = plan(args.content, args.output)
-    guard_jobs(jobs, inputs)
+    guard_jobs(jobs, inputs, overwrite=args.overwrite)
     check_jobs_bit_depth(jobs, args.bit_depth, fast=fast)
     extras = _extras(args, [*inputs, *(j.content for j in jobs)], [j.output for j in jobs])
     return _run(args, jobs, _method(args, cfg, extras, args.styles), extras)
@@ -174,7 +174,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
                  [j.output for j in jobs])
     spec = BatchSpec.from_files(cfg, args.styles, fast=args.fast, model=args.model, strength=args.strength,
                                 work_size=args.work_size, detail=args.detail, fineness=args.fineness,
-                                original_size=args.original_size, bit_depth=args.bit_depth)
+                                original_size=args.original_size, bit_depth=args.bit_depth,
+                                overwrite=args.overwrite)
 
     def report(index, done) -> None:
         if done.summary["status"] == "error":
@@ -210,7 +211,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     check_video_flags(vcfg, model_given=args.fast or args.model is not None, styles=len(args.styles),
                       ray=use_ray)
     cfg = _config(args)
-    check_video_output(args.output, args.input)
+    check_video_output(args.output, args.input, overwrite=args.overwrite)
     info = probe(args.input)
     from .extras import Extras, guard_extras
 
@@ -317,7 +318,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     jobs = [Job("demo-content", args.output)]
-    guard_jobs(jobs, [])
+    guard_jobs(jobs, [], overwrite=args.overwrite)
     check_jobs_bit_depth(jobs, args.bit_depth)
     extras = _extras(args, [], [args.output])
     content, style = tensor_to_pil(demo_content()), tensor_to_pil(demo_style())

@@ -144,14 +144,27 @@ def check_jobs_bit_depth(jobs: Sequence[Job], bit_depth: BitDepth, *, fast: bool
             check_bit_depth(16, job.output)
 
 
-def guard_jobs(jobs: Sequence[Job], inputs: Sequence[str]) -> None:
-    """Check every job's output against every input (each content file of a batch too)."""
+def guard_jobs(jobs: Sequence[Job], inputs: Sequence[str], *, overwrite: bool = True) -> None:
+    """Check every job's output against every input (each content file of a batch too);
+    without ``overwrite``, an OutputError when an output file exists (a finished result)."""
     everything = [*inputs, *(j.content for j in jobs if j.content not in inputs)]
     if everything.count(STDIO) > 1:
         raise InputError("only one input can be read from stdin (-)")
     for job in jobs:
         if job.output != STDIO:
             guard_output(job.output, everything)
+    if not overwrite:
+        check_not_there([j.output for j in jobs if j.output not in (None, STDIO)])
+
+
+def check_not_there(outputs: Sequence[str | Path]) -> None:
+    """An OutputError, before any work, when any of ``outputs`` exists: a finished result is
+    kept unless the user asks for it to be replaced (``--overwrite``)."""
+    there = [str(o) for o in outputs if Path(o).exists()]
+    if there:
+        more = f" (and {len(there) - 1} more outputs)" if len(there) > 1 else ""
+        raise OutputError(f"{there[0]}: exists{more}; add --overwrite to replace it, or choose another "
+                          "output")
 
 
 # -- reading and checking -----------------------------------------------------------------------

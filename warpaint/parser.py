@@ -77,6 +77,9 @@ def _add_fast_flags(p: argparse.ArgumentParser) -> None:
 def _add_output_flags(p: argparse.ArgumentParser, *, per_step: bool = True) -> None:
     """The output flags; ``per_step`` False leaves out snapshots, loss curves and warp pictures."""
     g = p.add_argument_group("output options")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an output file that exists (a finished result is otherwise kept: exit 2); "
+                        "batch: replace outputs made with other settings or not by the batch")
     g.add_argument("--original-size", action="store_true",
                    help="write the result at the content image's own resolution (upsampled)")
     g.add_argument("--bit-depth", choices=("auto", "8", "16"), default="auto",
@@ -193,6 +196,8 @@ def _video_parser(sub) -> None:
     g.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="write a JSON summary (frames, size, fps, seconds, device, dtype) to FILE, or to "
                         "stdout without FILE")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace OUTPUT when it exists (a finished video is otherwise kept: exit 2)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 

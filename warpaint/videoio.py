@@ -125,12 +125,15 @@ def even_size(hw: tuple[int, int]) -> tuple[int, int]:
     return hw[0] - hw[0] % 2, hw[1] - hw[1] % 2
 
 
-def check_video_output(dest: str | Path, source: str | Path) -> None:
-    """Refuse an output that is the source, has an extension other than .mp4, .mov, .mkv, or
-    lies in a missing folder."""
+def check_video_output(dest: str | Path, source: str | Path, *, overwrite: bool = True) -> None:
+    """Refuse an output that is the source, has an extension other than .mp4, .mov, .mkv,
+    lies in a missing folder, or (without ``overwrite``) exists."""
     from .io import guard_output
+    from .jobs import check_not_there
 
     guard_output(dest, [str(source)], formats=tuple(VIDEO_FORMATS))
+    if not overwrite:
+        check_not_there([dest])
 
 
 class VideoWriter:
