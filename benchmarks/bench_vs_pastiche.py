@@ -104,7 +104,7 @@ def main() -> None:
         w_png, w_json = args.out / f"{tag}_warpaint.png", args.out / f"{tag}_warpaint.json"
         print(f"[{tag}] warpaint ...", flush=True)
         w_sec, w_mem, _ = timed([*warpaint_bin, "stylize", str(c), str(s), "-o", str(w_png),
-                                 "--json", str(w_json), "-q"])
+                                 "--json", str(w_json), "-q", "--overwrite"])
         summary = json.loads(w_json.read_text())
         ci, si = warpaint.load_image(c), warpaint.load_image(s)
         ws = score(ci, si, warpaint.load_image(w_png), vgg=vgg)
@@ -138,7 +138,7 @@ def main() -> None:
         out = args.out / "tubingen_1024.png"
         print("[1024 px] warpaint ...", flush=True)
         sec, mem, _ = timed([*warpaint_bin, "stylize", str(c), str(s), "-o", str(out), "--size",
-                             "1024", "-q", "--json", str(args.out / "tubingen_1024.json")])
+                             "1024", "-q", "--json", str(args.out / "tubingen_1024.json"), "--overwrite"])
         big = {"seconds": round(sec, 1), "peak_rss_mib": round(mem),
                "size": json.loads((args.out / "tubingen_1024.json").read_text())["output_size"]}
         print(f"  {sec:.1f} s, peak RSS {mem:.0f} MiB", flush=True)
