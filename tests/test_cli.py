@@ -201,8 +201,17 @@ class TestOptionErrors:
         (["--steps", "-3"], "steps"),
         (["--device", "nonsense"], "nonsense"),
         (["--init", "no_such_start.png"], "no_such_start.png"),
+        # options that would be ignored: said, not ignored
+        (["--strength", "0.5"], "--strength works with --fast"),
+        (["--work-size", "64"], "--work-size works with --fast"),
+        (["--detail", "0.5"], "--detail works with --fast"),
+        (["--snapshot-dir", "snaps"], "--snapshot-dir needs --snapshot-every"),
+        # output paths that cannot be
+        (["-o", ""], "output path is empty"),
+        (["-o", "{content}/o.png"], "is a file, not a folder"),
     ])
     def test_bad_value(self, capsys, files, extra, needle):
+        extra = [e.format(content=files["content"]) for e in extra]
         rc, _, err = cli(capsys, "stylize", files["content"], files["style"], "-o", files["out"], *TINY,
                          *extra)
         assert_one_line_error(rc, err, needle)

@@ -67,11 +67,23 @@ def _extras(args: argparse.Namespace, inputs: Sequence[str], outputs: Sequence[s
     return extras
 
 
+def _check_fast_only(args: argparse.Namespace, fast: bool) -> None:
+    """An InputError for a feed-forward option given without --fast / --model (it would be ignored)."""
+    given = [flag for flag, default in (("strength", 1.0), ("work_size", None), ("detail", None),
+                                        ("fineness", None)) if getattr(args, flag, default) != default]
+    if given and not fast:
+        raise InputError(f"--{given[0].replace('_', '-')} works with --fast / --model, not with the "
+                         "optimization engine")
+
+
 def _method(args: argparse.Namespace, cfg, extras, style_srcs: Sequence[str], loaded: dict | None = None):
     """The job layer's method for the options: the engine, or --fast / --model."""
     from .jobs import make_method, read_pil
 
     fast = getattr(args, "fast", False) or getattr(args, "model", None) is not None
+    _check_fast_only(args, fast)
+    if extras.snapshot_dir is not None and not extras.snapshot_every:
+        raise InputError("--snapshot-dir needs --snapshot-every N")
     if extras.save_warp is not None and cfg.warp == "none":
         raise InputError("--save-warp needs --warp affine or --warp tps")
     if fast and extras.engine_only:
@@ -164,6 +176,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if not fast and not args.styles:
         raise InputError("give at least one style image (or --fast / --model for a trained model)")
     use_ray = _use_ray(args)
+    _check_fast_only(args, fast)
     cfg = _config(args)   # validate options before any work
     inputs = [*args.styles, *([cfg.init_file] if cfg.init_file else []), *([cfg.mask] if cfg.mask else [])]
     check_folders(args.input, args.output)

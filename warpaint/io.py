@@ -628,6 +628,8 @@ def guard_output(out: str | Path, inputs: Sequence[str], *, what: str = "output"
                  formats: Sequence[str] | None = tuple(WRITE_FORMATS)) -> None:
     """Refuse an output path that is an input file, has an unknown extension (``formats``;
     ``None``: any) or lies in a missing or unwritable folder."""
+    if not str(out).strip():
+        raise OutputError(f"the {what} path is empty")
     path = Path(out)
     for src in inputs:
         if src != "-" and path.exists() and same_file(src, path):
@@ -637,6 +639,8 @@ def guard_output(out: str | Path, inputs: Sequence[str], *, what: str = "output"
         raise OutputError(f"{out}: {what} is a directory, expected a file name")
     if formats is not None and path.suffix.lower() not in formats:
         raise OutputError(f"{out}: unknown {what} extension; use one of {', '.join(sorted(formats))}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputError(f"{out}: {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise OutputError(f"{out}: {what} folder {path.parent} does not exist")
     _probe_writable(path)

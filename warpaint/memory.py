@@ -179,5 +179,5 @@ def check_budget(need: int, max_memory_gb: float, device: torch.device, what: st
         budget = available_bytes(device) if budget is None else budget
         source = f"what the {device.type} has free"
     if need > budget:
-        raise ResourceError(f"{what} needs about {need / GB:.1f} GB, more than {source} "
-                            f"({budget / GB:.1f} GB); lower the size (or raise max_memory)")
+        raise ResourceError(f"{what} needs about {need / GB:.3g} GB, more than {source} "
+                            f"({budget / GB:.3g} GB); lower the size (or raise max_memory)")

@@ -73,7 +73,8 @@ def probe(path: str | Path) -> VideoInfo:
         frames = vs.frames or round(duration * fps)
         width, height = vs.codec_context.width, vs.codec_context.height
         if width < 2 or height < 2:
-            raise InputError(f"{path}: the video stream has no frame size ({width}x{height})")
+            raise InputError(f"{path}: not a readable video (its video stream has no frame size, "
+                             f"{width}x{height})")
         start = float(vs.start_time * vs.time_base) if vs.start_time is not None and vs.time_base else 0.0
         return VideoInfo(str(path), width, height, fps, int(frames), duration, bool(container.streams.audio),
                          start)

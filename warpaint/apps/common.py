@@ -47,7 +47,7 @@ def load_mnist(folder: str | Path) -> tuple[Tensor, Tensor]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder}: MNIST folder not found (expected the IDX files of "
+        raise InputError(f"{folder}: not a folder (--data wants a folder of MNIST IDX files, such as "
                          "../shared/datasets/mnist)")
 
     def find(stem: str) -> Path:
