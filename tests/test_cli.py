@@ -217,6 +217,22 @@ class TestOptionErrors:
         assert_one_line_error(rc, err, needle)
         assert not files["out"].exists()
 
+    @pytest.mark.parametrize("command", ["stylize", "batch"])
+    @pytest.mark.parametrize("extra, flag", [(["--steps", "5"], "--steps"),
+                                             (["--dtype", "bfloat16"], "--dtype"),
+                                             (["--style-weight", "3"], "--style-weight")])
+    def test_engine_option_with_fast(self, capsys, files, tmp_path, command, extra, flag):
+        """An optimization setting given with --fast would be ignored: an error that names it."""
+        content, out = files["content"], files["out"]
+        if command == "batch":
+            content, out = tmp_path / "photos", tmp_path / "outs"
+            content.mkdir()
+            (content / "c.png").write_bytes(files["content"].read_bytes())
+        rc, _, err = cli(capsys, command, content, files["style"], "-o", out, "--fast", "--size", "32",
+                         "-q", *extra)
+        assert_one_line_error(rc, err, f"{flag} works with the optimization engine")
+        assert not files["out"].exists() and not (tmp_path / "outs" / "c.png").exists()
+
     @pytest.mark.parametrize("extra", [["--steps", "many"], ["--optimizer", "sgd"], ["--style-blend", "1,x"]])
     def test_unparsable_value(self, capsys, files, extra):
         """argparse rejects these itself: exit 2 with its usage line, never a traceback."""

@@ -67,13 +67,29 @@ def _extras(args: argparse.Namespace, inputs: Sequence[str], outputs: Sequence[s
     return extras
 
 
-def _check_fast_only(args: argparse.Namespace, fast: bool) -> None:
-    """An InputError for a feed-forward option given without --fast / --model (it would be ignored)."""
-    given = [flag for flag, default in (("strength", 1.0), ("work_size", None), ("detail", None),
-                                        ("fineness", None)) if getattr(args, flag, default) != default]
-    if given and not fast:
-        raise InputError(f"--{given[0].replace('_', '-')} works with --fast / --model, not with the "
-                         "optimization engine")
+#: The StylizeConfig fields a feed-forward model honours (warp and align_style have their own
+#: error in the job layer); any other one set with --fast / --model would be ignored.
+_FAST_FIELDS = {"size", "style_blend", "mask", "mask_feather", "preserve_color", "device", "max_memory",
+                "tile", "warp", "align_style"}
+
+
+def _check_method_options(args: argparse.Namespace, cfg, fast: bool) -> None:
+    """An InputError for an option the chosen method would ignore: a feed-forward option
+    without --fast / --model, or an optimization setting with them."""
+    from .stylize import StylizeConfig
+
+    if not fast:
+        given = [flag for flag, default in (("strength", 1.0), ("work_size", None), ("detail", None),
+                                            ("fineness", None)) if getattr(args, flag, default) != default]
+        if given:
+            raise InputError(f"--{given[0].replace('_', '-')} works with --fast / --model, not with the "
+                             "optimization engine")
+        return
+    default = StylizeConfig()
+    for f in fields(StylizeConfig):
+        if f.name not in _FAST_FIELDS and getattr(cfg, f.name) != getattr(default, f.name):
+            raise InputError(f"--{f.name.replace('_', '-')} works with the optimization engine, not with "
+                             "--fast / --model")
 
 
 def _method(args: argparse.Namespace, cfg, extras, style_srcs: Sequence[str], loaded: dict | None = None):
@@ -81,7 +97,7 @@ def _method(args: argparse.Namespace, cfg, extras, style_srcs: Sequence[str], lo
     from .jobs import make_method, read_pil
 
     fast = getattr(args, "fast", False) or getattr(args, "model", None) is not None
-    _check_fast_only(args, fast)
+    _check_method_options(args, cfg, fast)
     if extras.snapshot_dir is not None and not extras.snapshot_every:
         raise InputError("--snapshot-dir needs --snapshot-every N")
     if extras.save_warp is not None and cfg.warp == "none":
@@ -176,8 +192,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if not fast and not args.styles:
         raise InputError("give at least one style image (or --fast / --model for a trained model)")
     use_ray = _use_ray(args)
-    _check_fast_only(args, fast)
     cfg = _config(args)   # validate options before any work
+    _check_method_options(args, cfg, fast)
     inputs = [*args.styles, *([cfg.init_file] if cfg.init_file else []), *([cfg.mask] if cfg.mask else [])]
     check_folders(args.input, args.output)
     jobs = plan(str(args.input), str(args.output))
