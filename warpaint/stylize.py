@@ -789,8 +789,16 @@ class Stylizer:
         budget = budget_bytes(cfg.max_memory, self.device)
         pixels = content_hw[0] * content_hw[1] + sum(h * w for h, w in style_hws)
         out = []
+        style_need = max(layer_stride(n) for n in cfg.style_layers)
         for si, hw in enumerate(scales):
             long = max(MIN_SIDE, round(max(hw) * cfg.style_scale))
+            for i, (h, w) in enumerate(style_hws):
+                if round(long * min(h, w) / max(h, w)) < style_need:
+                    raise InputError(
+                        f"style_scale {cfg.style_scale:g} makes style image {i + 1} about {long} px long "
+                        f"and {round(long * min(h, w) / max(h, w))} px across at the {hw[1]}x{hw[0]} px "
+                        f"scale; the style layers need {style_need} px a side: raise style_scale or "
+                        "min_size")
             style_px = sum(long * long * min(h, w) // max(h, w) for h, w in style_hws)
             passes = 2 if cfg.warp != "none" and self._joint_at(si, scales) else 1
             out.append(plan_scale(hw, budget, fixed=int(ENGINE_BASE + IMAGE_PER_PIXEL * pixels),

@@ -47,7 +47,8 @@ def load_mnist(folder: str | Path) -> tuple[Tensor, Tensor]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder (--data wants a folder of MNIST IDX files, such as "
+        what = "not a folder" if folder.exists() else "folder not found"
+        raise InputError(f"{folder}: {what} (--data wants a folder of MNIST IDX files, such as "
                          "../shared/datasets/mnist)")
 
     def find(stem: str) -> Path:
