@@ -36,6 +36,13 @@ def run(content, styles, callback=None, **kw) -> torch.Tensor:
 
 
 class TestStylizeConfig:
+    def test_a_style_scaled_too_small_is_refused_before_work(self):
+        """relu5_1 needs 16 px a side: a wide style at a small style_scale would fail deep in VGG."""
+        s = Stylizer(make_cfg(size=64, style_scale=0.25), pretrained=False)
+        with pytest.raises(InputError, match=r"style_scale 0.25 makes style image 2 .* 16 px a side"):
+            s.plans((48, 64), [(64, 64), (30, 120)])
+        assert len(s.plans((48, 64), [(64, 64), (120, 120)])) == 1
+
     def test_defaults_are_valid(self):
         cfg = StylizeConfig()  # validates itself
         scales = cfg.scales((480, 640))
