@@ -105,7 +105,7 @@ class TestPlantedCheckpoints:
         marker = tmp_path / "owned"
         plant(tmp_path / "evil.pt", marker)
         rc, _, err = cli(capsys, "stylize", image_files["content"], "--model", tmp_path / "evil.pt",
-                         "-o", tmp_path / "o.png", *TINY)
+                         "-o", tmp_path / "o.png", "--size", "32", "-q", "--device", "cpu")
         one_line_error(rc, err, "evil.pt")
         assert not marker.exists()
 
@@ -311,13 +311,33 @@ class TestSideOutputsKeepInputs:
         one_line_error(rc, err, "must be a folder")
         assert not_a_folder.read_text() == "x"
 
+    def test_per_image_loss_curves_over_an_input(self, capsys, image_files, tmp_path):
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        for name in ("a.png", "loss_a.png"):   # loss_a.png: what --loss-curve photos/loss.png writes for a
+            (photos / name).write_bytes(image_files["content"].read_bytes())
+        rc, _, err = cli(capsys, "stylize", photos, image_files["style"], "-o", tmp_path / "out",
+                         "--loss-curve", photos / "loss.png", *TINY)
+        one_line_error(rc, err, "loss_a.png")
+        assert (photos / "loss_a.png").read_bytes() == image_files["content"].read_bytes()
+
+    def test_demo_saves_its_inputs_only_after_the_checks(self, capsys, tmp_path):
+        rc, _, err = cli(capsys, "demo", "-o", tmp_path / "o.png", "--save-inputs", tmp_path / "in",
+                         "--snapshot-dir", tmp_path / "snaps", *TINY)
+        one_line_error(rc, err, "--snapshot-every")
+        assert not (tmp_path / "in").exists()
+
     def test_stylize_folder_into_a_folder_inside_it(self, capsys, image_files, tmp_path):
-        photos = tmp_path / "photos"       # (into the folder itself: tests/test_cli.py)
+        """Into the folder itself is refused (tests/test_cli.py); a subfolder is not listed as input."""
+        photos = tmp_path / "photos"
         photos.mkdir()
         (photos / "a.png").write_bytes(image_files["content"].read_bytes())
-        rc, _, err = cli(capsys, "stylize", photos, image_files["style"], "-o", photos / "out", *TINY)
-        one_line_error(rc, err, "may not be the input folder")
-        assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
+        for _ in range(2):   # a rerun reads the same one input
+            rc, _, err = cli(capsys, "stylize", photos, image_files["style"], "-o", photos / "out", *TINY,
+                             "--overwrite")
+            assert rc == 0, err
+            assert sorted(p.name for p in (photos / "out").iterdir()) == ["a.png"]
+        assert sorted(p.name for p in photos.iterdir()) == ["a.png", "out"]
 
 
 class TestFinishedResultsKept:

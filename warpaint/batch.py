@@ -167,10 +167,12 @@ class BatchWorker:
             return Done(_failed(job, str(e)), None, os.getpid())
         if key == known_key and finished(job.output):
             return Done({"content": job.content, "output": job.output, "status": "skipped"}, key, os.getpid())
-        if not self.spec.overwrite and finished(job.output):
-            made = "with other settings" if known_key else "not by this batch"
-            return Done(_failed(job, f"{job.output}: exists, made {made}; add --overwrite to replace it"),
-                        None, os.getpid())
+        if not self.spec.overwrite and known_key is not None and finished(job.output):
+            # (an unrecorded output is this batch's, from a run stopped before its manifest was
+            # saved: made again, as a damaged one is; the record stays for the files and settings
+            # that made it)
+            return Done(_failed(job, f"{job.output}: exists, made from other files or settings; add "
+                                     "--overwrite to replace it"), known_key, os.getpid())
         outcome = run_job(job, self.method, original_size=self.spec.original_size,
                           bit_depth=self.spec.bit_depth)  # type: ignore[arg-type]
         summary = summary_of(outcome)

@@ -78,18 +78,19 @@ def _check_method_options(args: argparse.Namespace, cfg, fast: bool) -> None:
     without --fast / --model, or an optimization setting with them."""
     from .stylize import StylizeConfig
 
+    video = getattr(args, "method", None) is not None      # (video: --method fast is the default)
+    model, engine = (("--method fast", "--method optimize") if video else
+                     ("--fast / --model", "the optimization engine"))
     if not fast:
         given = [flag for flag, default in (("strength", 1.0), ("work_size", None), ("detail", None),
                                             ("fineness", None)) if getattr(args, flag, default) != default]
         if given:
-            raise InputError(f"--{given[0].replace('_', '-')} works with --fast / --model, not with the "
-                             "optimization engine")
+            raise InputError(f"--{given[0].replace('_', '-')} works with {model}, not with {engine}")
         return
     default = StylizeConfig()
     for f in fields(StylizeConfig):
         if f.name not in _FAST_FIELDS and getattr(cfg, f.name) != getattr(default, f.name):
-            raise InputError(f"--{f.name.replace('_', '-')} works with the optimization engine, not with "
-                             "--fast / --model")
+            raise InputError(f"--{f.name.replace('_', '-')} works with {engine}, not with {model}")
 
 
 def _method(args: argparse.Namespace, cfg, extras, style_srcs: Sequence[str], loaded: dict | None = None):
@@ -351,11 +352,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_jobs_bit_depth(jobs, args.bit_depth)
     extras = _extras(args, [], [args.output])
     content, style = tensor_to_pil(demo_content()), tensor_to_pil(demo_style())
+    loaded = {"demo-content": content, "demo-style": style}
+    method = _method(args, cfg, extras, ["demo-style"], loaded)     # (its checks first)
     if args.save_inputs is not None:
         keep = [k for k in (args.output, args.json, args.loss_curve) if k is not None]
         save_demo_inputs(args.save_inputs, content, style, keep=keep)
-    loaded = {"demo-content": content, "demo-style": style}
-    return _run(args, jobs, _method(args, cfg, extras, ["demo-style"], loaded), extras, loaded)
+    return _run(args, jobs, method, extras, loaded)
 
 
 def cmd_score(args: argparse.Namespace) -> int:

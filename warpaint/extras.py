@@ -55,27 +55,47 @@ def guard_extras(extras: Extras, output: str, inputs: Sequence[str], outputs: Se
         if folder is not None and folder.exists() and (not folder.is_dir() or any(
                 s != STDIO and same_file(s, folder) for s in inputs)):
             raise OutputError(f"{folder}: {name} must be a folder, not a file")
-    kept = [*inputs, *taken, *files]
+    kept, many = _Kept([*inputs, *taken, *files]), len(taken) > 1
     if extras.snapshot_every > 0:
-        folders = [snapshot_folder(extras, o) for o in taken or [STDIO]]
-        for folder in dict.fromkeys(folders):
-            _not_written_over(folder, ("step_*.png",), kept, "snapshot_dir" if extras.snapshot_dir else
-                              "the snapshot folder (--snapshot-dir)")
+        what = "snapshot_dir" if extras.snapshot_dir else "the snapshot folder (--snapshot-dir)"
+        for folder in dict.fromkeys(snapshot_folder(extras, o) for o in taken or [STDIO]):
+            kept.refuse_in(folder, ("step_*.png",), what, per_image=many and extras.snapshot_dir is not None)
     if extras.save_warp is not None:
         from .stn.visualize import PICTURES
 
-        _not_written_over(extras.save_warp, [f"{p}.png" for p in PICTURES], kept, "save_warp")
+        kept.refuse_in(extras.save_warp, [f"{p}.png" for p in PICTURES], "save_warp", per_image=many)
+    if extras.loss_curve is not None and many:
+        curve = Path(extras.loss_curve)
+        for o in taken:
+            kept.refuse(curve.with_name(f"{curve.stem}_{Path(o).stem}.png"), "loss_curve")
 
 
-def _not_written_over(folder: Path, names: Sequence[str], kept: Sequence[str], what: str) -> None:
-    """An OutputError when a side output that writes files named like ``names`` (patterns)
-    into ``folder`` or a folder inside it (one per image of a batch) could replace one of the
-    ``kept`` files (inputs, the image outputs, other side outputs)."""
-    root = Path(os.path.realpath(folder))
-    for path in kept:
-        real = Path(os.path.realpath(path))
-        if root in real.parents and any(fnmatch(real.name, n) for n in names):
-            raise OutputError(f"{folder}: {what} would write over {path}; choose another folder")
+class _Kept:
+    """The files no side output may write over (inputs, image outputs, other side outputs),
+    by their real folder: each check looks at one folder, so a batch of N images costs O(N)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.by_folder: dict[Path, list[tuple[str, str]]] = {}
+        for p in dict.fromkeys(str(p) for p in paths if p != STDIO):
+            real = Path(os.path.realpath(p))
+            self.by_folder.setdefault(real.parent, []).append((real.name, p))
+
+    def refuse_in(self, folder: Path, names: Sequence[str], what: str, *, per_image: bool = False) -> None:
+        """An OutputError when a side output writing files named like ``names`` (patterns) into
+        ``folder`` (``per_image``: into a folder per image inside it) would replace a kept file."""
+        root = Path(os.path.realpath(folder))
+        folders = [root, *(f for f in self.by_folder if per_image and f.parent == root)]
+        for f in folders:
+            for name, path in self.by_folder.get(f, ()):
+                if any(fnmatch(name, n) for n in names):
+                    raise OutputError(f"{folder}: {what} would write over {path}; choose another folder")
+
+    def refuse(self, file: Path, what: str) -> None:
+        """An OutputError when the side output ``file`` is a kept file."""
+        real = Path(os.path.realpath(file))
+        for name, path in self.by_folder.get(real.parent, ()):
+            if name == real.name:
+                raise OutputError(f"{file}: {what} would write over {path}; choose another name")
 
 
 def snapshot_folder(extras: Extras, output: str) -> Path:

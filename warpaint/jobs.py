@@ -113,15 +113,14 @@ def batch_names(files: Sequence[Path]) -> list[str]:
 
 def plan(content: str, output: str) -> list[Job]:
     """The jobs for a content file or folder (then ``output`` is a folder, created if needed,
-    neither the content folder nor inside it)."""
+    other than the content folder; the folder's images are listed without its subfolders)."""
     if content != STDIO and Path(content).is_dir():
         out_dir = Path(output)
         if output == STDIO or (out_dir.exists() and not out_dir.is_dir()):
             raise OutputError(f"{output}: for a folder of content images, -o must be a folder")
-        src = Path(content).resolve()
-        if out_dir.resolve() == src or src in out_dir.resolve().parents:
-            raise OutputError(f"{output}: the output folder may not be the input folder or inside it "
-                              "(a rerun would read the results as inputs)")
+        if out_dir.resolve() == Path(content).resolve():
+            raise OutputError(f"{output}: the output folder may not be the input folder (a rerun would "
+                              "read the results as inputs)")
         files = list_images(Path(content))
         try:
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,7 @@ def _add_output_flags(p: argparse.ArgumentParser, *, per_step: bool = True) -> N
     g = p.add_argument_group("output options")
     g.add_argument("--overwrite", action="store_true",
                    help="replace an output file that exists (a finished result is otherwise kept: exit 2); "
-                        "batch: replace outputs made with other settings or not by the batch")
+                        "batch: replace outputs made from other files or settings")
     g.add_argument("--original-size", action="store_true",
                    help="write the result at the content image's own resolution (upsampled)")
     g.add_argument("--bit-depth", choices=("auto", "8", "16"), default="auto",

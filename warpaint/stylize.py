@@ -626,6 +626,8 @@ class Stylizer:
         if not plan.tiled:   # each step reports the losses it saw before its update; these are after the last
             with torch.no_grad():
                 final = {k: float(v) for k, v in self.losses(image, content_t, style_t, joint, link).items()}
+            if not all(map(math.isfinite, final.values())):
+                raise NumericalError(f"the final losses are not finite ({final}); nothing was written")
         result = replace(self._result(image.detach(), prepared), final_losses=final)
         self._current = None       # (kept until then: a finish that fails still has a partial)
         return result
