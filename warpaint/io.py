@@ -646,6 +646,16 @@ def guard_output(out: str | Path, inputs: Sequence[str], *, what: str = "output"
     _probe_writable(path)
 
 
+def check_not_there(outputs: Sequence[str | Path]) -> None:
+    """An OutputError, before any work, when any of ``outputs`` exists: a finished result is
+    kept unless the user asks for it to be replaced (``--overwrite``)."""
+    there = [str(o) for o in outputs if Path(o).exists()]
+    if there:
+        more = f" (and {len(there) - 1} more outputs)" if len(there) > 1 else ""
+        raise OutputError(f"{there[0]}: exists{more}; add --overwrite to replace it, or choose another "
+                          "output")
+
+
 def partial_path(out: str, n: int = 1) -> str:
     """Where an interrupted job's result goes: ``out.partial.png`` beside ``out.png``
     (``out.partial-N.png`` for ``n`` > 1, when that one is taken).

@@ -33,6 +33,7 @@ from .io import (  # noqa: F401  (partial_path, read_pil, same_file: re-exported
     BitDepth,
     Loaded,
     check_bit_depth,
+    check_not_there,
     fit_long_side,
     free_partial_path,
     guard_output,
@@ -154,16 +155,6 @@ def guard_jobs(jobs: Sequence[Job], inputs: Sequence[str], *, overwrite: bool = 
             guard_output(job.output, everything)
     if not overwrite:
         check_not_there([j.output for j in jobs if j.output not in (None, STDIO)])
-
-
-def check_not_there(outputs: Sequence[str | Path]) -> None:
-    """An OutputError, before any work, when any of ``outputs`` exists: a finished result is
-    kept unless the user asks for it to be replaced (``--overwrite``)."""
-    there = [str(o) for o in outputs if Path(o).exists()]
-    if there:
-        more = f" (and {len(there) - 1} more outputs)" if len(there) > 1 else ""
-        raise OutputError(f"{there[0]}: exists{more}; add --overwrite to replace it, or choose another "
-                          "output")
 
 
 # -- reading and checking -----------------------------------------------------------------------

@@ -129,8 +129,7 @@ def even_size(hw: tuple[int, int]) -> tuple[int, int]:
 def check_video_output(dest: str | Path, source: str | Path, *, overwrite: bool = True) -> None:
     """Refuse an output that is the source, has an extension other than .mp4, .mov, .mkv,
     lies in a missing folder, or (without ``overwrite``) exists."""
-    from .io import guard_output
-    from .jobs import check_not_there
+    from .io import check_not_there, guard_output
 
     guard_output(dest, [str(source)], formats=tuple(VIDEO_FORMATS))
     if not overwrite:
