@@ -353,6 +353,21 @@ class TestFinishedResultsKept:
         with Image.open(tmp_path / "o.partial.png") as im:
             assert im.size == (32, 24)
 
+    @pytest.mark.parametrize("args, needle", [
+        (["stn", "digits", "--model", "stcnn", "--stn-output", "8", "--epochs", "1"], "--stn-output"),
+        (["stn", "detect-train", "--n-test-digits", "{n}", "--steps", "1"], "--n-test-digits"),
+        (["stn", "seg-train", "--n-test-digits", "{n}", "--steps", "1"], "--n-test-digits"),
+    ])
+    def test_stn_options_beyond_the_data_or_the_net(self, capsys, tmp_path, mnist, args, needle):
+        """Once tracebacks (a transformer output too small for the classifier; more test digits
+        than the data has): one line, exit 2, before training."""
+        from warpaint.apps.common import load_mnist
+
+        n = str(load_mnist(mnist)[0].shape[0])
+        rc, _, err = cli(capsys, *[a.format(n=n) for a in args], "--data", mnist, "--out", tmp_path / "o",
+                         "-q")
+        one_line_error(rc, err, needle)
+
     def test_demo_keeps_an_existing_output(self, capsys, tmp_path):
         out = tmp_path / "demo.png"
         out.write_bytes(b"a finished result")
@@ -389,7 +404,9 @@ class TestFinishedResultsKept:
         assert cli(capsys, *base, "--steps", "2")[0] == 0
         finished = (tmp_path / "m.pt").read_bytes()
         ctrl_c_at_step(1)
-        rc, _, err = cli(capsys, *base, "--steps", "3")      # another configuration, interrupted
+        rc, _, err = cli(capsys, *base, "--steps", "3")      # a finished model is kept ...
+        one_line_error(rc, err, "--overwrite")
+        rc, _, err = cli(capsys, *base, "--steps", "3", "--overwrite")   # another configuration, interrupted
         assert rc == 130, err
         assert (tmp_path / "m.pt").read_bytes() == finished
         assert (tmp_path / "m.partial.pt").is_file()

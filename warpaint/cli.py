@@ -310,10 +310,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``warpaint train``: a feed-forward model from folders of images."""
     from .errors import Interrupted
     from .feedforward.train import TrainConfig, train_to_file
+    from .io import check_not_there
 
     kind = "single" if args.style is not None else "arbitrary"
     cfg = TrainConfig(kind=kind, **{f.name: getattr(args, f.name) for f in fields(TrainConfig)
                                     if f.name != "kind"})
+    if not args.overwrite:
+        check_not_there([args.output])
     try:
         summary = train_to_file(cfg, args.content_dir, args.style or args.style_dir, args.output,
                                 work_size=args.work_size, sample_every=args.sample_every, device=args.device,

@@ -165,8 +165,8 @@ def _open(source: PathLike | BinaryIO, max_pixels: int) -> tuple[Image.Image, in
             bits = _sample_bits(im)
             orientation = _orientation(im) if bits == 16 else 1
             im.load()  # decode now, so truncated files fail here
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(f"{name}: image too large ({e})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{name}: image too large (over the limit of {max_pixels} pixels)") from None
     except UnidentifiedImageError:
         raise InputError(f"{name}: not an image file Pillow can read") from None
     except OSError as e:

@@ -226,6 +226,8 @@ def _train_parser(sub) -> None:
                    help="memory budget for a training step's estimated peak (default: 0 = what the device "
                         "has free)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace OUTPUT when it exists (a finished model is otherwise kept: exit 2)")
 
 
 def _calibrate_parser(sub) -> None:

@@ -219,6 +219,8 @@ def check_digits_config(cfg: DigitsConfig) -> None:
     for name, lo, hi in (("epochs", 1, 1000), ("batch_size", 1, 4096), ("stn_output", 0, 256),
                          ("stn_iterations", 1, 8), ("n_test", 1, 1_000_000), ("seed", 0, 2**63 - 1)):
         check_number(name, getattr(cfg, name), lo=lo, hi=hi, integer=True)
+    if 0 < cfg.stn_output < 16:   # the classifier's convolutions and poolings need 16 px a side
+        raise InputError(f"stn_output must be 0 (the input size) or 16 to 256 px, got {cfg.stn_output}")
     check_number("lr", cfg.lr, lo=0, lo_open=True, hi=1)
     check_number("stn_lr_scale", cfg.stn_lr_scale, lo=0, lo_open=True, hi=100)
     check_number("turn_degrees", cfg.turn_degrees, lo=0, lo_open=True, hi=180)
