@@ -241,11 +241,16 @@ class TestRuns:
         assert httpx.get(f"{server}/api/jobs/{job}/warp/..%2Fresult.png").status_code == 404
         assert "warp" in httpx.get(f"{server}/api/jobs/{job}/result.json").json()
 
-    def test_engine_refusal_is_a_run_error(self, server, pair):
-        """Options the method refuses (a warp with the fast model) end the run with the message."""
-        r = submit(server, files(*pair), method="fast", warp="tps", size="64")
-        last = follow(server, r.json()["id"])[-1]
-        assert last["state"] == "error" and "warp works with the optimization engine" in last["message"]
+    def test_method_refusals_are_said_at_once(self, server, pair):
+        """Options the method refuses (a warp with the fast model), a strength out of range, the
+        fast model without a style, more steps than the server allows on the coarse scales: 400."""
+        for extra, message in (({"method": "fast", "warp": "tps"}, "work with method optimize"),
+                               ({"method": "fast", "strength": "7"}, "strength must be <= 1"),
+                               ({"steps": "600", "min_size": "32"}, "steps per scale must be at most 1000")):
+            r = submit(server, files(*pair), size="64", **extra)
+            assert r.status_code == 400 and message in r.json()["error"], r.text
+        r = submit(server, files(pair[0]), method="fast", size="64")
+        assert r.status_code == 400 and r.json()["error"].startswith("style: choose")
 
 
 class TestQueue:

@@ -50,7 +50,8 @@ class Settings:
     max_styles: int = field(default=4, metadata={"help": "style images per run at most"})
     max_size: int = field(default=1024,
                           metadata={"help": "largest result side, px (uploads are shrunk to it)"})
-    max_steps: int = field(default=1000, metadata={"help": "optimizer steps per run at most"})
+    max_steps: int = field(default=1000,
+                           metadata={"help": "optimizer steps per scale at most, coarse scales included"})
     max_queue: int = field(default=8, metadata={"help": "runs waiting at most, all browsers together"})
     per_client: int = field(default=4, metadata={"help": "runs waiting or running per client address"})
     max_kept: int = field(default=50, metadata={"help": "finished runs kept (the oldest go first)"})

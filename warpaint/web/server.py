@@ -6,7 +6,7 @@ Endpoints (all JSON errors are ``{"error": "one line"}``):
 * ``GET /api/info``: limits and the options the page offers.
 * ``GET /api/demo/content.png``, ``/api/demo/style.png``: the built-in demo images.
 * ``POST /api/jobs``: multipart form with ``content`` (one image), ``style`` (one or more
-  images, none with ``method=fast``) and options; answers ``{"id", "position"}``.
+  images, for either method) and options; answers ``{"id", "position"}``.
 * ``GET /api/jobs/{id}``: state, place in the queue, progress. ``GET /api/jobs/{id}/events``:
   the same as server-sent events, with the current image as a PNG data URL when it changed.
 * ``POST /api/jobs/{id}/stop``; ``POST /api/jobs/{id}/close`` (page closed: forget the run).
@@ -35,7 +35,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from ..errors import InputError, WarpaintError
+from ..errors import InputError, WarpaintError, check_number
 from ..io import fit_long_side, load_pil, resize_pil
 from ..stylize import StylizeConfig
 from .jobqueue import TERMINAL, JobQueue, QueueFull, Settings, WebJob, png_bytes
@@ -113,14 +113,18 @@ def _config(form: Any, settings: Settings) -> StylizeConfig:
     cfg = StylizeConfig(**values)
     if cfg.size > settings.max_size:
         raise InputError(f"size must be at most {settings.max_size} px on this server, got {cfg.size}")
-    if cfg.steps > settings.max_steps or cfg.coarse_steps > settings.max_steps:
-        raise InputError(f"steps must be at most {settings.max_steps} on this server")
+    coarse = cfg.coarse_steps if cfg.coarse_steps >= 0 else 2 * cfg.steps    # (-1: twice steps)
+    if len(cfg.scales((cfg.size, cfg.size))) == 1:                              # (no coarse scale)
+        coarse = 0
+    if max(cfg.steps, coarse, cfg.detail_steps) > settings.max_steps:
+        raise InputError(f"steps per scale must be at most {settings.max_steps} on this server (the coarse "
+                         f"scales take coarse_steps, by default twice steps); got {cfg.steps} and {coarse}")
     return cfg
 
 
 async def _job(request: Request, settings: Settings) -> WebJob:
     """A job from the multipart form of ``POST /api/jobs``."""
-    async with request.form(max_files=settings.max_styles + 1, max_fields=40) as form:
+    async with request.form(max_files=settings.max_styles + 2, max_fields=40) as form:   # (then said below)
         unknown = set(form) - {*OPTIONS, "content", "style", "method", "strength"}
         if unknown:
             raise InputError(f"unknown option(s): {', '.join(sorted(unknown))}")
@@ -134,12 +138,17 @@ async def _job(request: Request, settings: Settings) -> WebJob:
         styles = [await _image(s, "style", settings) for s in form.getlist("style")]
         if len(styles) > settings.max_styles:
             raise InputError(f"at most {settings.max_styles} style images")
-        if method == "optimize" and not styles:
+        if len(form.getlist("content")) > 1:
+            raise InputError("content: one photo per job")
+        if not styles:   # (the shipped fast model takes a style image too)
             raise InputError("style: choose at least one painting (or the demo painting)")
+        if method == "fast" and (cfg.warp != "none" or cfg.align_style != "none"):
+            raise InputError("warp and align_style work with method optimize, not fast")
         try:
             strength = float(form.get("strength") or 1.0)
         except ValueError:
             raise InputError("strength must be a number from 0 to 1") from None
+        check_number("strength", strength, lo=0, hi=1)
     client = request.client.host if request.client else "?"
     return WebJob(client, cfg, content, [s for s, _ in styles], fast=method == "fast", strength=strength,
                   names={"content": content_name, "styles": [n for _, n in styles]})
