@@ -792,9 +792,10 @@ class Stylizer:
         pixels = content_hw[0] * content_hw[1] + sum(h * w for h, w in style_hws)
         out = []
         style_need = max(layer_stride(n) for n in cfg.style_layers)
+        shapes = style_hws if cfg.align_style == "none" else ()   # (aligned styles take the content's shape)
         for si, hw in enumerate(scales):
             long = max(MIN_SIDE, round(max(hw) * cfg.style_scale))
-            for i, (h, w) in enumerate(style_hws):
+            for i, (h, w) in enumerate(shapes):
                 if round(long * min(h, w) / max(h, w)) < style_need:
                     raise InputError(
                         f"style_scale {cfg.style_scale:g} makes style image {i + 1} about {long} px long "
