@@ -67,30 +67,14 @@ def _extras(args: argparse.Namespace, inputs: Sequence[str], outputs: Sequence[s
     return extras
 
 
-#: The StylizeConfig fields a feed-forward model honours (warp and align_style have their own
-#: error in the job layer); any other one set with --fast / --model would be ignored.
-_FAST_FIELDS = {"size", "style_blend", "mask", "mask_feather", "preserve_color", "device", "max_memory",
-                "tile", "warp", "align_style"}
-
-
 def _check_method_options(args: argparse.Namespace, cfg, fast: bool) -> None:
-    """An InputError for an option the chosen method would ignore: a feed-forward option
-    without --fast / --model, or an optimization setting with them."""
-    from .stylize import StylizeConfig
+    """:func:`~warpaint.jobs.check_method_options` for the options (``video``: ``--method``)."""
+    from .jobs import check_method_options
 
-    video = getattr(args, "method", None) is not None      # (video: --method fast is the default)
-    model, engine = (("--method fast", "--method optimize") if video else
-                     ("--fast / --model", "the optimization engine"))
-    if not fast:
-        given = [flag for flag, default in (("strength", 1.0), ("work_size", None), ("detail", None),
-                                            ("fineness", None)) if getattr(args, flag, default) != default]
-        if given:
-            raise InputError(f"--{given[0].replace('_', '-')} works with {model}, not with {engine}")
-        return
-    default = StylizeConfig()
-    for f in fields(StylizeConfig):
-        if f.name not in _FAST_FIELDS and getattr(cfg, f.name) != getattr(default, f.name):
-            raise InputError(f"--{f.name.replace('_', '-')} works with {engine}, not with {model}")
+    check_method_options(cfg, fast=fast, strength=getattr(args, "strength", 1.0),
+                         work_size=getattr(args, "work_size", None), detail=getattr(args, "detail", None),
+                         fineness=getattr(args, "fineness", None),
+                         video=getattr(args, "method", None) is not None)
 
 
 def _method(args: argparse.Namespace, cfg, extras, style_srcs: Sequence[str], loaded: dict | None = None):
@@ -99,8 +83,6 @@ def _method(args: argparse.Namespace, cfg, extras, style_srcs: Sequence[str], lo
 
     fast = getattr(args, "fast", False) or getattr(args, "model", None) is not None
     _check_method_options(args, cfg, fast)
-    if extras.snapshot_dir is not None and not extras.snapshot_every:
-        raise InputError("--snapshot-dir needs --snapshot-every N")
     if extras.save_warp is not None and cfg.warp == "none":
         raise InputError("--save-warp needs --warp affine or --warp tps")
     if fast and extras.engine_only:

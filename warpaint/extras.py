@@ -39,6 +39,8 @@ def guard_extras(extras: Extras, output: str, inputs: Sequence[str], outputs: Se
     """No side output replaces an input, an image output or another side output; a JSON
     summary on stdout does not share it with an image written there."""
     check_number("snapshot_every", extras.snapshot_every, lo=0, integer=True)
+    if extras.snapshot_dir is not None and not extras.snapshot_every:
+        raise InputError("--snapshot-dir needs --snapshot-every N")
     files = [str(f) for f in (extras.json, extras.loss_curve) if f not in (None, STDIO)]
     taken = [o for o in outputs if o not in (None, STDIO)]
     for f in files:

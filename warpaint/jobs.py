@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -311,6 +311,35 @@ class FastMethod:
 
     def current(self) -> Tensor | None:
         return None
+
+
+#: The StylizeConfig fields a feed-forward model honours (warp and align_style have their own
+#: error in :func:`make_method`); any other one set for a feed-forward model would be ignored.
+FAST_FIELDS = frozenset({"size", "style_blend", "mask", "mask_feather", "preserve_color", "device",
+                         "max_memory", "tile", "warp", "align_style"})
+
+
+def check_method_options(cfg: StylizeConfig, *, fast: bool, strength: float = 1.0,
+                         work_size: int | None = None, detail: float | None = None,
+                         fineness: float | None = None, video: bool = False) -> None:
+    """An InputError for an option the chosen method would ignore: a feed-forward option
+    (``strength``, ``work_size``, ``detail``, ``fineness``) for the engine, or an optimization
+    setting of ``cfg`` (one not in :data:`FAST_FIELDS`, off its default) for a feed-forward
+    model. The messages name the CLI's flags (``video``: its ``--method``)."""
+    model, engine = (("--method fast", "--method optimize") if video else
+                     ("--fast / --model", "the optimization engine"))
+    if not fast:
+        given = [name for name, value, default in (("strength", strength, 1.0),
+                                                   ("work_size", work_size, None),
+                                                   ("detail", detail, None), ("fineness", fineness, None))
+                 if value != default]
+        if given:
+            raise InputError(f"--{given[0].replace('_', '-')} works with {model}, not with {engine}")
+        return
+    default = StylizeConfig()
+    for f in fields(StylizeConfig):
+        if f.name not in FAST_FIELDS and getattr(cfg, f.name) != getattr(default, f.name):
+            raise InputError(f"--{f.name.replace('_', '-')} works with {engine}, not with {model}")
 
 
 def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, fast: bool = False,
