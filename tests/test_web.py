@@ -234,9 +234,14 @@ class TestRuns:
         assert "warp" in httpx.get(f"{server}/api/jobs/{job}/result.json").json()
 
     def test_method_refusals_are_said_at_once(self, server, pair):
-        """Options the method refuses (a warp with the fast model), a strength out of range, the
-        fast model without a style, more steps than the server allows on the coarse scales: 400."""
+        """Options the method refuses (a warp with the fast model) or would ignore (steps for
+        the fast model, strength for the engine), a strength out of range, the fast model
+        without a style, more steps than the server allows on the coarse scales: 400."""
         for extra, message in (({"method": "fast", "warp": "tps"}, "work with method optimize"),
+                               ({"method": "fast", "steps": "50"},
+                                "steps works with method optimize, not with method fast"),
+                               ({"strength": "0.5"},
+                                "strength works with method fast, not with method optimize"),
                                ({"method": "fast", "strength": "7"}, "strength must be <= 1"),
                                ({"steps": "600", "min_size": "32"}, "steps per scale must be at most 1000")):
             r = submit(server, files(*pair), size="64", **extra)

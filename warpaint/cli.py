@@ -74,7 +74,7 @@ def _check_method_options(args: argparse.Namespace, cfg, fast: bool) -> None:
     check_method_options(cfg, fast=fast, strength=getattr(args, "strength", 1.0),
                          work_size=getattr(args, "work_size", None), detail=getattr(args, "detail", None),
                          fineness=getattr(args, "fineness", None),
-                         video=getattr(args, "method", None) is not None)
+                         front="video" if getattr(args, "method", None) is not None else "cli")
 
 
 def _method(args: argparse.Namespace, cfg, extras, style_srcs: Sequence[str], loaded: dict | None = None):

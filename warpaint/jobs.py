@@ -319,27 +319,37 @@ FAST_FIELDS = frozenset({"size", "style_blend", "mask", "mask_feather", "preserv
                          "max_memory", "tile", "warp", "align_style"})
 
 
+#: How each front end names the two methods and an option (``cli``, ``video``: flags; ``web``:
+#: the form's fields).
+METHOD_WORDS = {"cli": ("--fast / --model", "the optimization engine"),
+                "video": ("--method fast", "--method optimize"),
+                "web": ("method fast", "method optimize")}
+
+
 def check_method_options(cfg: StylizeConfig, *, fast: bool, strength: float = 1.0,
                          work_size: int | None = None, detail: float | None = None,
-                         fineness: float | None = None, video: bool = False) -> None:
+                         fineness: float | None = None, front: str = "cli") -> None:
     """An InputError for an option the chosen method would ignore: a feed-forward option
     (``strength``, ``work_size``, ``detail``, ``fineness``) for the engine, or an optimization
     setting of ``cfg`` (one not in :data:`FAST_FIELDS`, off its default) for a feed-forward
-    model. The messages name the CLI's flags (``video``: its ``--method``)."""
-    model, engine = (("--method fast", "--method optimize") if video else
-                     ("--fast / --model", "the optimization engine"))
+    model. The messages use the ``front`` end's words (:data:`METHOD_WORDS`)."""
+    model, engine = METHOD_WORDS[front]
+
+    def option(name: str) -> str:
+        return name if front == "web" else "--" + name.replace("_", "-")
+
     if not fast:
         given = [name for name, value, default in (("strength", strength, 1.0),
                                                    ("work_size", work_size, None),
                                                    ("detail", detail, None), ("fineness", fineness, None))
                  if value != default]
         if given:
-            raise InputError(f"--{given[0].replace('_', '-')} works with {model}, not with {engine}")
+            raise InputError(f"{option(given[0])} works with {model}, not with {engine}")
         return
     default = StylizeConfig()
     for f in fields(StylizeConfig):
         if f.name not in FAST_FIELDS and getattr(cfg, f.name) != getattr(default, f.name):
-            raise InputError(f"--{f.name.replace('_', '-')} works with {engine}, not with {model}")
+            raise InputError(f"{option(f.name)} works with {engine}, not with {model}")
 
 
 def make_method(cfg: StylizeConfig, styles: Sequence[Image.Image | Tensor], *, fast: bool = False,

@@ -37,6 +37,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..errors import InputError, WarpaintError, check_number
 from ..io import fit_long_side, load_pil, resize_pil
+from ..jobs import check_method_options
 from ..stylize import StylizeConfig
 from .jobqueue import TERMINAL, JobQueue, QueueFull, Settings, WebJob, png_bytes
 
@@ -149,6 +150,7 @@ async def _job(request: Request, settings: Settings) -> WebJob:
         except ValueError:
             raise InputError("strength must be a number from 0 to 1") from None
         check_number("strength", strength, lo=0, hi=1)
+        check_method_options(cfg, fast=method == "fast", strength=strength, front="web")
     client = request.client.host if request.client else "?"
     return WebJob(client, cfg, content, [s for s, _ in styles], fast=method == "fast", strength=strength,
                   names={"content": content_name, "styles": [n for _, n in styles]})
