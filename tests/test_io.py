@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from warpaint.errors import InputError, OutputError, ShapeError
+from warpaint.errors import InputError, NumericalError, OutputError, ShapeError
 from warpaint.io import (
     fit_long_side,
     load_image,
@@ -303,6 +303,16 @@ class TestSaveImage:
     def test_pil_input(self, tmp_path):
         save_image(Image.new("RGB", (3, 2), (9, 8, 7)), tmp_path / "p.png")
         assert _rgb(load_image(tmp_path / "p.png"), 1, 2) == [9, 8, 7]
+
+    @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+    def test_non_finite_is_never_written(self, tmp_path, bad):
+        x = torch.rand(1, 3, 4, 4)
+        x[0, 1, 2, 3] = bad
+        with pytest.raises(NumericalError, match="NaN or infinite"):
+            save_image(x, tmp_path / "n.png")
+        with pytest.raises(NumericalError):
+            save_image(torch.rand(1, 3, 4, 4), tmp_path / "a.png", alpha=torch.full((1, 1, 4, 4), bad))
+        assert list(tmp_path.iterdir()) == []
 
     def test_out_of_range_is_clamped(self, tmp_path):
         x = torch.tensor([-1.0, 0.5, 2.0]).view(1, 3, 1, 1)

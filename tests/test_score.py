@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from warpaint.cli import main
-from warpaint.errors import ShapeError
+from warpaint.errors import InputError, ShapeError
 from warpaint.io import resize, save_image
 from warpaint.losses import content_loss, gram_matrix, style_loss
 from warpaint.score import SCORE_CONTENT_LAYER, SCORE_STYLE_LAYERS, Score, score
@@ -86,6 +86,9 @@ class TestScore:
             score(torch.rand(3, 32, 32), torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), vgg=vgg)
         with pytest.raises(TypeError):
             score(torch.rand(1, 3, 32, 32), [1, 2], torch.rand(1, 3, 32, 32), vgg=vgg)  # type: ignore[arg-type]
+        x = torch.rand(1, 3, 32, 32)
+        with pytest.raises(InputError, match="output holds NaN"):   # never a NaN score
+            score(x, x, x * float("nan"), size=32, vgg=vgg)
 
     def test_no_grad(self, vgg):
         x = torch.rand(1, 3, 32, 32, requires_grad=True)

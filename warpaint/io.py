@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .errors import InputError, OutputError, check_image
+from .errors import InputError, NumericalError, OutputError, check_image
 
 PathLike = str | os.PathLike[str]
 BitDepth = Literal["auto", "8", "16"]
@@ -531,7 +531,11 @@ def save_image(image: Tensor | Image.Image, dest: PathLike | BinaryIO, *,
     Raises:
         OutputError: unknown extension, missing or unwritable folder, 16 bits in a format
             that cannot hold them.
+        NumericalError: ``image`` or ``alpha`` holds NaN or infinite values (nothing written).
     """
+    for t in (image, alpha):
+        if isinstance(t, Tensor) and not bool(torch.isfinite(t).all()):
+            raise NumericalError("the image holds NaN or infinite values; nothing was written")
     path = Path(dest) if isinstance(dest, (str, os.PathLike)) else None
     fmt = fmt or ("PNG" if path is None else WRITE_FORMATS.get(path.suffix.lower()))
     if path is not None and fmt is None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import color
-from .errors import ShapeError, check_image, check_number, check_pixels
+from .errors import ShapeError, check_number, check_pixels
 from .io import MIN_SIDE, fit_long_side, resize, resize_long_side
 from .losses import content_loss, gram_matrix, masked_style_errors, style_loss
 from .vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
@@ -63,7 +63,7 @@ def score(content: Tensor, style: Tensor, output: Tensor, *, size: int = 512,
         (0.0, 0.0)
     """
     for name, t in (("content", content), ("style", style), ("output", output)):
-        check_image(t, name)
+        check_pixels(t, name)
     vgg = vgg if vgg is not None else VGGFeatures(pooling="max")
     dev = next(vgg.parameters()).device
     hw = fit_long_side(tuple(content.shape[-2:]), size)  # type: ignore[arg-type]
@@ -93,7 +93,7 @@ def region_style_distances(output: Tensor, styles: list[Tensor], weights: Tensor
     Returns:
         R lists of len(styles) distances.
     """
-    check_image(output, "output")
+    check_pixels(output, "output")
     vgg = vgg if vgg is not None else VGGFeatures(pooling="max")
     dev = next(vgg.parameters()).device
     hw = fit_long_side(tuple(output.shape[-2:]), size)  # type: ignore[arg-type]
@@ -101,7 +101,7 @@ def region_style_distances(output: Tensor, styles: list[Tensor], weights: Tensor
     weights = weights.float().to(dev)
     out = torch.zeros(weights.shape[1], len(styles), dtype=torch.float64)
     for si, style in enumerate(styles):
-        check_image(style, f"styles[{si}]")
+        check_pixels(style, f"styles[{si}]")
         fs = vgg(resize_long_side(style.float(), size).to(dev), SCORE_STYLE_LAYERS)
         for n in SCORE_STYLE_LAYERS:
             target = gram_matrix(fs[n])[:, None].expand(1, weights.shape[1], -1, -1)
