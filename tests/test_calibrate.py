@@ -138,7 +138,11 @@ def test_command_writes_a_model_that_reads_small_and_refuses_bad_input(folders, 
     assert m.style_size == 32 and m.training["code_calibration"]["views"] == 40
     # never over a finished model or an input; bad options and files: exit 2, one line
     assert main(["calibrate", str(src), *common, "-o", str(out)]) == 2
-    assert main(["calibrate", str(src), *common, "-o", str(src)]) == 2
+    assert "add --overwrite" in capsys.readouterr().err
+    stamp = out.stat().st_mtime_ns
+    assert main(["calibrate", str(src), *common, "-o", str(out), "--overwrite"]) == 0
+    assert out.stat().st_mtime_ns != stamp and load(out).style_size == 32
+    assert main(["calibrate", str(src), *common, "-o", str(src), "--overwrite"]) == 2   # never an input
     assert main(["calibrate", str(tmp_path / "none.pt"), *common, "-o", str(tmp_path / "n.pt")]) == 2
     assert main(["calibrate", str(src), *common, "--like", "16", "-o", str(tmp_path / "n.pt")]) == 2
     assert main(["calibrate", str(src), *common, "-o", str(tmp_path / "n.png")]) == 2

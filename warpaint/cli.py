@@ -319,10 +319,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     cfg = CalibrationConfig(**{f.name: getattr(args, f.name) for f in fields(CalibrationConfig)})
     s = calibrate_to_file(args.model, args.content_dir, args.style_dir, args.output, cfg,
-                          progress=not args.quiet)
+                          progress=not args.quiet, overwrite=args.overwrite)
+    before, after, n = s["held_out_code_error_before"], s["held_out_code_error_after"], s["held_out_images"]
     print(f"wrote {args.output} (reads paintings at {cfg.read_at} px; code error against reading at "
-          f"{cfg.like} px on {s['held_out_images']} held-out images: "
-          f"{s['held_out_code_error_before']:.3f} -> {s['held_out_code_error_after']:.3f})", file=sys.stderr)
+          f"{cfg.like} px on {n} held-out image{'s' * (n != 1)}: {before:.3f} -> {after:.3f})",
+          file=sys.stderr)
+    if after > before:
+        print(f"warpaint: warning: the calibrated model reads the held-out images worse than {args.model} "
+              "did; keep the original, or calibrate on more paintings and photos", file=sys.stderr)
     return 0
 
 

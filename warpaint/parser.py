@@ -245,6 +245,8 @@ def _calibrate_parser(sub) -> None:
     p.add_argument("-o", "--output", type=_path, required=True, help="model file to write (.pt, a new name)")
     add_config_flags(p, CalibrationConfig)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUTPUT when it exists (a finished model is otherwise kept: exit 2)")
 
 
 def _serve_parser(sub) -> None:

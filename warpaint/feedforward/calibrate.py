@@ -232,10 +232,11 @@ def calibrate(model: FastStylizer, paintings: list[Path], photos: list[Path], cf
 
 
 def calibrate_to_file(model_path: Path, content_dir: Path, style_dir: Path, output: Path,
-                      cfg: CalibrationConfig, *, progress: bool = True) -> dict:
+                      cfg: CalibrationConfig, *, progress: bool = True, overwrite: bool = False) -> dict:
     """:func:`calibrate` the model file ``model_path`` on the paintings in ``style_dir`` and
     the photos in ``content_dir`` (both searched recursively) and write it to ``output``
-    (atomically; never over an input or an existing file). Returns the summary."""
+    (atomically; never over an input, nor over an existing file unless ``overwrite``).
+    Returns the summary."""
     from ..io import guard_output
     from .model import load
 
@@ -244,8 +245,9 @@ def calibrate_to_file(model_path: Path, content_dir: Path, style_dir: Path, outp
     paintings, photos = list_images(style_dir, recursive=True), list_images(content_dir, recursive=True)
     guard_output(output, [str(model_path), *map(str, paintings), *map(str, photos)], what="model file",
                  formats=(".pt",))
-    if output.exists():
-        raise InputError(f"{output}: exists; refusing to overwrite a finished model (choose another name)")
+    if output.exists() and not overwrite:
+        raise InputError(f"{output}: exists; refusing to overwrite a finished model (choose another name, "
+                         "or add --overwrite to replace it)")
     model = load(model_path)
     summary = calibrate(model, paintings, photos, cfg, progress=progress)
     model.save(output)
