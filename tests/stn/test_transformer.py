@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from warpaint.stn import SpatialTransformer
+from warpaint.errors import ShapeError
+from warpaint.stn import SpatialTransformer, rotation_equivariance_loss
 
 KINDS = ["affine", "similarity", "projective", "tps"]
 
@@ -80,6 +81,25 @@ class TestSpatialTransformer:
     def test_bad_kind(self):
         with pytest.raises(ValueError, match="kind"):
             SpatialTransformer(3, kind="spline")  # type: ignore[arg-type]
+
+    def test_bad_arguments_are_said_at_construction(self):
+        for kwargs, match in (({"output_size": (0, 5)}, "output_size"),
+                              ({"padding_mode": "foo"}, "padding_mode")):
+            with pytest.raises(ValueError, match=match):
+                SpatialTransformer(3, **kwargs)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="in_channels"):
+            SpatialTransformer(0)
+
+    def test_square_output_size_and_input_shape(self):
+        stn = SpatialTransformer(3, output_size=16)
+        assert stn(torch.rand(2, 3, 20, 30))[0].shape == (2, 3, 16, 16)
+        for bad in (torch.rand(2, 1, 20, 30), torch.rand(3, 20, 30)):
+            with pytest.raises(ShapeError, match=r"input must have shape \(B, 3, H, W\)"):
+                stn(bad)
+
+    def test_package_exports_the_documented_loss(self):
+        """docs/stn.md names ``rotation_equivariance_loss`` among warpaint.stn's functions."""
+        assert callable(rotation_equivariance_loss)
 
     def test_regularization(self):
         stn = SpatialTransformer(1, kind="affine")

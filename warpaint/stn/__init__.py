@@ -19,7 +19,7 @@ from .geometry import (
     transform_points,
 )
 from .geostyle import Confidence, Geometry, estimate_warp
-from .transformer import SpatialTransformer, localization_net
+from .transformer import SpatialTransformer, localization_net, rotation_equivariance_loss
 from .warps import MIN_JACOBIAN, AffineWarp, TPSWarp, jacobian_determinant
 
 __all__ = [
@@ -27,5 +27,6 @@ __all__ = [
     "affine_grid", "compose_affine",
     "control_grid", "estimate_warp", "from_pixel_transform", "identity_affine", "invert_affine",
     "jacobian_determinant", "localization_net", "out_of_bounds_penalty", "sample",
-    "to_pixel_transform", "tps_grid", "tps_weights", "transform_boxes", "transform_points",
+    "rotation_equivariance_loss", "to_pixel_transform", "tps_grid", "tps_weights", "transform_boxes",
+    "transform_points",
 ]

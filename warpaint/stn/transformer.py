@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ..errors import ShapeError
 from .geometry import (
     PaddingMode,
     affine_grid,
@@ -75,7 +76,8 @@ class SpatialTransformer(nn.Module):
             scaled to unit length, so the transformer cannot zoom), ``"projective"``
             (homography, 8) or ``"tps"``
             (thin-plate spline on a ``tps_grid`` x ``tps_grid`` control grid, 2 K^2).
-        output_size: (H, W) of the output; ``None`` keeps the input size.
+        output_size: (H, W) of the output, or one int for a square; ``None`` keeps the
+            input size.
         padding_mode: what is sampled outside the input; ``"border"`` (default) keeps
             gradients alive when the grid leaves the image.
         align_corners: passed to every grid call.
@@ -98,7 +100,7 @@ class SpatialTransformer(nn.Module):
     """
 
     def __init__(self, in_channels: int, *, kind: TransformKind = "affine", tps_grid: int = 4,
-                 output_size: tuple[int, int] | None = None, padding_mode: PaddingMode = "border",
+                 output_size: int | tuple[int, int] | None = None, padding_mode: PaddingMode = "border",
                  align_corners: bool = False, localization: nn.Module | None = None,
                  iterations: int = 1) -> None:
         super().__init__()
@@ -109,8 +111,17 @@ class SpatialTransformer(nn.Module):
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if kind == "tps" and tps_grid < 2:
             raise ValueError(f"tps_grid must be >= 2, got {tps_grid}")
+        if isinstance(output_size, int):
+            output_size = (output_size, output_size)
+        if output_size is not None and (len(output_size) != 2 or min(output_size) < 1):
+            raise ValueError(f"output_size must be (H, W) of positive ints, got {output_size}")
+        if padding_mode not in ("zeros", "border", "reflection"):
+            raise ValueError(f"padding_mode must be zeros, border or reflection, got {padding_mode!r}")
+        if localization is None and in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        self.in_channels = in_channels if localization is None else None   # (a given one decides)
         self.kind: TransformKind = kind
-        self.output_size = output_size
+        self.output_size = tuple(output_size) if output_size is not None else None
         self.padding_mode: PaddingMode = padding_mode
         self.align_corners = align_corners
         if kind == "tps":
@@ -155,6 +166,9 @@ class SpatialTransformer(nn.Module):
         return affine_grid(params, size, align_corners=self.align_corners)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if x.ndim != 4 or (self.in_channels is not None and x.shape[1] != self.in_channels):
+            raise ShapeError(f"input must have shape (B, {self.in_channels or 'C'}, H, W), "
+                             f"got {tuple(x.shape)}")
         params = self.params(self.localization(x))
         size = self.output_size or (x.shape[-2], x.shape[-1])
         for _ in range(self.iterations - 1):
