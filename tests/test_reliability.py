@@ -357,16 +357,18 @@ class TestFinishedResultsKept:
         (["stn", "digits", "--model", "stcnn", "--stn-output", "8", "--epochs", "1"], "--stn-output"),
         (["stn", "detect-train", "--n-test-digits", "{n}", "--steps", "1"], "--n-test-digits"),
         (["stn", "seg-train", "--n-test-digits", "{n}", "--steps", "1"], "--n-test-digits"),
+        (["stn", "digits", "--n-test", "{n}", "--epochs", "1", "--model", "cnn"], "--n-test must"),
     ])
     def test_stn_options_beyond_the_data_or_the_net(self, capsys, tmp_path, mnist, args, needle):
         """Once tracebacks (a transformer output too small for the classifier; more test digits
-        than the data has): one line, exit 2, before training."""
+        than the data has): one line, exit 2, before training, and no --out folder made."""
         from warpaint.apps.common import load_mnist
 
         n = str(load_mnist(mnist)[0].shape[0])
         rc, _, err = cli(capsys, *[a.format(n=n) for a in args], "--data", mnist, "--out", tmp_path / "o",
                          "-q")
         one_line_error(rc, err, needle)
+        assert not (tmp_path / "o").exists()
 
     def test_demo_keeps_an_existing_output(self, capsys, tmp_path):
         out = tmp_path / "demo.png"

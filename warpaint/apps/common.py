@@ -69,11 +69,11 @@ def load_mnist(folder: str | Path) -> tuple[Tensor, Tensor]:
     return images, labels
 
 
-def split(n: int, n_test: int, seed: int) -> tuple[Tensor, Tensor]:
+def split(n: int, n_test: int, seed: int, *, name: str = "n_test_digits") -> tuple[Tensor, Tensor]:
     """Seeded permutation split of ``range(n)`` into (train, test) indices; an InputError
-    unless both are non-empty."""
+    (naming the option ``name``) unless both are non-empty."""
     if not 0 < n_test < n:
-        raise InputError(f"n_test_digits must be between 1 and {n - 1} (the digits given), got {n_test}")
+        raise InputError(f"{name} must be between 1 and {n - 1} (the digits given), got {n_test}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[n_test:], perm[:n_test]
 

@@ -336,7 +336,7 @@ def _digits_loss(model: nn.Module, cfg: DigitsConfig, x: Tensor, y: Tensor, gen:
 
 def _split_data(cfg: DigitsConfig, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, EvalSet]:
     """Training digits (N, 1, 28, 28) in [0, 1] with their labels, and the fixed test set."""
-    train_idx, test_idx = split(images.shape[0], cfg.n_test, cfg.seed)
+    train_idx, test_idx = split(images.shape[0], cfg.n_test, cfg.seed, name="n_test")
     x_test, y_test, info = make_test_set(images[test_idx], labels[test_idx], cfg.distortion,  # type: ignore[arg-type]
                                          cfg.seed)
     return images[train_idx].float()[:, None] / 255.0, labels[train_idx], EvalSet(x_test, y_test, info)
@@ -426,6 +426,8 @@ def run_experiments(configs: list[DigitsConfig], data: tuple[Tensor, Tensor], ou
     pictures, and its entry (``DISTORTION/MODEL``) in ``results.json``. Returns the results."""
     from .common import read_results, write_results
 
+    for cfg in configs:   # a refused split before anything is made
+        split(data[0].shape[0], cfg.n_test, cfg.seed, name="n_test")
     results_path = out / "results.json"
     results = read_results(results_path)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from . import canvas
-from .common import read_results, write_results
+from .common import read_results, split, write_results
 
 # -- running the canvas applications -----------------------------------------------------------
 Report = Callable[[dict], None]
@@ -23,6 +23,8 @@ def train_variants(app: ModuleType, name: str, configs: list, data: tuple[Tensor
     loss curve, and its entry in ``NAME_results.json``. Returns the results."""
     from ..plots import save_loss_curve
 
+    for cfg in configs:   # a refused split before anything is made
+        split(data[0].shape[0], cfg.n_test_digits, cfg.seed)
     results_path = out / f"{name}_results.json"
     results = read_results(results_path)
     out.mkdir(parents=True, exist_ok=True)
