@@ -592,8 +592,9 @@ def test_digits_ctrl_c_saves_and_resumes_exactly(tmp_path, mnist, monkeypatch, s
         return real_loss(model, *a)
 
     monkeypatch.setattr(digits, "_digits_loss", stop_at_third)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         digits.train(cfg, (images, labels), checkpoint=tmp_path / "b.pt", progress=False)
+    assert stopped.value.saved == f"saved the training state at step {stop} of 8 to {tmp_path / 'b.pt'}"
     ck = load_checkpoint(tmp_path / "b.pt")
     assert ck["step"] == stop and ck["seconds"] > 0   # time so far kept too
     monkeypatch.setattr(digits, "_digits_loss", real_loss)
@@ -601,6 +602,23 @@ def test_digits_ctrl_c_saves_and_resumes_exactly(tmp_path, mnist, monkeypatch, s
     assert res["train_seconds"] >= round(ck["seconds"], 1)   # both runs' time
     for p, q in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_stn_app_ctrl_c_says_what_was_kept(capsys, tmp_path, mnist, monkeypatch):
+    """The command line passes on where the interrupted training's state went."""
+    from warpaint.apps import digits
+    from warpaint.errors import Interrupted
+
+    def interrupted(*a, **kw):
+        e = Interrupted(signal.SIGINT)
+        e.saved = "saved the training state at step 3 of 8 to o/R_cnn.pt"
+        raise e
+
+    monkeypatch.setattr(digits, "run_experiments", interrupted)
+    rc, _, err = cli(capsys, "stn", "digits", "--data", mnist, "--out", tmp_path / "o", "-q")
+    assert rc == 130
+    assert err.strip() == ("warpaint: interrupted; saved the training state at step 3 of 8 to o/R_cnn.pt "
+                           "(run the same command to resume)")
 
 
 # -- 10. colour on the run's device ---------------------------------------------------------------

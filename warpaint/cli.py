@@ -464,7 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warpaint: error: {_as_flag(str(e), parser)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print("warpaint: interrupted", file=sys.stderr)
+        saved = getattr(e, "saved", None)   # a training run's checkpoint (the STN apps)
+        print("warpaint: interrupted" + (f"; {saved} (run the same command to resume)" if saved else ""),
+              file=sys.stderr)
         return e.exit_code if isinstance(e, Interrupted) else 130
     finally:
         if previous is not None:

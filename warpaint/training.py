@@ -192,10 +192,10 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
     ``pct_start`` is the one-cycle schedule's warm-up fraction; gradients are clipped to the
     norm ``max_grad_norm`` (``None``: not clipped). Ctrl-C or SIGTERM
     stops after the current step, saves the checkpoint and raises
-    :class:`~warpaint.errors.Interrupted` (a ``KeyboardInterrupt``). A checkpoint of another
-    configuration is moved aside (``NAME.stale-N``), never destroyed. A non-finite loss or
-    gradient raises :class:`~warpaint.errors.NumericalError` before the update, with no
-    checkpoint written.
+    :class:`~warpaint.errors.Interrupted` (a ``KeyboardInterrupt``; its ``saved`` says
+    where). A checkpoint of another configuration is moved aside (``NAME.stale-N``), never
+    destroyed. A non-finite loss or gradient raises :class:`~warpaint.errors.NumericalError`
+    before the update, with no checkpoint written.
 
     Step ``t`` draws its data from ``step_generator(seed, t)`` and reseeds torch's global
     generator (used inside some models, e.g. torchvision's proposal sampling) from
@@ -227,9 +227,11 @@ def fit(model: nn.Module, step_loss: StepLoss, *, steps: int, lr: float, seed: i
                 if on_step is not None:
                     on_step(step + 1)
                 stop.raise_if_requested()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         # raised between steps (above), or inside step_loss before any update: consistent
         save(len(history), seconds + time.perf_counter() - t0)
+        if checkpoint is not None:   # for the front end's message
+            e.saved = f"saved the training state at step {len(history)} of {steps} to {checkpoint}"  # type: ignore[attr-defined]
         raise
     finally:
         if bar is not None:
