@@ -302,6 +302,20 @@ class TestCheckpoints:
 
 
 class TestCLI:
+    def test_help_shows_the_defaults_each_distortion_uses(self, capsys):
+        """Unset options take each distortion's values: the help says those, not the dataclass's."""
+        from warpaint.cli import main
+
+        with pytest.raises(SystemExit):
+            main(["stn", "digits", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for name in ("epochs", "stn_output", "stn_kind", "turned_view"):
+            shown = digits.default_text(name)
+            assert shown is not None and f"(default: {shown})" in text
+        assert f"(default: per distortion: R {digits.EPOCHS['R']}, RTS {digits.EPOCHS['RTS']}" in text
+        assert digits.default_text("batch_size") is None and "batch size (default: 128)" in text
+        assert text.count("options:") == 1          # one heading per group
+
     def test_both_models_on_R_write_results_and_pictures(self, tmp_path):
         """Synthetic digits (2,000 are held out for the test set): one short epoch each."""
         from warpaint.cli import main

@@ -6,6 +6,7 @@ flags). :mod:`warpaint.cli` runs the commands.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ def _path(text: str) -> Path:
 
 
 def add_config_flags(p: argparse.ArgumentParser, cls, *, groups: dict[str, tuple[str, ...]] | None = None,
-                     skip: tuple[str, ...] = (), unset: bool = False) -> None:
+                     skip: tuple[str, ...] = (), unset: bool = False,
+                     shown_default: Callable[[str], str | None] | None = None) -> None:
     """One ``--field-name`` flag per field of the dataclass ``cls``: help, choices, type and
     metavar from the field's metadata, in the argument groups ``groups`` (or the field's
     ``group``). With ``unset`` the flags default to None (the command fills in its own
-    defaults, e.g. per distortion). This is the only place configs become flags."""
+    defaults, e.g. per distortion, which ``shown_default(name)`` describes for the help).
+    This is the only place configs become flags."""
     group_of = {n: g for g, names in (groups or {}).items() for n in names}
     made: dict[str, argparse._ArgumentGroup] = {}
     for f in fields(cls):
@@ -34,9 +37,10 @@ def add_config_flags(p: argparse.ArgumentParser, cls, *, groups: dict[str, tuple
             continue
         name = group_of.get(f.name) or f.metadata.get("group", "")
         if name not in made:
-            made[name] = p.add_argument_group(f"{name} options" if name else "options")
+            made[name] = p.add_argument_group(f"{name} options" if name else "settings")
         shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
         shown = "none" if shown is None or shown == "" else shown   # 0 and 0.0 are shown as such
+        shown = (shown_default(f.name) if shown_default else None) or shown
         text = f.metadata["help"]     # a help that states its own default keeps it
         kw: dict[str, Any] = {"default": None if unset else f.default, "dest": f.name,
                               "help": text if "(default:" in text else f"{text} (default: {shown})"}
@@ -264,7 +268,7 @@ def _serve_parser(sub) -> None:
 
 def _stn_parsers(sub) -> None:
     from .apps.common import DetectionConfig, SegmentationConfig  # not the apps: no torchvision here
-    from .apps.digits import DigitsConfig
+    from .apps.digits import DigitsConfig, default_text
 
     stn = sub.add_parser("stn", help="spatial transformer network applications")
     stn_sub = stn.add_subparsers(dest="stn_command", required=True, metavar="APP", parser_class=_Parser)
@@ -276,7 +280,7 @@ def _stn_parsers(sub) -> None:
     p.add_argument("--model", default="both", choices=("cnn", "stcnn", "both"),
                    help="which model(s) to train (default: both)")
     _add_app_io(p, "digits")
-    add_config_flags(p, DigitsConfig, skip=("distortion", "model"), unset=True)
+    add_config_flags(p, DigitsConfig, skip=("distortion", "model"), unset=True, shown_default=default_text)
     for app, what, config in (("detect", "Faster R-CNN detector", DetectionConfig),
                               ("seg", "U-Net segmenter", SegmentationConfig)):
         for verb in ("train", "eval"):

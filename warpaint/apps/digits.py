@@ -184,7 +184,7 @@ class DigitsConfig:
     distortion: str = field(default="RTS", metadata={"help": "R, RTS, P or E", "choices": DISTORTIONS})
     model: str = field(default="stcnn", metadata={"help": "cnn or stcnn", "choices": ("cnn", "stcnn")})
     epochs: int = field(default=30,
-                        metadata={"help": "training epochs (per distortion: R 40, RTS 30, P and E 25)"})
+                        metadata={"help": "training epochs"})
     batch_size: int = field(default=128, metadata={"help": "batch size"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
     stn_lr_scale: float = field(default=1.0,
@@ -268,6 +268,17 @@ def config_for(distortion: str, model: str, **overrides) -> DigitsConfig:
     base.update({k: v for k, v in overrides.items()
                  if v is not None and (model == "stcnn" or k not in STN_OPTIONS)})
     return DigitsConfig(distortion=distortion, model=model, **base)
+
+
+def default_text(name: str) -> str | None:
+    """What ``--help`` shows as the default of the option ``name`` when it depends on the
+    distortion (``None`` when it does not): the values :func:`config_for` uses."""
+    values = {d: getattr(config_for(d, "stcnn"), name) for d in DISTORTIONS}
+    if len(set(values.values())) == 1 and next(iter(values.values())) == getattr(DigitsConfig(), name):
+        return None
+    text = "per distortion: " + ", ".join(f"{d} {str(v).lower() if isinstance(v, bool) else v}"
+                                          for d, v in values.items())
+    return text if name == "epochs" else f"{text} for the ST-CNN"
 
 
 @torch.no_grad()
