@@ -351,6 +351,15 @@ class TestCLI:
         for name in ("undistorted", "distorted"):
             assert 0 <= res["eval"][name]["miou"] <= 1
         assert res["train"]["steps"] == 2 and (out / "seg_stn_predictions.png").exists()
+        # retrained with other settings: the old model's evaluation goes with it
+        assert main(["stn", "seg-train", "--data", str(MNIST), "--model", "stn", "--steps", "3",
+                     "--batch-size", "2", "--test-canvases", "5", "--out", str(out), "-q"]) == 0
+        res = json.loads((out / "seg_results.json").read_text())["stn"]
+        assert res["train"]["steps"] == 3 and "eval" not in res
+        assert not (out / "seg_stn_predictions.png").exists()
+        assert main(["stn", "seg-eval", "--data", str(MNIST), "--model", "stn", "--out", str(out), "-q"]) == 0
+        res = json.loads((out / "seg_results.json").read_text())["stn"]
+        assert res["eval"]["config"] == res["train"]["config"]
 
     def test_bad_input(self, tmp_path, capsys):
         from warpaint.cli import main

@@ -3,6 +3,7 @@ transformer, and recording their results (``NAME_results.json``)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -35,8 +36,18 @@ def train_variants(app: ModuleType, name: str, configs: list, data: tuple[Tensor
                         title=f"{name} {variant}: {cfg.steps} steps x {cfg.batch_size} canvases "
                               f"{cfg.size} px, CPU float32, {summary['threads']} threads",
                         xlabel="training step")
+        _forget_stale_eval(results, variant, summary["config"], out / f"{name}_{variant}_predictions.png")
         _record(results, results_path, name, variant, "train", summary, report)
     return results
+
+
+def _forget_stale_eval(results: dict, variant: str, config: dict, picture: Path) -> None:
+    """A variant retrained with another configuration: its evaluation (entry and picture)
+    described the model set aside, so it goes; ``NAME-eval`` makes the new one."""
+    old = results.get(variant, {}).get("eval")
+    if old is not None and old.get("config") != json.loads(json.dumps(config)):
+        del results[variant]["eval"]
+        picture.unlink(missing_ok=True)
 
 
 def evaluate_variants(app: ModuleType, name: str, variants: tuple[str, ...], load_data: Callable,
