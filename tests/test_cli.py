@@ -529,3 +529,18 @@ class TestSubprocess:
         assert not out.exists()            # the final name is for finished results only
         assert_png(tmp_path / "interrupted.partial.png", (64, 48))
         assert no_temp_files(tmp_path) and no_temp_files(snaps)
+
+
+def test_errors_name_flags_not_fields():
+    """A library message names fields; the command line says the flags (never in a path)."""
+    from warpaint.cli import _as_flag
+    from warpaint.parser import build_parser
+
+    parser = build_parser()
+    assert _as_flag("like (128 px) must be larger than read_at", parser) == \
+        "--like (128 px) must be larger than --read-at"
+    assert _as_flag("needs 3 GB, more than the max_memory budget", parser) == \
+        "needs 3 GB, more than the --max-memory budget"
+    path = "/tmp/max_memory/style_weight.png: exists"
+    assert _as_flag(path, parser) == path
+    assert _as_flag("not_a_flag is refused", parser) == "not_a_flag is refused"

@@ -429,10 +429,23 @@ def _options(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def _as_flag(message: str, parser: argparse.ArgumentParser) -> str:
-    """A library error names a field (``style_weight must be ...``); the CLI names its flag."""
+    """A library error names fields (``style_weight must be ...``, ``... than read_at``); the
+    CLI names their flags: the first word, and any other snake_case word that is a flag's
+    field (never inside a path)."""
+    import re
+
+    options = _options(parser)
     field, _, rest = message.partition(" ")
     flag = "--" + field.replace("_", "-")
-    return f"{flag} {rest}" if field.isidentifier() and flag in _options(parser) else message
+    if field.isidentifier() and flag in options:
+        message = f"{flag} {rest}"
+
+    def swap(m: re.Match) -> str:
+        flag = "--" + m[0].replace("_", "-")
+        return flag if flag in options else m[0]
+
+    head, sep, tail = message.partition(" ")
+    return head + sep + re.sub(r"(?<![\w/.\\-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w/.\\-])", swap, tail)
 
 
 def _terminate(signum, frame) -> None:

@@ -437,10 +437,10 @@ def run_experiments(configs: list[DigitsConfig], data: tuple[Tensor, Tensor], ou
     pictures, and its entry (``DISTORTION/MODEL``) in ``results.json``. Returns the results."""
     from .common import read_results, write_results
 
-    for cfg in configs:   # a refused split before anything is made
-        split(data[0].shape[0], cfg.n_test, cfg.seed, name="n_test")
     results_path = out / "results.json"
     results = read_results(results_path)
+    for cfg in configs:   # a refused split before anything is made
+        split(data[0].shape[0], cfg.n_test, cfg.seed, name="n_test")
     out.mkdir(parents=True, exist_ok=True)
     for cfg in configs:
         name, kind = cfg.distortion, cfg.model

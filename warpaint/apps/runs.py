@@ -24,10 +24,10 @@ def train_variants(app: ModuleType, name: str, configs: list, data: tuple[Tensor
     loss curve, and its entry in ``NAME_results.json``. Returns the results."""
     from ..plots import save_loss_curve
 
-    for cfg in configs:   # a refused split before anything is made
-        split(data[0].shape[0], cfg.n_test_digits, cfg.seed)
     results_path = out / f"{name}_results.json"
     results = read_results(results_path)
+    for cfg in configs:   # a refused split before anything is made
+        split(data[0].shape[0], cfg.n_test_digits, cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     for cfg in configs:
         variant = "stn" if cfg.stn else "plain"
