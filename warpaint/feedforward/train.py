@@ -314,7 +314,8 @@ def _start_from(model: FastStylizer, path: Path) -> None:
 
     start = load(path)
     if start.kind != model.kind:
-        raise InputError(f"{path}: a {start.kind}-style model cannot start a {model.kind}-style one")
+        raise InputError(f"{path}: {'an' if start.kind == 'arbitrary' else 'a'} {start.kind}-style model "
+                         f"cannot start {'an' if model.kind == 'arbitrary' else 'a'} {model.kind}-style one")
     try:
         model.net.load_state_dict(start.net.state_dict())
         if model.encoder is not None and start.encoder is not None:
