@@ -153,3 +153,17 @@ def test_command_writes_a_model_that_reads_small_and_refuses_bad_input(folders, 
 def test_a_single_style_model_is_refused(folders):
     with pytest.raises(InputError, match="arbitrary-style"):
         calibrate(build("single", width=4, blocks=1), [], [], CalibrationConfig())
+
+
+def test_a_worse_calibration_is_said(folders, tmp_path, vgg, monkeypatch, caplog):
+    """When the held-out code error grows, the model is still written, with a warning."""
+    from warpaint.feedforward import calibrate as module
+
+    worse = {"held_out_code_error_before": 0.2, "held_out_code_error_after": 0.3, "held_out_images": 1}
+    monkeypatch.setattr(module, "calibrate", lambda *a, **kw: worse)
+    src = _model(tmp_path, vgg)
+    out = tmp_path / "cal.pt"
+    with caplog.at_level("WARNING", logger=module.__name__):
+        assert module.calibrate_to_file(src, folders / "c", folders / "s", out, CalibrationConfig(),
+                                        progress=False) == worse
+    assert out.exists() and "reads the held-out images worse than" in caplog.text

@@ -324,9 +324,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} (reads paintings at {cfg.read_at} px; code error against reading at "
           f"{cfg.like} px on {n} held-out image{'s' * (n != 1)}: {before:.3f} -> {after:.3f})",
           file=sys.stderr)
-    if after > before:
-        print(f"warpaint: warning: the calibrated model reads the held-out images worse than {args.model} "
-              "did; keep the original, or calibrate on more paintings and photos", file=sys.stderr)
     return 0
 
 
@@ -435,17 +432,15 @@ def _as_flag(message: str, parser: argparse.ArgumentParser) -> str:
     import re
 
     options = _options(parser)
-    field, _, rest = message.partition(" ")
-    flag = "--" + field.replace("_", "-")
-    if field.isidentifier() and flag in options:
-        message = f"{flag} {rest}"
 
-    def swap(m: re.Match) -> str:
-        flag = "--" + m[0].replace("_", "-")
-        return flag if flag in options else m[0]
+    def flag_of(word: str) -> str:
+        flag = "--" + word.replace("_", "-")
+        return flag if flag in options else word
 
-    head, sep, tail = message.partition(" ")
-    return head + sep + re.sub(r"(?<![\w/.\\-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w/.\\-])", swap, tail)
+    field, sep, rest = message.partition(" ")
+    head = flag_of(field) if field.isidentifier() else field
+    return head + sep + re.sub(r"(?<![\w/.\\-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w/.\\-])",
+                               lambda m: flag_of(m[0]), rest)
 
 
 def _terminate(signum, frame) -> None:

@@ -69,11 +69,17 @@ def load_mnist(folder: str | Path) -> tuple[Tensor, Tensor]:
     return images, labels
 
 
-def split(n: int, n_test: int, seed: int, *, name: str = "n_test_digits") -> tuple[Tensor, Tensor]:
-    """Seeded permutation split of ``range(n)`` into (train, test) indices; an InputError
-    (naming the option ``name``) unless both are non-empty."""
+def check_split(n: int, n_test: int, *, name: str = "n_test_digits") -> None:
+    """An InputError (naming the option ``name``) unless holding ``n_test`` of ``n`` digits
+    out leaves both parts non-empty."""
     if not 0 < n_test < n:
         raise InputError(f"{name} must be between 1 and {n - 1} (the digits given), got {n_test}")
+
+
+def split(n: int, n_test: int, seed: int, *, name: str = "n_test_digits") -> tuple[Tensor, Tensor]:
+    """Seeded permutation split of ``range(n)`` into (train, test) indices (checked by
+    :func:`check_split`)."""
+    check_split(n, n_test, name=name)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[n_test:], perm[:n_test]
 

@@ -35,7 +35,7 @@ from ..stn.transformer import (
 )
 from ..stn.transformer import rotation_equivariance_loss as equivariance_loss  # noqa: F401  (re-exported)
 from ..training import count_parameters, fit, restore, step_generator
-from .common import load_mnist, read_idx, split  # noqa: F401  (re-exported: the data of the digits app)
+from .common import check_split, load_mnist, read_idx, split  # noqa: F401  (re-exported: the data of the digits app)
 
 Distortion = Literal["R", "RTS", "P", "E"]
 DISTORTIONS: tuple[str, ...] = ("R", "RTS", "P", "E")
@@ -440,7 +440,7 @@ def run_experiments(configs: list[DigitsConfig], data: tuple[Tensor, Tensor], ou
     results_path = out / "results.json"
     results = read_results(results_path)
     for cfg in configs:   # a refused split before anything is made
-        split(data[0].shape[0], cfg.n_test, cfg.seed, name="n_test")
+        check_split(data[0].shape[0], cfg.n_test, name="n_test")
     out.mkdir(parents=True, exist_ok=True)
     for cfg in configs:
         name, kind = cfg.distortion, cfg.model

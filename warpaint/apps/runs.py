@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from . import canvas
-from .common import read_results, split, write_results
+from .common import check_split, read_results, write_results
 
 # -- running the canvas applications -----------------------------------------------------------
 Report = Callable[[dict], None]
@@ -27,7 +27,7 @@ def train_variants(app: ModuleType, name: str, configs: list, data: tuple[Tensor
     results_path = out / f"{name}_results.json"
     results = read_results(results_path)
     for cfg in configs:   # a refused split before anything is made
-        split(data[0].shape[0], cfg.n_test_digits, cfg.seed)
+        check_split(data[0].shape[0], cfg.n_test_digits)
     out.mkdir(parents=True, exist_ok=True)
     for cfg in configs:
         variant = "stn" if cfg.stn else "plain"

@@ -20,6 +20,7 @@ Data flow: images -> random views (:func:`random_views`) -> VGG statistics at bo
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from ..io import list_images, load_pil, pil_to_tensor
 from ..vgg import VGGFeatures
 from .model import FastStylizer, style_inputs
 from .nets import STAT_LAYERS, StyleEncoder, feature_statistics
+
+log = logging.getLogger(__name__)
 
 #: Aspect ratios (height, width) of the views: square, 3:4, 5:8, 9:16, 7:8, both ways.
 ASPECTS = ((1, 1), (3, 4), (4, 3), (5, 8), (8, 5), (9, 16), (16, 9), (7, 8), (8, 7))
@@ -236,8 +239,8 @@ def calibrate_to_file(model_path: Path, content_dir: Path, style_dir: Path, outp
     """:func:`calibrate` the model file ``model_path`` on the paintings in ``style_dir`` and
     the photos in ``content_dir`` (both searched recursively) and write it to ``output``
     (atomically; never over an input, nor over an existing file unless ``overwrite``).
-    Returns the summary."""
-    from ..io import guard_output
+    Returns the summary; a warning is logged when the held-out code error got worse."""
+    from ..io import check_not_there, guard_output
     from .model import load
 
     if output.suffix != ".pt":
@@ -245,10 +248,12 @@ def calibrate_to_file(model_path: Path, content_dir: Path, style_dir: Path, outp
     paintings, photos = list_images(style_dir, recursive=True), list_images(content_dir, recursive=True)
     guard_output(output, [str(model_path), *map(str, paintings), *map(str, photos)], what="model file",
                  formats=(".pt",))
-    if output.exists() and not overwrite:
-        raise InputError(f"{output}: exists; refusing to overwrite a finished model (choose another name, "
-                         "or add --overwrite to replace it)")
+    if not overwrite:
+        check_not_there([output])
     model = load(model_path)
     summary = calibrate(model, paintings, photos, cfg, progress=progress)
     model.save(output)
+    if summary["held_out_code_error_after"] > summary["held_out_code_error_before"]:
+        log.warning("warning: the calibrated model reads the held-out images worse than %s did; keep the "
+                    "original, or calibrate on more paintings and photos", model_path)
     return summary
